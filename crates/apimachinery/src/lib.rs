@@ -1,0 +1,10 @@
+//! `apimachinery`: the pure rules of the Kubernetes API that do not depend on
+//! storage or transport (the counterpart of k8s.io/apimachinery plus the
+//! per-type logic of `pkg/apis`): field errors, table printing, strategic merge
+//! patch, defaults and validation. No I/O; everything here is unit-tested.
+//!
+//! Depends on: serde_json, k8s-openapi. Used by `apiserver`.
+
+pub mod field;
+pub mod selector;
+pub mod table;

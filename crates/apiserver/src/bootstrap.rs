@@ -1,0 +1,99 @@
+//! Objects every cluster has from its first start: the system namespaces and
+//! the `kubernetes` Service with Endpoints and an EndpointSlice pointing at
+//! this API server (upstream: `pkg/controlplane/controller/kubernetesservice`).
+
+use crate::error::ApiResult;
+use crate::registry::Registry;
+use crate::resources;
+use crate::Config;
+use serde_json::{json, Value};
+use std::net::Ipv4Addr;
+
+pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiResult<()> {
+    // Rebuild the allocators from what is stored before anything allocates.
+    let svc = resources::find("", "v1", "services").ok_or_else(|| crate::error::ApiError::internal("services resource missing"))?;
+    let page = reg.list_raw(&svc.key_prefix(), store::ListOptions::default()).await?;
+    let services: Vec<Value> = page.kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
+    reg.strategies.services.restore(&services);
+
+    let ns = resources::find("", "v1", "namespaces").ok_or_else(|| crate::error::ApiError::internal("namespaces resource missing"))?;
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        if reg.get(ns, None, name).await.is_err() {
+            let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": { "kubernetes.io/metadata.name": name } } });
+            create_ignoring_exists(reg, ns, None, obj).await?;
+        }
+    }
+
+    let port = i64::from(cfg.port);
+    let want_svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "component": "apiserver", "provider": "kubernetes" } },
+        "spec": {
+            "clusterIP": kubernetes_ip.to_string(),
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": port }],
+            "sessionAffinity": "None",
+            "type": "ClusterIP",
+        },
+    });
+    match reg.get(svc, Some("default"), "kubernetes").await {
+        Err(_) => create_ignoring_exists(reg, svc, Some("default"), want_svc).await?,
+        Ok(cur) => {
+            // Keep the target port in step with the API server's port.
+            if cur.object.pointer("/spec/ports/0/targetPort") != Some(&json!(port)) {
+                reg.modify(svc, Some("default"), "kubernetes", None, false, |o| {
+                    let mut o = o.clone();
+                    o["spec"]["ports"] = want_svc["spec"]["ports"].clone();
+                    Ok(o)
+                })
+                .await?;
+            }
+        }
+    }
+
+    let address = cfg.advertise_address.to_string();
+    let ep = resources::find("", "v1", "endpoints").ok_or_else(|| crate::error::ApiError::internal("endpoints resource missing"))?;
+    let endpoints = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
+        "subsets": [{ "addresses": [{ "ip": address }], "ports": [{ "name": "https", "port": port, "protocol": "TCP" }] }],
+    });
+    upsert(reg, ep, endpoints, "subsets").await?;
+    let es = resources::find("discovery.k8s.io", "v1", "endpointslices").ok_or_else(|| crate::error::ApiError::internal("endpointslices resource missing"))?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "kubernetes.io/service-name": "kubernetes" } },
+        "addressType": "IPv4",
+        "endpoints": [{ "addresses": [address], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+    });
+    upsert(reg, es, slice, "endpoints").await
+}
+
+async fn create_ignoring_exists(reg: &Registry, r: &'static resources::Resource, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+    match reg.create(r, ns, obj, false).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Create `want`, or make its `field` (and `ports`) equal to `want`'s.
+async fn upsert(reg: &Registry, r: &'static resources::Resource, want: Value, field: &str) -> ApiResult<()> {
+    match reg.get(r, Some("default"), "kubernetes").await {
+        Err(_) => create_ignoring_exists(reg, r, Some("default"), want).await,
+        Ok(cur) => {
+            if cur.object.get(field) != want.get(field) || cur.object.get("ports") != want.get("ports") {
+                reg.modify(r, Some("default"), "kubernetes", None, false, |o| {
+                    let mut o = o.clone();
+                    o[field] = want[field].clone();
+                    if let Some(p) = want.get("ports") {
+                        o["ports"] = p.clone();
+                    }
+                    Ok(o)
+                })
+                .await?;
+            }
+            Ok(())
+        }
+    }
+}

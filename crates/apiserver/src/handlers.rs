@@ -1,0 +1,671 @@
+//! The REST verbs on resources: get, list, watch, create, update, patch,
+//! delete, deletecollection, and the status/scale/finalize subresources.
+
+use crate::decode::{self, FieldValidation};
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::{Include, Shape};
+use crate::object;
+use crate::registry::{subject, DeleteOptions, Deleted, Registry};
+use crate::request::{Query, ResourceRequest};
+use crate::resources::Resource;
+use crate::watch;
+use apimachinery::selector::{FieldSelector, LabelSelector};
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use std::time::Duration;
+use store::ListOptions;
+use tokio::sync::mpsc;
+
+/// What a handler answers: a JSON body with a status code and warnings, or a stream.
+pub enum Reply {
+    Json { code: u16, body: Vec<u8>, warnings: Vec<String> },
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl Reply {
+    pub fn json(code: u16, v: &Value) -> Reply {
+        Reply::Json { code, body: serde_json::to_vec(v).unwrap_or_default(), warnings: vec![] }
+    }
+    fn with_warnings(self, w: Vec<String>) -> Reply {
+        match self {
+            Reply::Json { code, body, .. } => Reply::Json { code, body, warnings: w },
+            other => other,
+        }
+    }
+}
+
+/// Fields each resource can be selected by, besides metadata.name/namespace
+/// (upstream: each strategy's `GetAttrs`/field label conversion funcs).
+fn selectable_fields(r: &Resource) -> &'static [&'static str] {
+    match r.plural {
+        "pods" => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        "events" => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        "secrets" => &["type"],
+        "namespaces" => &["status.phase"],
+        "nodes" => &["spec.unschedulable"],
+        "replicasets" => &["status.replicas"],
+        _ => &[],
+    }
+}
+
+pub struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub req: &'a ResourceRequest,
+    pub query: &'a Query,
+    pub shape: Shape,
+}
+
+impl Ctx<'_> {
+    fn r(&self) -> &'static Resource {
+        self.req.resource
+    }
+    fn ns(&self) -> Option<&str> {
+        self.req.namespace.as_deref()
+    }
+    fn dry_run(&self) -> bool {
+        self.query.get("dryRun").is_some()
+    }
+    fn name(&self) -> ApiResult<&str> {
+        self.req.name.as_deref().ok_or_else(|| ApiError::method_not_supported(self.r().plural, "this verb"))
+    }
+
+    /// Render one object in the negotiated shape.
+    fn render(&self, code: u16, obj: &Value) -> Reply {
+        match self.shape {
+            Shape::Json => Reply::json(code, obj),
+            Shape::Table(include) => Reply::json(code, &self.table(std::slice::from_ref(obj), include, None)),
+            Shape::PartialMetadata => Reply::json(code, &partial(obj)),
+        }
+    }
+
+    fn table(&self, objs: &[Value], include: Include, list_meta: Option<Value>) -> Value {
+        let r = self.r();
+        let now = jiff::Timestamp::now();
+        let columns = apimachinery::table::columns(r.group, r.plural).unwrap_or_else(apimachinery::table::default_columns);
+        let rows: Vec<Value> = objs
+            .iter()
+            .map(|o| {
+                let mut row = json!({ "cells": apimachinery::table::cells(r.group, r.plural, o, now) });
+                match include {
+                    Include::None => {}
+                    Include::Metadata => row["object"] = partial(o),
+                    Include::Object => row["object"] = o.clone(),
+                }
+                row
+            })
+            .collect();
+        json!({
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta.unwrap_or_else(|| json!({})),
+            "columnDefinitions": columns,
+            "rows": rows,
+        })
+    }
+}
+
+fn partial(obj: &Value) -> Value {
+    json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or_default() })
+}
+
+pub async fn get(ctx: &Ctx<'_>) -> ApiResult<Reply> {
+    let name = ctx.name()?;
+    let stored = ctx.registry.get(ctx.r(), ctx.ns(), name).await?;
+    match ctx.req.subresource.as_deref() {
+        None | Some("status") => Ok(ctx.render(200, &stored.object)),
+        Some("scale") if ctx.r().scale => Ok(Reply::json(200, &scale_of(ctx.r(), &stored.object)?)),
+        Some(other) => Err(ApiError::path_not_found_for(other)),
+    }
+}
+
+impl ApiError {
+    fn path_not_found_for(sub: &str) -> ApiError {
+        ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({sub})"))
+    }
+}
+
+/// The autoscaling/v1 Scale of a ReplicaSet or Deployment.
+fn scale_of(r: &Resource, obj: &Value) -> ApiResult<Value> {
+    let meta = obj.get("metadata").cloned().unwrap_or_default();
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(label_selector_string)
+        .unwrap_or_default();
+    let _ = r;
+    Ok(json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta.get("creationTimestamp"),
+        },
+        "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    }))
+}
+
+struct ListParams {
+    label: LabelSelector,
+    field: FieldSelector,
+}
+
+fn list_params(ctx: &Ctx<'_>) -> ApiResult<ListParams> {
+    let label = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let field = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or_default(), selectable_fields(ctx.r()))
+        .map_err(ApiError::bad_request)?;
+    Ok(ListParams { label, field })
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continue {
+    v: String,
+    rv: i64,
+    start: String,
+}
+
+pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let params = list_params(ctx)?;
+    let limit = ctx.query.int("limit").filter(|l| *l > 0).map(|l| l as usize);
+    let rv = ctx.query.get("resourceVersion");
+    let rv_match = ctx.query.get("resourceVersionMatch");
+    let mut revision = match (rv, rv_match) {
+        (Some(v), Some("Exact")) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?),
+        (None, Some(m)) => {
+            return Err(ApiError::bad_request(format!("resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided")))
+        }
+        (Some(v), _) => {
+            // NotOlderThan (or legacy "0"): the latest state is never older.
+            let n = v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?;
+            let current = ctx.registry.store.current_revision().await?;
+            if n > current {
+                return Err(ApiError::timeout(format!("Too large resource version: {n}, current: {current}")));
+            }
+            None
+        }
+        (None, None) => None,
+    };
+    let prefix = r.namespace_prefix(ctx.ns());
+    let mut start_after = None;
+    if let Some(token) = ctx.query.get("continue") {
+        let c: Continue = base64::engine::general_purpose::STANDARD
+            .decode(token)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| ApiError::bad_request("continue key is not valid: illegal base64 data"))?;
+        revision = Some(c.rv);
+        start_after = Some(format!("{prefix}{}", c.start));
+    }
+    // One named object (kubectl's `delete --wait`, `get -w NAME`).
+    let exact = params.field.single_name().map(|n| r.key(ctx.ns(), n));
+
+    let filtering = !params.label.is_empty() || !params.field.is_empty();
+    let mut items: Vec<Value> = Vec::new();
+    let mut raw: Vec<Vec<u8>> = Vec::new();
+    let mut read_rev;
+    let mut more;
+    let mut remaining;
+    let mut last_key: Option<String> = None;
+    loop {
+        let page = ctx
+            .registry
+            .list_raw(&prefix, ListOptions { revision, limit, start_after: start_after.clone() })
+            .await
+            .map_err(|e| if e.code == 410 && ctx.query.get("continue").is_some() {
+                ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")
+            } else { e })?;
+        read_rev = page.revision;
+        revision = Some(page.revision);
+        more = page.more;
+        remaining = page.remaining;
+        for kv in &page.kvs {
+            last_key = Some(kv.key.clone());
+            if exact.as_deref().is_some_and(|k| k != kv.key) {
+                continue;
+            }
+            // Keys of other namespaces share no prefix, but a cluster-wide list of
+            // `<prefix><ns>/<name>` keys is fine as is.
+            let needs_object = filtering || !matches!(ctx.shape, Shape::Json);
+            if needs_object {
+                let obj = object::decode(&kv.value, kv.mod_revision)
+                    .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
+                if params.label.matches_object(&obj) && params.field.matches_object(&obj) {
+                    items.push(obj);
+                }
+            } else {
+                raw.push(object::with_resource_version(&kv.value, kv.mod_revision));
+            }
+        }
+        let have = items.len() + raw.len();
+        match limit {
+            Some(l) if more && have < l => {
+                start_after = last_key.clone();
+                continue;
+            }
+            _ => break,
+        }
+    }
+    let mut meta = json!({ "resourceVersion": read_rev.to_string() });
+    if more {
+        if let Some(k) = &last_key {
+            let c = Continue { v: "meta.k8s.io/v1".into(), rv: read_rev, start: k.strip_prefix(&prefix).unwrap_or(k).to_string() };
+            let token = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&c).unwrap_or_default());
+            meta["continue"] = json!(token);
+            if !filtering {
+                meta["remainingItemCount"] = json!(remaining);
+            }
+        }
+    }
+    match ctx.shape {
+        Shape::Table(include) => Ok(Reply::json(200, &ctx.table(&items, include, Some(meta)))),
+        Shape::PartialMetadata => {
+            let items: Vec<Value> = items.iter().map(partial).collect();
+            Ok(Reply::json(200, &json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items })))
+        }
+        Shape::Json => {
+            // Assemble the list without re-encoding stored objects.
+            let mut body = Vec::with_capacity(raw.iter().map(Vec::len).sum::<usize>() + 256);
+            body.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":", r.list_kind(), r.api_version()).as_bytes());
+            body.extend_from_slice(&serde_json::to_vec(&meta).unwrap_or_default());
+            body.extend_from_slice(b",\"items\":[");
+            let mut first = true;
+            for item in items.iter().map(|o| serde_json::to_vec(o).unwrap_or_default()).chain(raw) {
+                if !first {
+                    body.push(b',');
+                }
+                first = false;
+                body.extend_from_slice(&item);
+            }
+            body.extend_from_slice(b"]}");
+            Ok(Reply::Json { code: 200, body, warnings: vec![] })
+        }
+    }
+}
+
+pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let params = list_params(ctx)?;
+    let store = ctx.registry.store.clone();
+    let prefix = r.namespace_prefix(ctx.ns());
+    let exact_key = params.field.single_name().map(|n| r.key(ctx.ns(), n));
+    let filter = watch::Filter { label: params.label, field: params.field, exact_key };
+    let bookmarks = ctx.query.flag("allowWatchBookmarks");
+    let timeout = ctx.query.int("timeoutSeconds").filter(|t| *t > 0).map(|t| Duration::from_secs(t as u64));
+    let send_initial = ctx.query.flag("sendInitialEvents");
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+
+    // Where to start: an explicit revision streams changes after it; none or
+    // "0" first sends the current state as ADDED events.
+    let rv = ctx.query.get("resourceVersion");
+    let (initial, after) = match rv {
+        Some(v) if v != "0" && !send_initial => {
+            let n = v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?;
+            (Vec::new(), n)
+        }
+        _ => {
+            let page = store.list(&prefix, ListOptions::default()).await?;
+            let mut objs = Vec::new();
+            for kv in &page.kvs {
+                if filter.exact_key.as_deref().is_some_and(|k| k != kv.key) {
+                    continue;
+                }
+                let obj = object::decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
+                if filter.matches(&obj) {
+                    objs.push(obj);
+                }
+            }
+            (objs, page.revision)
+        }
+    };
+    let stream = match store.watch(&prefix, after).await {
+        Ok(s) => Some(s),
+        Err(store::Error::Compacted { requested, compacted }) => {
+            // Upstream answers 200 and an ERROR event with a 410 Status.
+            let _ = tx.try_send(Bytes::from(watch::error_line(&ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )))));
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let table = match ctx.shape {
+        Shape::Table(include) => Some(include),
+        _ => None,
+    };
+    let render = {
+        let (group, plural) = (r.group, r.plural);
+        move |obj: Value| -> Value {
+            match table {
+                None => obj,
+                Some(include) => {
+                    let columns = apimachinery::table::columns(group, plural).unwrap_or_else(apimachinery::table::default_columns);
+                    let mut row = json!({ "cells": apimachinery::table::cells(group, plural, &obj, jiff::Timestamp::now()) });
+                    match include {
+                        Include::None => {}
+                        Include::Metadata => row["object"] = partial(&obj),
+                        Include::Object => row["object"] = obj.clone(),
+                    }
+                    json!({ "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": { "resourceVersion": object::meta_str(&obj, "resourceVersion") }, "columnDefinitions": columns, "rows": [row] })
+                }
+            }
+        }
+    };
+    let (api_version, kind) = (r.api_version(), r.kind);
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        for obj in initial {
+            if tx.send(Bytes::from(watch::event_line("ADDED", &render(obj)))).await.is_err() {
+                return;
+            }
+        }
+        if send_initial && bookmarks {
+            let line = watch::event_line(
+                "BOOKMARK",
+                &json!({ "kind": kind, "apiVersion": api_version, "metadata": { "resourceVersion": after.to_string(), "annotations": { "k8s.io/initial-events-end": "true" } } }),
+            );
+            if tx.send(Bytes::from(line)).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut stream) = stream else { return };
+        let mut last_rev = after;
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.tick().await;
+        loop {
+            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
+            tokio::select! {
+                ev = stream.next() => {
+                    let line = match ev {
+                        None => return,
+                        Some(Err(store::Error::Compacted { requested, compacted })) => {
+                            watch::error_line(&ApiError::expired(format!("too old resource version: {requested} ({compacted})")))
+                        }
+                        // A lagging watcher is closed; the client re-watches from its last revision.
+                        Some(Err(_)) => return,
+                        Some(Ok(ev)) => {
+                            last_rev = ev.revision();
+                            match watch::translate(&ev, &filter) {
+                                Ok(Some((t, obj))) => watch::event_line(t, &render(obj)),
+                                Ok(None) => continue,
+                                Err(e) => watch::error_line(&e),
+                            }
+                        }
+                    };
+                    if tx.send(Bytes::from(line)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tick.tick(), if bookmarks => {
+                    if tx.send(Bytes::from(watch::bookmark(&api_version, kind, last_rev))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = tx.closed() => return,
+                _ = tokio::time::sleep_until(sleep_until) => return,
+            }
+        }
+    });
+    Ok(Reply::Stream(rx))
+}
+
+fn field_validation(ctx: &Ctx<'_>) -> ApiResult<FieldValidation> {
+    FieldValidation::parse(ctx.query.get("fieldValidation"))
+}
+
+pub async fn create(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
+    let r = ctx.r();
+    if ctx.req.name.is_some() {
+        return Err(ApiError::method_not_supported(r.plural, "create"));
+    }
+    let obj = decode::parse_body(content_type, body)?;
+    let (obj, warnings) = decode::check_object(r, obj, field_validation(ctx)?)?;
+    if let (Some(ns), Some(body_ns)) = (ctx.ns(), object::meta_str(&obj, "namespace")) {
+        if !body_ns.is_empty() && body_ns != ns {
+            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+        }
+    }
+    if r.namespaced && ctx.ns().is_none() {
+        return Err(ApiError::method_not_supported(r.plural, "create"));
+    }
+    let stored = ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run()).await?;
+    Ok(ctx.render(201, &stored.object).with_warnings(warnings))
+}
+
+pub async fn update(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let name = ctx.name()?.to_string();
+    let obj = decode::parse_body(content_type, body)?;
+    if ctx.req.subresource.as_deref() == Some("scale") {
+        return update_scale(ctx, &name, |_| Ok(obj.clone())).await;
+    }
+    check_sub(ctx)?;
+    let (obj, warnings) = decode::check_object(r, obj, field_validation(ctx)?)?;
+    let stored = ctx.registry.update(r, ctx.ns(), &name, obj, ctx.req.subresource.as_deref(), ctx.dry_run()).await?;
+    Ok(ctx.render(200, &stored.object).with_warnings(warnings))
+}
+
+fn check_sub(ctx: &Ctx<'_>) -> ApiResult<()> {
+    match ctx.req.subresource.as_deref() {
+        None => Ok(()),
+        Some("status") if ctx.r().status => Ok(()),
+        Some("finalize") if ctx.r().plural == "namespaces" => Ok(()),
+        Some(other) => Err(ApiError::path_not_found_for(other)),
+    }
+}
+
+/// Apply a change to the Scale of a ReplicaSet/Deployment and write spec.replicas.
+async fn update_scale<F>(ctx: &Ctx<'_>, name: &str, mut change: F) -> ApiResult<Reply>
+where
+    F: FnMut(&Value) -> ApiResult<Value>,
+{
+    let r = ctx.r();
+    if !r.scale {
+        return Err(ApiError::path_not_found_for("scale"));
+    }
+    let mut new_scale = None;
+    let stored = ctx
+        .registry
+        .modify(r, ctx.ns(), name, None, ctx.dry_run(), |obj| {
+            let scale = scale_of(r, obj)?;
+            let wanted = change(&scale)?;
+            if let Some(rv) = object::meta_str(&wanted, "resourceVersion") {
+                if Some(rv) != object::meta_str(obj, "resourceVersion") {
+                    return Err(ApiError::modified(subject(r, name)));
+                }
+            }
+            let replicas = wanted
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
+            if replicas < 0 {
+                return Err(ApiError::invalid(
+                    crate::error::Subject { group: "autoscaling", plural: "scale", kind: "Scale", name },
+                    &[apimachinery::field::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+                ));
+            }
+            let mut obj = obj.clone();
+            obj["spec"]["replicas"] = json!(replicas);
+            if let Some(m) = object::meta_mut(&mut obj) {
+                m.remove("resourceVersion");
+            }
+            new_scale = Some(wanted);
+            Ok(obj)
+        })
+        .await?;
+    let _ = new_scale;
+    Ok(Reply::json(200, &scale_of(r, &stored.object)?))
+}
+
+pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let name = ctx.name()?.to_string();
+    let ct = content_type.split(';').next().unwrap_or_default().trim().to_string();
+    let patch_doc = decode::parse_body(&ct, body)?;
+    let apply = |orig: &Value, group: &str, kind: &str| -> ApiResult<Value> {
+        match ct.as_str() {
+            "application/json-patch+json" => {
+                let p: json_patch::Patch = serde_json::from_value(patch_doc.clone())
+                    .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
+                let mut v = orig.clone();
+                json_patch::patch(&mut v, &p).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
+                Ok(v)
+            }
+            "application/merge-patch+json" => {
+                let mut v = orig.clone();
+                json_patch::merge(&mut v, &patch_doc);
+                Ok(v)
+            }
+            "application/strategic-merge-patch+json" => apimachinery::strategic_merge::apply(group, kind, orig, &patch_doc)
+                .map_err(|e| ApiError::bad_request(e.to_string())),
+            "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type("application/apply-patch+yaml (server-side apply is not supported yet; use client-side kubectl apply)")),
+            other => Err(ApiError::unsupported_media_type(other)),
+        }
+    };
+    if ctx.req.subresource.as_deref() == Some("scale") {
+        return update_scale(ctx, &name, |scale| apply(scale, "autoscaling", "Scale")).await;
+    }
+    check_sub(ctx)?;
+    let mode = field_validation(ctx)?;
+    let mut warnings = Vec::new();
+    let stored = ctx
+        .registry
+        .modify(r, ctx.ns(), &name, ctx.req.subresource.as_deref(), ctx.dry_run(), |orig| {
+            let mut orig = orig.clone();
+            let orig_rv = object::meta_str(&orig, "resourceVersion").map(String::from);
+            let patched = apply(&orig, r.group, r.kind)?;
+            let (mut obj, w) = decode::check_object(r, patched, mode)?;
+            warnings = w;
+            // The patch's own resourceVersion (if any) is a precondition; otherwise
+            // none, so the registry retries on conflicts.
+            if object::meta_str(&obj, "resourceVersion") == orig_rv.as_deref() {
+                if let Some(m) = object::meta_mut(&mut obj) {
+                    m.remove("resourceVersion");
+                }
+            }
+            let _ = object::meta_mut(&mut orig);
+            Ok(obj)
+        })
+        .await?;
+    Ok(ctx.render(200, &stored.object).with_warnings(warnings))
+}
+
+pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let name = ctx.name()?.to_string();
+    let mut opts = delete_options(ctx, body)?;
+    opts.dry_run |= ctx.dry_run();
+    match ctx.registry.delete(r, ctx.ns(), &name, &opts).await? {
+        Deleted::Gone(obj) => {
+            let details = json!({ "name": name, "kind": r.plural, "uid": object::meta_str(&obj, "uid") });
+            let mut details = details;
+            if !r.group.is_empty() {
+                details["group"] = json!(r.group);
+            }
+            if r.plural == "pods" || r.plural == "services" || r.plural == "namespaces" {
+                Ok(ctx.render(200, &obj))
+            } else {
+                Ok(Reply::json(200, &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details })))
+            }
+        }
+        Deleted::Pending(obj) => Ok(ctx.render(200, &obj)),
+    }
+}
+
+fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<DeleteOptions> {
+    let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteOptions::default()
+    } else {
+        let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        DeleteOptions::from_json(&v)
+    };
+    if let Some(p) = ctx.query.get("propagationPolicy") {
+        opts.propagation = Some(p.to_string());
+    }
+    if let Some(g) = ctx.query.int("gracePeriodSeconds") {
+        opts.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = &opts.propagation {
+        if !matches!(p.as_str(), "Foreground" | "Background" | "Orphan") {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\""),
+            ));
+        }
+    }
+    Ok(opts)
+}
+
+pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let params = list_params(ctx)?;
+    let opts = delete_options(ctx, body)?;
+    let page = ctx.registry.list_raw(&r.namespace_prefix(ctx.ns()), ListOptions::default()).await?;
+    let mut deleted = Vec::new();
+    for kv in &page.kvs {
+        let obj = object::decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
+        if !(params.label.matches_object(&obj) && params.field.matches_object(&obj)) {
+            continue;
+        }
+        let ns = object::meta_str(&obj, "namespace").map(String::from);
+        match ctx.registry.delete(r, ns.as_deref(), object::name(&obj), &opts).await {
+            Ok(Deleted::Gone(o) | Deleted::Pending(o)) => deleted.push(o),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let meta = json!({ "resourceVersion": ctx.registry.store.current_revision().await?.to_string() });
+    Ok(Reply::json(200, &json!({ "kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": deleted })))
+}
+
+/// `metav1.LabelSelector` in its string form (`app=web,tier in (a,b)`).
+pub fn label_selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        parts.push(match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => continue,
+        });
+    }
+    parts.join(",")
+}

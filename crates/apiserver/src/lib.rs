@@ -1,0 +1,256 @@
+//! `apiserver`: the Kubernetes REST API over HTTPS, backed by `store`.
+//!
+//! Generic machinery (discovery, OpenAPI, list/watch, patch, Table output,
+//! errors, authentication) is driven by the resource table in [`resources`];
+//! per-resource rules live in `strategy` and `services`. This is the only
+//! crate that touches `store`; every other component is an API client.
+//!
+//! Depends on: store, apimachinery, hyper, rustls, k8s-openapi.
+
+mod bootstrap;
+mod decode;
+mod discovery;
+pub mod error;
+mod handlers;
+mod metrics;
+mod negotiate;
+mod object;
+mod openapi;
+mod registry;
+mod request;
+pub mod resources;
+mod server;
+mod services;
+mod strategy;
+mod tls;
+mod watch;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipnet::Ipv4Net;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch as signal;
+
+/// The Kubernetes version rkube speaks.
+pub const KUBE_VERSION: &str = "v1.33.0";
+
+pub fn version_info() -> serde_json::Value {
+    serde_json::json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": format!("{KUBE_VERSION}+rkube-{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// How to run the API server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub port: u16,
+    /// Address other components and the `kubernetes` Endpoints use.
+    pub advertise_address: IpAddr,
+    pub service_cidr: Ipv4Net,
+    pub node_port_range: std::ops::RangeInclusive<u16>,
+    /// How often history older than the previous tick is compacted.
+    pub compaction_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("creating data dir {path}: {source}")]
+    DataDir { path: PathBuf, #[source] source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("binding {addr}: {source} (is another API server running on this port? choose another with --port)")]
+    Bind { addr: SocketAddr, #[source] source: std::io::Error },
+    #[error("writing {path}: {source}")]
+    Write { path: PathBuf, #[source] source: std::io::Error },
+    #[error("bootstrapping cluster objects: {0}")]
+    Bootstrap(String),
+}
+
+/// A running API server.
+pub struct ApiServer {
+    pub kubeconfig: PathBuf,
+    pub url: String,
+    pub token: String,
+    pub ca_pem: String,
+    shutdown: signal::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Bind, bootstrap and start serving; the admin kubeconfig is written when
+    /// this returns.
+    pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<ApiServer, StartError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir { path: cfg.data_dir.clone(), source })?;
+        let pki = cfg.data_dir.join("pki");
+        std::fs::create_dir_all(&pki).map_err(|source| StartError::DataDir { path: pki.clone(), source })?;
+        let kubernetes_ip = first_service_ip(cfg.service_cidr);
+        let dns_names: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), cfg.advertise_address, IpAddr::V4(kubernetes_ip)];
+        if !cfg.bind_address.is_unspecified() {
+            ips.push(cfg.bind_address);
+        }
+        ips.dedup();
+        let certs = tls::load_or_create(&pki, &dns_names, &ips)?;
+        let token = load_or_create_token(&cfg.data_dir)?;
+
+        let strategies = strategy::Strategies {
+            services: services::ServiceAllocator::new(apimachinery::service::ServiceConfig {
+                service_cidr: cfg.service_cidr,
+                node_port_range: cfg.node_port_range.clone(),
+            }),
+        };
+        let registry = registry::Registry { store: store.clone(), strategies };
+        bootstrap::run(&registry, &cfg, kubernetes_ip).await.map_err(|e| StartError::Bootstrap(e.to_string()))?;
+
+        let addr = SocketAddr::new(cfg.bind_address, cfg.port);
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let state = Arc::new(server::State {
+            registry,
+            token: token.clone(),
+            server_address: format!("{}:{}", cfg.advertise_address, cfg.port),
+            metrics: metrics::Metrics::default(),
+            ready: Default::default(),
+        });
+        let (shutdown, shutdown_rx) = signal::channel(false);
+        let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config.clone());
+        let mut tasks = vec![tokio::spawn(accept_loop(listener, acceptor, state.clone(), shutdown_rx.clone()))];
+        tasks.push(tokio::spawn(compaction_loop(store.clone(), cfg.compaction_interval, shutdown_rx.clone())));
+
+        let host = if cfg.bind_address.is_unspecified() || cfg.bind_address.is_loopback() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { cfg.bind_address };
+        let url = format!("https://{}", SocketAddr::new(host, cfg.port));
+        let kubeconfig = cfg.data_dir.join("kubeconfig.yaml");
+        write_kubeconfig(&kubeconfig, &url, &certs.ca_pem, &token)?;
+        state.ready.store(true, Ordering::Relaxed);
+        Ok(ApiServer { kubeconfig, url, token, ca_pem: certs.ca_pem, shutdown, tasks })
+    }
+
+    /// Stop accepting, end watches, and wait for the server tasks.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// `.1` of the service range: the `kubernetes` Service's ClusterIP.
+pub fn first_service_ip(cidr: Ipv4Net) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(1))
+}
+
+fn load_or_create_token(dir: &Path) -> Result<String, StartError> {
+    let path = dir.join("admin.token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    use rand::Rng;
+    let token: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(48).map(char::from).collect();
+    write_private(&path, &token)?;
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |source| StartError::Write { path: path.to_path_buf(), source };
+    // Write then rename, so a reader never sees a half-written file.
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    f.write_all(contents.as_bytes()).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn write_kubeconfig(path: &Path, url: &str, ca_pem: &str, token: &str) -> Result<(), StartError> {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: admin\n    namespace: default\ncurrent-context: rkube\n"
+    );
+    write_private(path, &yaml)
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<server::State>, mut shutdown: signal::Receiver<bool>) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        let mut conn_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper::service::service_fn(move |req| server::handle(state.clone(), req));
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                }
+                _ = conn_shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+                }
+            }
+        });
+    }
+}
+
+/// Compact history every interval to the revision seen at the previous tick,
+/// as kube-apiserver does with etcd (watchers get ~one interval of history).
+async fn compaction_loop(store: Arc<dyn Store>, every: Duration, mut shutdown: signal::Receiver<bool>) {
+    let mut previous: Option<i64> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Some(rev) = previous {
+            if let Err(e) = store.compact(rev).await {
+                tracing::warn!(error = %e, revision = rev, "compaction failed");
+            } else {
+                tracing::debug!(revision = rev, "compacted");
+            }
+        }
+        previous = store.current_revision().await.ok();
+    }
+}

@@ -1,0 +1,170 @@
+//! The HTTPS server: TLS, authentication, routing and response encoding.
+
+use crate::error::ApiError;
+use crate::handlers::{self, Ctx, Reply};
+use crate::metrics::Metrics;
+use crate::negotiate;
+use crate::registry::Registry;
+use crate::request::{self, DiscoveryPath, Query, Target};
+use crate::{discovery, openapi};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Everything a request handler needs.
+pub struct State {
+    pub registry: Registry,
+    pub token: String,
+    /// `host:port` clients are told to use (discovery).
+    pub server_address: String,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+}
+
+fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    resp
+}
+
+fn json_reply(code: u16, v: &serde_json::Value) -> Response<Body> {
+    full(code, "application/json", serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn error_reply(e: &ApiError) -> Response<Body> {
+    json_reply(e.code, &e.to_status())
+}
+
+fn authorized(state: &State, req: &Request<Incoming>) -> bool {
+    let Some(h) = req.headers().get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let Some(token) = h.strip_prefix("Bearer ").map(str::trim) else {
+        return false;
+    };
+    // Constant-time comparison: the token is the cluster's admin credential.
+    let (a, b) = (token.as_bytes(), state.token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serve one HTTP request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let target = request::parse_path(&path);
+    let verb_label = method.as_str().to_string();
+    let resp = route(&state, req, target).await;
+    let code = resp.status().as_u16();
+    state.metrics.observe(&verb_label, code, start.elapsed());
+    tracing::debug!(%method, %path, code, elapsed_us = start.elapsed().as_micros() as u64, "request");
+    Ok(resp)
+}
+
+async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Response<Body> {
+    match &target {
+        Target::Health(which) => {
+            let ok = *which != "readyz" || state.ready.load(Ordering::Relaxed);
+            return if ok { full(200, "text/plain; charset=utf-8", b"ok".to_vec()) } else { full(500, "text/plain; charset=utf-8", b"not ready".to_vec()) };
+        }
+        Target::Version => return json_reply(200, &crate::version_info()),
+        _ => {}
+    }
+    if !authorized(state, &req) {
+        return error_reply(&ApiError::unauthorized());
+    }
+    let query = Query::parse(req.uri().query());
+    match target {
+        Target::Metrics => full(200, "text/plain; version=0.0.4", state.metrics.render().into_bytes()),
+        Target::Discovery(d) => {
+            let doc = match d {
+                DiscoveryPath::Api => Some(discovery::api_versions(&state.server_address)),
+                DiscoveryPath::Apis => Some(discovery::api_group_list()),
+                DiscoveryPath::CoreVersion(v) => discovery::api_resource_list("", &v),
+                DiscoveryPath::Group(g) => discovery::api_group(&g),
+                DiscoveryPath::GroupVersion(g, v) => discovery::api_resource_list(&g, &v),
+            };
+            match doc {
+                Some(d) => json_reply(200, &d),
+                None => error_reply(&ApiError::path_not_found()),
+            }
+        }
+        Target::OpenApi(p) => {
+            let doc = match p.as_str() {
+                "v3" => Some(openapi::root()),
+                other => other.strip_prefix("v3/").and_then(openapi::gv_doc),
+            };
+            match doc {
+                Some(d) => json_reply(200, &d),
+                None => error_reply(&ApiError::path_not_found()),
+            }
+        }
+        Target::Resource(rr) => {
+            let accept = req.headers().get(http::header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or("application/json").to_string();
+            let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+            let method = req.method().clone();
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(e) => return error_reply(&e),
+            };
+            let ctx = Ctx { registry: &state.registry, req: &rr, query: &query, shape: negotiate::shape(&accept, &query) };
+            let result = match (&method, rr.name.is_some()) {
+                (&Method::GET, true) => handlers::get(&ctx).await,
+                (&Method::GET, false) if query.flag("watch") => handlers::watch(&ctx).await,
+                (&Method::GET, false) => handlers::list(&ctx).await,
+                (&Method::POST, _) => handlers::create(&ctx, &content_type, &body).await,
+                (&Method::PUT, true) => handlers::update(&ctx, &content_type, &body).await,
+                (&Method::PATCH, true) => handlers::patch(&ctx, &content_type, &body).await,
+                (&Method::DELETE, true) => handlers::delete(&ctx, &body).await,
+                (&Method::DELETE, false) => handlers::delete_collection(&ctx, &body).await,
+                _ => Err(ApiError::method_not_supported(rr.resource.plural, method.as_str())),
+            };
+            match result {
+                Ok(Reply::Json { code, body, warnings }) => {
+                    let mut resp = full(code, "application/json", body);
+                    for w in warnings {
+                        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{}\"", w.replace('"', "\\\""))) {
+                            resp.headers_mut().append(http::header::WARNING, v);
+                        }
+                    }
+                    resp
+                }
+                Ok(Reply::Stream(rx)) => {
+                    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+                    let body = StreamBody::new(futures::StreamExt::map(stream, |b| Ok::<_, Infallible>(Frame::data(b))));
+                    let mut resp = Response::new(BodyExt::boxed(body));
+                    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                    resp
+                }
+                Err(e) => error_reply(&e),
+            }
+        }
+        Target::Health(_) | Target::Version | Target::NotFound => error_reply(&ApiError::path_not_found()),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    let too_large = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|s| s.parse::<usize>().ok())
+        .is_some_and(|n| n > crate::decode::MAX_BODY);
+    if too_large {
+        return Err(ApiError::too_large());
+    }
+    match Limited::new(req.into_body(), crate::decode::MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large()),
+        Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
+    }
+}

@@ -1,0 +1,333 @@
+//! Per-resource rules applied by the registry on create, update and delete:
+//! defaults, validation, status handling and allocation (upstream: each
+//! resource's `strategy.go` under `pkg/registry`).
+
+use crate::resources::Resource;
+use crate::services::{Allocation, ServiceAllocator};
+use apimachinery::field::FieldError;
+use serde_json::{json, Value};
+
+/// Strategies of every resource, with the state some of them need.
+pub struct Strategies {
+    pub services: ServiceAllocator,
+}
+
+type Errors = Vec<FieldError>;
+
+impl Strategies {
+    /// Whether `metadata.generation` is maintained (bumped on spec changes).
+    pub fn has_generation(&self, r: &Resource) -> bool {
+        matches!(r.plural, "replicasets" | "deployments")
+    }
+
+    /// Default propagation policy when the client sends none (Background).
+    pub fn default_propagation(&self, _r: &Resource) -> Option<&'static str> {
+        None
+    }
+
+    pub fn prepare_create(&self, r: &Resource, obj: &mut Value) -> Result<Allocation, Errors> {
+        let mut errs = validate_meta(r, obj);
+        match r.plural {
+            "namespaces" => {
+                obj["status"] = json!({ "phase": "Active" });
+                obj["spec"] = json!({ "finalizers": ["kubernetes"] });
+            }
+            "pods" => {
+                defaults::pod_spec(&mut obj["spec"]);
+                obj["status"] = json!({ "phase": "Pending", "qosClass": defaults::qos_class(&obj["spec"]) });
+            }
+            "replicasets" => {
+                defaults::replicaset(obj);
+                obj["status"] = json!({ "replicas": 0 });
+                errs.extend(validate_selector_matches_template(obj));
+            }
+            "deployments" => {
+                defaults::deployment(obj);
+                obj["status"] = json!({});
+                errs.extend(validate_selector_matches_template(obj));
+            }
+            "services" => {
+                if !errs.is_empty() {
+                    return Err(errs);
+                }
+                return self.services.prepare_create(obj);
+            }
+            _ => {}
+        }
+        if errs.is_empty() {
+            Ok(Allocation::none())
+        } else {
+            Err(errs)
+        }
+    }
+
+    pub fn prepare_update(&self, r: &Resource, obj: &mut Value, old: &Value, sub: Option<&str>) -> Result<Allocation, Errors> {
+        match sub {
+            Some("status") => {
+                // Only status changes through /status (upstream ResetObjectMetaForStatus).
+                let status = obj.get("status").cloned();
+                *obj = old.clone();
+                match status {
+                    Some(s) => obj["status"] = s,
+                    None => {
+                        if let Some(m) = obj.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                return Ok(Allocation::none());
+            }
+            Some("finalize") if r.plural == "namespaces" => {
+                let spec = obj.get("spec").cloned();
+                *obj = old.clone();
+                if let Some(s) = spec {
+                    obj["spec"] = s;
+                }
+                return Ok(Allocation::none());
+            }
+            _ => {}
+        }
+        if r.status {
+            match old.get("status") {
+                Some(s) => obj["status"] = s.clone(),
+                None => {
+                    if let Some(m) = obj.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+        }
+        let mut errs = validate_meta(r, obj);
+        match r.plural {
+            "namespaces" => {
+                // spec.finalizers only change through /finalize.
+                if let Some(s) = old.get("spec") {
+                    obj["spec"] = s.clone();
+                }
+            }
+            "pods" => defaults::pod_spec(&mut obj["spec"]),
+            "replicasets" => {
+                defaults::replicaset(obj);
+                errs.extend(validate_selector_matches_template(obj));
+            }
+            "deployments" => {
+                defaults::deployment(obj);
+                errs.extend(validate_selector_matches_template(obj));
+            }
+            "services" => {
+                if !errs.is_empty() {
+                    return Err(errs);
+                }
+                return self.services.prepare_update(obj, old);
+            }
+            _ => {}
+        }
+        if errs.is_empty() {
+            Ok(Allocation::none())
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// Grace period a delete waits for (pods bound to a node); `None` = delete now.
+    pub fn grace_period(&self, r: &Resource, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        if r.plural != "pods" {
+            return None;
+        }
+        let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let terminal = matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+        if !bound || terminal {
+            return None;
+        }
+        let secs = requested
+            .or_else(|| obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64))
+            .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+            .unwrap_or(30);
+        (secs > 0).then_some(secs)
+    }
+
+    /// Whether an object being deleted must stay until its grace period is handled (pods).
+    pub fn waits_for_grace(&self, r: &Resource, obj: &Value) -> bool {
+        r.plural == "pods" && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+    }
+
+    pub fn before_delete(&self, r: &Resource, obj: &mut Value) {
+        if r.plural == "namespaces" {
+            obj["status"] = json!({ "phase": "Terminating" });
+        }
+    }
+
+    /// The object is gone from the store: give back what it held.
+    pub fn released(&self, r: &Resource, obj: &Value) {
+        if r.plural == "services" {
+            self.services.release_all(obj);
+        }
+    }
+}
+
+/// Name rules: a DNS-1123 subdomain for most kinds, a DNS-1035 label for
+/// Services, a DNS-1123 label for Namespaces (upstream `ValidateObjectMeta`).
+fn validate_meta(r: &Resource, obj: &Value) -> Errors {
+    let name = crate::object::name(obj);
+    let msgs = match r.plural {
+        "services" => apimachinery::names::is_dns1035_label(name),
+        "namespaces" => apimachinery::names::is_dns1123_label(name),
+        _ => apimachinery::names::is_dns1123_subdomain(name),
+    };
+    let mut errs: Errors = msgs.into_iter().map(|m| FieldError::invalid("metadata.name", name, m)).collect();
+    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            for m in apimachinery::names::is_qualified_name(k) {
+                errs.push(FieldError::invalid("metadata.labels", k.as_str(), m));
+            }
+            if let Some(v) = v.as_str() {
+                for m in apimachinery::names::is_valid_label_value(v) {
+                    errs.push(FieldError::invalid(format!("metadata.labels"), v, m));
+                }
+            }
+        }
+    }
+    errs
+}
+
+/// ReplicaSet/Deployment: a selector is required and must match the template labels.
+fn validate_selector_matches_template(obj: &Value) -> Errors {
+    let Some(sel) = obj.pointer("/spec/selector") else {
+        return vec![FieldError::required("spec.selector", "")];
+    };
+    let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
+        && sel.get("matchExpressions").and_then(Value::as_array).is_none_or(|a| a.is_empty());
+    if empty {
+        return vec![FieldError::invalid("spec.selector", sel.clone(), "empty selector is invalid for deployment")];
+    }
+    let selector = match apimachinery::selector::LabelSelector::from_label_selector(sel) {
+        Ok(s) => s,
+        Err(e) => return vec![FieldError::invalid("spec.selector", sel.clone(), e.to_string())],
+    };
+    let template = obj.pointer("/spec/template").cloned().unwrap_or_default();
+    if !selector.matches_object(&template) {
+        let labels = template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        return vec![FieldError::invalid(
+            "spec.template.metadata.labels",
+            labels,
+            "`selector` does not match template `labels`",
+        )];
+    }
+    Vec::new()
+}
+
+/// Upstream defaults for workload types (`pkg/apis/core/v1/defaults.go`,
+/// `pkg/apis/apps/v1/defaults.go`).
+mod defaults {
+    use serde_json::{json, Value};
+
+    fn set_if_absent(obj: &mut Value, key: &str, v: Value) {
+        if let Some(m) = obj.as_object_mut() {
+            m.entry(key).or_insert(v);
+        }
+    }
+
+    pub fn pod_spec(spec: &mut Value) {
+        if !spec.is_object() {
+            *spec = json!({});
+        }
+        set_if_absent(spec, "restartPolicy", json!("Always"));
+        set_if_absent(spec, "terminationGracePeriodSeconds", json!(30));
+        set_if_absent(spec, "dnsPolicy", json!("ClusterFirst"));
+        set_if_absent(spec, "securityContext", json!({}));
+        set_if_absent(spec, "schedulerName", json!("default-scheduler"));
+        set_if_absent(spec, "enableServiceLinks", json!(true));
+        set_if_absent(spec, "serviceAccountName", json!("default"));
+        set_if_absent(spec, "serviceAccount", json!("default"));
+        for list in ["containers", "initContainers"] {
+            if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
+                for c in cs {
+                    container(c);
+                }
+            }
+        }
+    }
+
+    fn container(c: &mut Value) {
+        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        // `:latest` or no tag pulls Always, otherwise IfNotPresent.
+        let last = image.rsplit('/').next().unwrap_or_default();
+        let policy = if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) { "IfNotPresent" } else { "Always" };
+        set_if_absent(c, "imagePullPolicy", json!(policy));
+        set_if_absent(c, "terminationMessagePath", json!("/dev/termination-log"));
+        set_if_absent(c, "terminationMessagePolicy", json!("File"));
+        set_if_absent(c, "resources", json!({}));
+        if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports {
+                set_if_absent(p, "protocol", json!("TCP"));
+            }
+        }
+    }
+
+    /// QoS class from requests/limits (upstream `GetPodQOS`, simplified to
+    /// whole-pod checks: Guaranteed needs limits == requests for cpu and memory).
+    pub fn qos_class(spec: &Value) -> &'static str {
+        let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut any = false;
+        let mut guaranteed = !containers.is_empty();
+        for c in &containers {
+            let req = c.pointer("/resources/requests");
+            let lim = c.pointer("/resources/limits");
+            if req.is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty())) || lim.is_some_and(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+                any = true;
+            }
+            for res in ["cpu", "memory"] {
+                let l = lim.and_then(|l| l.get(res));
+                let r = req.and_then(|r| r.get(res)).or(l);
+                if l.is_none() || r != l {
+                    guaranteed = false;
+                }
+            }
+        }
+        if guaranteed {
+            "Guaranteed"
+        } else if any {
+            "Burstable"
+        } else {
+            "BestEffort"
+        }
+    }
+
+    fn template(obj: &mut Value) {
+        if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+            pod_spec(spec);
+        }
+        if let Some(t) = obj.pointer_mut("/spec/template/metadata") {
+            if let Some(m) = t.as_object_mut() {
+                m.remove("creationTimestamp");
+            }
+        }
+    }
+
+    pub fn replicaset(obj: &mut Value) {
+        if !obj.get("spec").is_some_and(Value::is_object) {
+            obj["spec"] = json!({});
+        }
+        set_if_absent(&mut obj["spec"], "replicas", json!(1));
+        template(obj);
+    }
+
+    pub fn deployment(obj: &mut Value) {
+        if !obj.get("spec").is_some_and(Value::is_object) {
+            obj["spec"] = json!({});
+        }
+        let spec = &mut obj["spec"];
+        set_if_absent(spec, "replicas", json!(1));
+        set_if_absent(spec, "revisionHistoryLimit", json!(10));
+        set_if_absent(spec, "progressDeadlineSeconds", json!(600));
+        set_if_absent(spec, "strategy", json!({}));
+        let strategy = &mut spec["strategy"];
+        set_if_absent(strategy, "type", json!("RollingUpdate"));
+        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+            set_if_absent(strategy, "rollingUpdate", json!({}));
+            set_if_absent(&mut strategy["rollingUpdate"], "maxSurge", json!("25%"));
+            set_if_absent(&mut strategy["rollingUpdate"], "maxUnavailable", json!("25%"));
+        }
+        template(obj);
+    }
+}

@@ -1,0 +1,98 @@
+//! The cluster CA and the API server's serving certificate. The CA is created
+//! once in the data dir; the serving certificate is re-issued at every start so
+//! its SANs follow the advertise address and service CIDR.
+
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    #[error("generating {what}: {source}")]
+    Generate { what: &'static str, #[source] source: rcgen::Error },
+    #[error("reading PEM {path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// PEM files of the cluster CA and the current serving certificate.
+pub struct Certs {
+    pub ca_pem: String,
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "rkube-ca");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    params
+}
+
+fn read(path: &Path) -> Result<String, TlsError> {
+    std::fs::read_to_string(path).map_err(|source| TlsError::Io { action: "reading", path: path.into(), source })
+}
+
+fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true).mode(if private { 0o600 } else { 0o644 });
+    let io = |source| TlsError::Io { action: "writing", path: path.into(), source };
+    let mut f = opts.open(path).map_err(io)?;
+    f.write_all(contents.as_bytes()).map_err(io)
+}
+
+/// Load (or create) the CA in `dir` and issue a serving certificate for `dns_names` and `ips`.
+pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Result<Certs, TlsError> {
+    let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    let gen = |what| move |source| TlsError::Generate { what, source };
+    if !ca_crt.exists() || !ca_key.exists() {
+        let key = KeyPair::generate().map_err(gen("CA key"))?;
+        let cert = ca_params().self_signed(&key).map_err(gen("CA certificate"))?;
+        write(&ca_key, &key.serialize_pem(), true)?;
+        write(&ca_crt, &cert.pem(), false)?;
+    }
+    let ca_pem = read(&ca_crt)?;
+    let ca_key = KeyPair::from_pem(&read(&ca_key)?).map_err(gen("CA key (parse)"))?;
+    let issuer = Issuer::new(ca_params(), ca_key);
+
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "kube-apiserver");
+    params.distinguished_name = dn;
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    for name in dns_names {
+        let n = name.clone().try_into().map_err(gen("SAN"))?;
+        params.subject_alt_names.push(SanType::DnsName(n));
+    }
+    for ip in ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    let key = KeyPair::generate().map_err(gen("serving key"))?;
+    let cert = params.signed_by(&key, &issuer).map_err(gen("serving certificate"))?;
+    write(&dir.join("apiserver.crt"), &cert.pem(), false)?;
+    write(&dir.join("apiserver.key"), &key.serialize_pem(), true)?;
+
+    let chain = vec![CertificateDer::from(cert.der().to_vec())];
+    let key_der = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+        .map_err(|e| TlsError::Pem { path: dir.join("apiserver.key"), message: e.to_string() })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Certs { ca_pem, server_config: Arc::new(config) })
+}

@@ -1,0 +1,101 @@
+//! Command-line interface.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::Ipv4Net;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "rkube", version, about = "A Kubernetes-compatible cluster in one binary, built around Service networking.")]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RKUBE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a single-node cluster in this process (API server and controllers).
+    Up(ServerArgs),
+    /// Start the control plane: API server and controllers.
+    Server(ServerArgs),
+    /// Print the rkube and Kubernetes versions.
+    Version,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Where the datastore, certificates and the admin kubeconfig live.
+    #[arg(long, default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Address advertised to clients and in the `kubernetes` Endpoints
+    /// [default: the first non-loopback IPv4 address of this host, else 127.0.0.1].
+    #[arg(long)]
+    pub advertise_address: Option<IpAddr>,
+    /// Range of ClusterIPs; `.1` is the `kubernetes` Service, `.10` the cluster DNS.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: Ipv4Net,
+    /// Range of NodePorts, `FIRST-LAST`.
+    #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
+    pub node_port_range: (u16, u16),
+    /// Datastore: `sqlite` (embedded, in the data dir) or `etcd://host:port,...`.
+    #[arg(long, default_value = "sqlite")]
+    pub datastore: String,
+    /// How often old revisions are compacted (e.g. `5m`, `30s`).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub compaction_interval: std::time::Duration,
+}
+
+fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not a range like 30000-32767"))?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("{a:?} is not a port number"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("{b:?} is not a port number"))?;
+    if a == 0 || a > b {
+        return Err(format!("{s:?}: the first port must be between 1 and the last port"));
+    }
+    Ok((a, b))
+}
+
+/// `300ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 30s or 5m"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" | "" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_flags() {
+        assert_eq!(parse_port_range("30000-32767"), Ok((30000, 32767)));
+        assert!(parse_port_range("3-1").is_err());
+        assert_eq!(parse_duration("5m"), Ok(std::time::Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(std::time::Duration::from_millis(250)));
+        assert!(parse_duration("5x").is_err());
+    }
+}
