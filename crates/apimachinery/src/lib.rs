@@ -6,5 +6,9 @@
 //! Depends on: serde_json, k8s-openapi. Used by `apiserver`.
 
 pub mod field;
+pub mod strategic_merge;
 pub mod selector;
 pub mod table;
+pub mod names;
+pub mod allocator;
+pub mod service;

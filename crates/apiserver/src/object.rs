@@ -89,15 +89,6 @@ pub fn name(obj: &Value) -> &str {
     meta_str(obj, "name").unwrap_or("")
 }
 
-/// `metadata.labels` as string pairs.
-pub fn labels(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
-    obj.get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
-        .into_iter()
-        .flat_map(|m| m.iter().filter_map(|(k, v)| Some((k.as_str(), v.as_str()?))))
-}
-
 /// `metadata.finalizers`.
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj.get("metadata")

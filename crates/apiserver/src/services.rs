@@ -47,7 +47,7 @@ impl Allocation {
                 pools.ips.release(*ip);
             }
             for port in &self.free_ports {
-                pools.ports.release(*port);
+                pools.ports.release(i64::from(*port));
             }
         }
     }
@@ -59,7 +59,7 @@ impl Allocation {
                 pools.ips.release(*ip);
             }
             for port in &self.ports {
-                pools.ports.release(*port);
+                pools.ports.release(i64::from(*port));
             }
         }
     }
@@ -126,14 +126,9 @@ impl ServiceAllocator {
                 let _ = pools.ips.allocate(ip);
             }
             for p in node_ports(s) {
-                let _ = pools.ports.allocate(p);
+                let _ = pools.ports.allocate(i64::from(p));
             }
         }
-    }
-
-    /// Whether `ip` is in use (tests and diagnostics).
-    pub fn ip_allocated(&self, ip: Ipv4Addr) -> bool {
-        lock(&self.pools).ips.is_allocated(ip)
     }
 
     pub fn prepare_create(&self, obj: &mut Value) -> Result<Allocation, Errors> {
@@ -267,7 +262,7 @@ impl ServiceAllocator {
             pools.ips.release(ip);
         }
         for p in node_ports(obj) {
-            pools.ports.release(p);
+            pools.ports.release(i64::from(p));
         }
     }
 }
@@ -316,7 +311,7 @@ fn allocate_node_ports(pools: &mut Pools, obj: &mut Value, keep: Option<&[u16]>,
         let np = if requested != 0 {
             let np = u16::try_from(requested).map_err(|_| vec![FieldError::invalid(format!("spec.ports[{i}].nodePort"), requested, "must be between 1 and 65535, inclusive")])?;
             if !keep.contains(&np) && !mine.contains(&np) {
-                pools.ports.allocate(np).map_err(|e| vec![FieldError::invalid(format!("spec.ports[{i}].nodePort"), requested, e.to_string())])?;
+                pools.ports.allocate(i64::from(np)).map_err(|e| vec![FieldError::invalid(format!("spec.ports[{i}].nodePort"), requested, e.to_string())])?;
                 alloc.ports.push(np);
                 mine.push(np);
             }

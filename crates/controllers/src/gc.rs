@@ -23,9 +23,10 @@ pub async fn run(client: kube::Client) {
     let mut watched = Vec::new();
     for kind in kinds::all() {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.ar);
-        let (reader, writer) = reflector::store_shared(1024);
+        let writer = reflector::store::Writer::new(kind.ar.clone());
+        let reader = writer.as_reader();
         let notify = changed.clone();
-        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect_shared(writer);
+        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(ev) = stream.next().await {

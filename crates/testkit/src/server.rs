@@ -43,12 +43,19 @@ pub struct TestServer {
     child: Option<Child>,
     temp: Option<tempfile::TempDir>,
     starts: u32,
+    /// Flags added after the standard ones (e.g. `--compaction-interval 1s`).
+    extra_args: Vec<String>,
 }
 
 impl TestServer {
     /// Starts `bin` (the test's `env!("CARGO_BIN_EXE_rkube")`) in a fresh temporary
     /// data dir on a free loopback port, and waits until it is ready.
     pub fn start(bin: impl AsRef<Path>) -> Result<TestServer> {
+        Self::start_with_args(bin, &[])
+    }
+
+    /// [`TestServer::start`] with extra `rkube server` flags.
+    pub fn start_with_args(bin: impl AsRef<Path>, extra_args: &[&str]) -> Result<TestServer> {
         let temp = tempfile::Builder::new()
             .prefix("rkube-test-")
             .tempdir()
@@ -64,6 +71,7 @@ impl TestServer {
             child: None,
             temp: Some(temp),
             starts: 0,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         // The free port may be taken by someone else before the server binds it:
         // retry on another port in that case.
@@ -98,6 +106,7 @@ impl TestServer {
             child: None,
             temp: Some(temp),
             starts: 0,
+            extra_args: Vec::new(),
         };
         server.launch()?;
         Ok(server)
@@ -130,6 +139,7 @@ impl TestServer {
             .arg(&self.data_dir)
             .args(["--bind-address", "127.0.0.1", "--port", &port])
             .args(["--advertise-address", "127.0.0.1"])
+            .args(&self.extra_args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(stdout)

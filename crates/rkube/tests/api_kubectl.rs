@@ -1,0 +1,233 @@
+//! End-to-end tests of the API server with the real kubectl v1.33 (issue 2):
+//! the lesson's manifests, tables, apply, patch, scale, delete with garbage
+//! collection, watch, and upstream's error texts. Needs only loopback.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+use testkit::{manifest, TestServer};
+
+fn server() -> TestServer {
+    TestServer::start(env!("CARGO_BIN_EXE_rkube")).expect("rkube server starts")
+}
+
+fn columns(table: &str) -> Vec<String> {
+    table.lines().next().unwrap_or_default().split_whitespace().map(String::from).collect()
+}
+
+/// The row of `name` split on runs of 2+ spaces (columns may contain one space).
+fn row(table: &str, name: &str) -> Vec<String> {
+    let line = table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no row {name} in:\n{table}"));
+    line.split("  ").map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+#[test]
+fn lesson_manifests_create_and_print_like_a_real_cluster() {
+    let s = server();
+    let k = s.kubectl();
+    for f in [
+        "mynapp-svc.yml",
+        "mynapp-rs.yml",
+        "mynapp-svc-session-affinity.yml",
+        "mynapp-svc-multiport.yml",
+        "mynapp-svc-ext-nodeport.yml",
+        "mynapp-svc-ext-loadbalancer.yml",
+        "mynapp-svc-ext-extname.yml",
+    ] {
+        let out = k.ok(["create", "-f", manifest(f).to_str().unwrap()]);
+        assert!(out.contains("created"), "{f}: {out}");
+    }
+    let svc = k.ok(["get", "svc"]);
+    assert_eq!(columns(&svc), ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]);
+    let kubernetes = row(&svc, "kubernetes");
+    assert_eq!(&kubernetes[1..5], ["ClusterIP", "10.96.0.1", "<none>", "443/TCP"]);
+    let r = row(&svc, "mynapp-svc");
+    assert_eq!(r[1], "ClusterIP");
+    assert!(r[2].starts_with("10."), "{r:?}");
+    assert_eq!(&r[3..5], ["<none>", "80/TCP"]);
+    assert_eq!(&row(&svc, "mynapp-svc-mp")[3..5], ["<none>", "80/TCP,443/TCP"]);
+    let np = row(&svc, "mynapp-svc-ext-np");
+    assert_eq!((np[1].as_str(), np[4].as_str()), ("NodePort", "80:31111/TCP"));
+    let lb = row(&svc, "mynapp-svc-ext-lb");
+    assert_eq!((lb[1].as_str(), lb[3].as_str()), ("LoadBalancer", "<pending>"));
+    assert!(lb[4].starts_with("80:3") && lb[4].ends_with("/TCP"), "{lb:?}");
+    let ext = row(&svc, "mynapp-svc-extname-gl");
+    assert_eq!(&ext[1..4], ["ExternalName", "<none>", "www.google.com"]);
+
+    let wide = k.ok(["get", "svc", "mynapp-svc", "-o", "wide"]);
+    assert_eq!(columns(&wide).last().map(String::as_str), Some("SELECTOR"));
+    assert!(wide.contains("app=mynapp-rs"), "{wide}");
+
+    let rs = k.ok(["get", "rs"]);
+    assert_eq!(columns(&rs), ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
+    assert_eq!(row(&rs, "mynapp-rs")[1], "3");
+
+    let ep = k.ok(["get", "endpoints", "kubernetes"]);
+    assert_eq!(columns(&ep), ["NAME", "ENDPOINTS", "AGE"]);
+    assert!(row(&ep, "kubernetes")[1].starts_with("127.0.0.1:"), "{ep}");
+
+    let ns = k.ok(["get", "ns"]);
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert_eq!(row(&ns, n)[1], "Active", "{ns}");
+    }
+
+    let yaml = k.ok(["get", "svc", "mynapp-svc-ses-aff", "-o", "yaml"]);
+    assert!(yaml.contains("sessionAffinity: ClientIP"), "{yaml}");
+    assert!(yaml.contains("timeoutSeconds: 10800"), "{yaml}");
+    let json: serde_json::Value = serde_json::from_str(&k.ok(["get", "svc", "mynapp-svc", "-o", "json"])).unwrap();
+    assert_eq!(json["spec"]["ports"][0]["targetPort"], 8080);
+    assert!(json["metadata"]["uid"].is_string() && json["metadata"]["resourceVersion"].is_string());
+
+    // Creating the same object again is a conflict with upstream's text.
+    let err = k.fail(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
+    assert!(err.contains("Error from server (AlreadyExists)") && err.contains("services \"mynapp-svc\" already exists"), "{err}");
+}
+
+#[test]
+fn apply_twice_is_unchanged_and_patches_work() {
+    let s = server();
+    let k = s.kubectl();
+    let f = manifest("mynapp-svc-multiport.yml");
+    let f = f.to_str().unwrap();
+    assert!(k.ok(["apply", "-f", f]).contains("service/mynapp-svc-mp created"));
+    let second = k.ok(["apply", "-f", f]);
+    assert!(second.contains("service/mynapp-svc-mp unchanged"), "{second}");
+    let ip_before = k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.spec.clusterIP}"]);
+
+    // An apply that changes a port goes through strategic merge patch.
+    let changed = std::fs::read_to_string(f).unwrap().replace("port: 443", "port: 8443");
+    let out = k.ok_with_stdin(["apply", "-f", "-"], &changed);
+    assert!(out.contains("configured"), "{out}");
+    let ports = k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.spec.ports[*].port}"]);
+    assert_eq!(ports, "80 8443");
+    assert_eq!(k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.spec.clusterIP}"]), ip_before);
+
+    k.ok(["patch", "svc", "mynapp-svc-mp", "--type", "merge", "-p", r#"{"metadata":{"labels":{"tier":"web"}}}"#]);
+    k.ok(["patch", "svc", "mynapp-svc-mp", "--type", "json", "-p", r#"[{"op":"add","path":"/metadata/labels/env","value":"test"}]"#]);
+    k.ok(["patch", "svc", "mynapp-svc-mp", "-p", r#"{"spec":{"ports":[{"name":"mynapp-http","port":80,"targetPort":9090}]}}"#]);
+    let labels = k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.contains("\"tier\":\"web\"") && labels.contains("\"env\":\"test\""), "{labels}");
+    let targets = k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.spec.ports[*].targetPort}"]);
+    assert_eq!(targets, "9090 8443", "strategic merge keeps the other port");
+}
+
+#[test]
+fn scale_delete_and_garbage_collection() {
+    let s = server();
+    let k = s.kubectl();
+    k.ok(["create", "-f", manifest("mynapp-rs.yml").to_str().unwrap()]);
+    let out = k.ok(["scale", "rs", "mynapp-rs", "--replicas=5"]);
+    assert!(out.contains("replicaset.apps/mynapp-rs scaled"), "{out}");
+    assert_eq!(k.ok(["get", "rs", "mynapp-rs", "-o", "jsonpath={.spec.replicas}"]), "5");
+    let generation = k.ok(["get", "rs", "mynapp-rs", "-o", "jsonpath={.metadata.generation}"]);
+    assert_eq!(generation, "2", "a spec change bumps the generation");
+
+    // A pod owned by the ReplicaSet goes away with it.
+    let uid = k.ok(["get", "rs", "mynapp-rs", "-o", "jsonpath={.metadata.uid}"]);
+    let pod = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: owned\n  labels: {{app: mynapp-rs}}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: ReplicaSet\n    name: mynapp-rs\n    uid: {uid}\n    controller: true\nspec:\n  containers:\n  - name: c\n    image: minjulee226/myweb\n"
+    );
+    k.ok_with_stdin(["create", "-f", "-"], &pod);
+    let out = k.ok(["delete", "rs", "mynapp-rs"]);
+    assert!(out.contains("replicaset.apps \"mynapp-rs\" deleted"), "{out}");
+    wait_for("the owned pod to be collected", Duration::from_secs(20), || {
+        !k.run(["get", "pod", "owned"]).success()
+    });
+    let err = k.fail(["get", "pod", "owned"]);
+    assert!(err.contains("Error from server (NotFound): pods \"owned\" not found"), "{err}");
+
+    // Orphan propagation keeps the dependent and drops its ownerReference.
+    k.ok(["create", "-f", manifest("mynapp-rs.yml").to_str().unwrap()]);
+    let uid = k.ok(["get", "rs", "mynapp-rs", "-o", "jsonpath={.metadata.uid}"]);
+    k.ok_with_stdin(["create", "-f", "-"], &pod.replace(&uid_placeholder(&pod), &uid));
+    k.ok(["delete", "rs", "mynapp-rs", "--cascade=orphan"]);
+    wait_for("the orphaned pod to lose its owner", Duration::from_secs(20), || {
+        k.ok(["get", "pod", "owned", "-o", "jsonpath={.metadata.ownerReferences}"]).is_empty()
+    });
+    assert!(!k.run(["get", "rs", "mynapp-rs"]).success());
+}
+
+/// The uid line of the pod manifest (replaced for the second owner).
+fn uid_placeholder(pod: &str) -> String {
+    pod.lines().find_map(|l| l.trim().strip_prefix("uid: ")).unwrap_or_default().to_string()
+}
+
+#[test]
+fn watch_sees_changes_made_by_another_command() {
+    let s = server();
+    let k = s.kubectl();
+    let mut child = k.spawn(["get", "svc", "-w", "--output-watch-events"]);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The initial list arrives first.
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("watch header");
+    assert!(first.contains("NAME"), "{first}");
+    k.ok(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
+    k.ok(["delete", "svc", "mynapp-svc"]);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !seen.iter().any(|l: &String| l.starts_with("DELETED") && l.contains("mynapp-svc")) {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = child.kill();
+    assert!(seen.iter().any(|l| l.starts_with("ADDED") && l.contains("mynapp-svc")), "{seen:?}");
+    assert!(seen.iter().any(|l| l.starts_with("DELETED") && l.contains("mynapp-svc")), "{seen:?}");
+}
+
+#[test]
+fn delete_wait_returns_once_the_object_is_gone() {
+    let s = server();
+    let k = s.kubectl();
+    k.ok(["create", "configmap", "c1", "--from-literal=a=b"]);
+    let t = Instant::now();
+    let out = k.ok(["delete", "configmap", "c1", "--wait=true"]);
+    assert!(out.contains("configmap \"c1\" deleted"), "{out}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    assert!(!k.run(["get", "cm", "c1"]).success());
+}
+
+#[test]
+fn errors_read_like_upstream() {
+    let s = server();
+    let k = s.kubectl();
+    let err = k.fail(["get", "svc", "nope"]);
+    assert!(err.contains("Error from server (NotFound): services \"nope\" not found"), "{err}");
+
+    let unknown = "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  foo: 1\n  ports:\n  - port: 80\n";
+    let err = k.run_with_stdin(["create", "-f", "-"], unknown);
+    assert!(!err.success());
+    assert!(err.stderr.contains("strict decoding error: unknown field \"spec.foo\""), "{}", err.stderr);
+
+    let malformed = "apiVersion: v1\nkind: Service\nmetadata: [\n";
+    let err = k.run_with_stdin(["create", "-f", "-"], malformed);
+    assert!(!err.success());
+    assert!(err.stderr.contains("error converting YAML to JSON") || err.stderr.contains("error parsing"), "{}", err.stderr);
+
+    let unnamed = std::fs::read_to_string(manifest("mynapp-svc-multiport.yml")).unwrap().replace("   - name: mynapp-https\n", "   -\n");
+    let err = k.run_with_stdin(["create", "-f", "-"], &unnamed);
+    assert!(err.stderr.contains("The Service \"mynapp-svc-mp\" is invalid: spec.ports[1].name: Required value"), "{}", err.stderr);
+
+    let err = k.run(["--token", "wrong", "get", "svc"]);
+    assert!(!err.success());
+    assert!(err.stderr.contains("Unauthorized"), "{}", err.stderr);
+}
