@@ -122,7 +122,7 @@ impl Bitmap {
         let mut i = from;
         while i < to {
             let word = self.words[(i / 64) as usize];
-            if i % 64 == 0 && word == u64::MAX {
+            if i & 63 == 0 && word == u64::MAX {
                 i += 64;
                 continue;
             }
@@ -245,10 +245,7 @@ impl IpAllocator {
     /// usable range of `cidr`, without building an allocator.
     pub fn check_in_range(cidr: Ipv4Net, ip: Ipv4Addr) -> Result<(), AllocError> {
         let cidr = cidr.trunc();
-        let usable = cidr.contains(&ip)
-            && (cidr.prefix_len() < 31)
-            && ip != cidr.network()
-            && ip != cidr.broadcast();
+        let usable = cidr.contains(&ip) && (cidr.prefix_len() < 31) && ip != cidr.network() && ip != cidr.broadcast();
         if usable {
             Ok(())
         } else {

@@ -413,7 +413,11 @@ pub fn validate_owner_references(refs: &[OwnerReference], path: &str) -> Vec<Fie
             _ => (String::new(), String::new()),
         };
         if version.is_empty() {
-            errs.push(FieldError::invalid(format!("{path}.apiVersion"), r.api_version.as_str(), "version must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{path}.apiVersion"),
+                r.api_version.as_str(),
+                "version must not be empty",
+            ));
         }
         if r.kind.is_empty() {
             errs.push(FieldError::invalid(format!("{path}.kind"), r.kind.as_str(), "must not be empty"));
@@ -425,7 +429,11 @@ pub fn validate_owner_references(refs: &[OwnerReference], path: &str) -> Vec<Fie
             errs.push(FieldError::invalid(format!("{path}.uid"), r.uid.as_str(), "must not be empty"));
         }
         if group.is_empty() && version == "v1" && r.kind == "Event" {
-            errs.push(FieldError::invalid(path, owner_reference_json(r), "/v1, Kind=Event is disallowed from being an owner"));
+            errs.push(FieldError::invalid(
+                path,
+                owner_reference_json(r),
+                "/v1, Kind=Event is disallowed from being an owner",
+            ));
         }
         if r.controller == Some(true) {
             let cur = format!("{}/{}", r.kind, r.name);
@@ -452,7 +460,11 @@ fn validate_finalizers(finalizers: &[String], path: &str) -> Vec<FieldError> {
         errs.extend(is_qualified_name(f).into_iter().map(|m| FieldError::invalid(path, f.as_str(), m)));
     }
     if finalizers.iter().any(|f| f == "orphan") && finalizers.iter().any(|f| f == "foregroundDeletion") {
-        errs.push(FieldError::invalid(path, finalizers.to_vec(), "finalizer orphan and foregroundDeletion cannot be both set"));
+        errs.push(FieldError::invalid(
+            path,
+            finalizers.to_vec(),
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        ));
     }
     errs
 }
@@ -463,7 +475,11 @@ fn validate_kube_finalizer_names(finalizers: &[String], path: &str) -> Vec<Field
         let p = format!("{path}[{i}]");
         errs.extend(is_qualified_name(f).into_iter().map(|m| FieldError::invalid(p.as_str(), f.as_str(), m)));
         if !f.contains('/') && !STANDARD_FINALIZERS.contains(&f.as_str()) {
-            errs.push(FieldError::invalid(p.as_str(), f.as_str(), "name is neither a standard finalizer name nor is it fully qualified"));
+            errs.push(FieldError::invalid(
+                p.as_str(),
+                f.as_str(),
+                "name is neither a standard finalizer name nor is it fully qualified",
+            ));
         }
     }
     errs
@@ -511,7 +527,10 @@ pub fn validate_object_meta(
         errs.push(FieldError::forbidden(format!("{path}.namespace"), "not allowed on this type"));
     }
     errs.extend(validate_common(meta, path));
-    errs.extend(validate_kube_finalizer_names(meta.finalizers.as_deref().unwrap_or(&[]), &format!("{path}.finalizers")));
+    errs.extend(validate_kube_finalizer_names(
+        meta.finalizers.as_deref().unwrap_or(&[]),
+        &format!("{path}.finalizers"),
+    ));
     errs
 }
 
@@ -524,7 +543,10 @@ fn validate_common(meta: &ObjectMeta, path: &str) -> Vec<FieldError> {
     if let Some(annotations) = &meta.annotations {
         errs.extend(validate_annotations(annotations, &format!("{path}.annotations")));
     }
-    errs.extend(validate_owner_references(meta.owner_references.as_deref().unwrap_or(&[]), &format!("{path}.ownerReferences")));
+    errs.extend(validate_owner_references(
+        meta.owner_references.as_deref().unwrap_or(&[]),
+        &format!("{path}.ownerReferences"),
+    ));
     errs.extend(validate_finalizers(meta.finalizers.as_deref().unwrap_or(&[]), &format!("{path}.finalizers")));
     errs
 }
@@ -579,7 +601,8 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &st
     let new_finalizers = new.finalizers.as_deref().unwrap_or(&[]);
     if old.deletion_timestamp.is_some() {
         let old_set: BTreeSet<&str> = old.finalizers.as_deref().unwrap_or(&[]).iter().map(String::as_str).collect();
-        let extra: BTreeSet<&str> = new_finalizers.iter().map(String::as_str).filter(|f| !old_set.contains(f)).collect();
+        let extra: BTreeSet<&str> =
+            new_finalizers.iter().map(String::as_str).filter(|f| !old_set.contains(f)).collect();
         if !extra.is_empty() {
             let list: Vec<String> = extra.iter().map(|f| format!("{f:?}")).collect();
             errs.push(FieldError::forbidden(
@@ -592,7 +615,11 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &st
         }
     }
     if opt_str(&new.resource_version).is_empty() {
-        errs.push(FieldError::invalid(format!("{path}.resourceVersion"), opt_str(&new.resource_version), "must be specified for an update"));
+        errs.push(FieldError::invalid(
+            format!("{path}.resourceVersion"),
+            opt_str(&new.resource_version),
+            "must be specified for an update",
+        ));
     }
     let (new_gen, old_gen) = (new.generation.unwrap_or(0), old.generation.unwrap_or(0));
     if new_gen < old_gen {
@@ -634,7 +661,10 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta, path: &st
     if let Some(annotations) = &new.annotations {
         errs.extend(validate_annotations(annotations, &format!("{path}.annotations")));
     }
-    errs.extend(validate_owner_references(new.owner_references.as_deref().unwrap_or(&[]), &format!("{path}.ownerReferences")));
+    errs.extend(validate_owner_references(
+        new.owner_references.as_deref().unwrap_or(&[]),
+        &format!("{path}.ownerReferences"),
+    ));
     errs.extend(validate_kube_finalizer_names(new_finalizers, &format!("{path}.finalizers")));
     errs
 }
@@ -692,10 +722,25 @@ mod tests {
 
     #[test]
     fn qualified_name() {
-        for ok in ["simple", "now-with-dashes", "1-starts-with-num", "1234", "simple/simple", "now-with-dashes/simple",
-            "now-with-dashes/now-with-dashes", "now.with.dots/simple", "now-with.dashes-and.dots/simple",
-            "1-num.2-num/3-num", "1234/5678", "1.2.3.4/5678", "Uppercase_Is_OK_123", "example.com/Uppercase_Is_OK_123",
-            "requests.storage-foo", &"a".repeat(63), &format!("{}/b", "a".repeat(253))] {
+        for ok in [
+            "simple",
+            "now-with-dashes",
+            "1-starts-with-num",
+            "1234",
+            "simple/simple",
+            "now-with-dashes/simple",
+            "now-with-dashes/now-with-dashes",
+            "now.with.dots/simple",
+            "now-with.dashes-and.dots/simple",
+            "1-num.2-num/3-num",
+            "1234/5678",
+            "1.2.3.4/5678",
+            "Uppercase_Is_OK_123",
+            "example.com/Uppercase_Is_OK_123",
+            "requests.storage-foo",
+            &"a".repeat(63),
+            &format!("{}/b", "a".repeat(253)),
+        ] {
             assert!(is_qualified_name(ok).is_empty(), "{ok}");
         }
         assert_eq!(is_qualified_name("nospecialchars%^=@"), vec![NAME_PART_MSG]);
@@ -717,12 +762,21 @@ mod tests {
 
     #[test]
     fn label_values() {
-        for ok in ["simple", "now-with-dashes", "1-starts-with-num", "end-with-num-1", "1234", "", "a_b.c-d",
-            &"a".repeat(63)] {
+        for ok in
+            ["simple", "now-with-dashes", "1-starts-with-num", "end-with-num-1", "1234", "", "a_b.c-d", &"a".repeat(63)]
+        {
             assert!(is_valid_label_value(ok).is_empty(), "{ok}");
         }
-        for bad in ["nospecialchars%^=@", "Tama-nui-te-rā.is.Māori.sun", "\\backslashes\\are\\bad", "-starts-with-dash",
-            "ends-with-dash-", ".starts.with.dot", "ends.with.dot.", "a b"] {
+        for bad in [
+            "nospecialchars%^=@",
+            "Tama-nui-te-rā.is.Māori.sun",
+            "\\backslashes\\are\\bad",
+            "-starts-with-dash",
+            "ends-with-dash-",
+            ".starts.with.dot",
+            "ends.with.dot.",
+            "a b",
+        ] {
             assert_eq!(is_valid_label_value(bad), vec![LABEL_VALUE_MSG], "{bad}");
         }
         assert_eq!(is_valid_label_value(&"a".repeat(64)), vec!["must be no more than 63 characters"]);
@@ -734,20 +788,29 @@ mod tests {
             assert!(is_valid_port_name(ok).is_empty(), "{ok}");
         }
         assert_eq!(is_valid_port_name("longerthan15characters"), vec!["must be no more than 15 characters"]);
-        assert_eq!(is_valid_port_name(""), vec![
-            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-            "must contain at least one letter (a-z)"
-        ]);
+        assert_eq!(
+            is_valid_port_name(""),
+            vec![
+                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                "must contain at least one letter (a-z)"
+            ]
+        );
         assert_eq!(is_valid_port_name("12345"), vec!["must contain at least one letter (a-z)"]);
         assert_eq!(is_valid_port_name("1-2"), vec!["must contain at least one letter (a-z)"]);
         assert_eq!(is_valid_port_name("a--b"), vec!["must not contain consecutive hyphens"]);
         assert_eq!(is_valid_port_name("-ab"), vec!["must not begin or end with a hyphen"]);
         assert_eq!(is_valid_port_name("ab-"), vec!["must not begin or end with a hyphen"]);
-        assert_eq!(is_valid_port_name("HTTP"), vec![
-            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
-            "must contain at least one letter (a-z)"
-        ]);
-        assert_eq!(is_valid_port_name("a_b"), vec!["must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"]);
+        assert_eq!(
+            is_valid_port_name("HTTP"),
+            vec![
+                "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)",
+                "must contain at least one letter (a-z)"
+            ]
+        );
+        assert_eq!(
+            is_valid_port_name("a_b"),
+            vec!["must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)"]
+        );
     }
 
     #[test]
@@ -765,7 +828,8 @@ mod tests {
         assert_eq!(parse_ip_sloppy("010.096.000.001"), Some("10.96.0.1".parse().unwrap()));
         assert_eq!(parse_ip_sloppy("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
         assert_eq!(parse_ip_sloppy("::ffff:010.0.0.1"), Some("::ffff:10.0.0.1".parse().unwrap()));
-        for bad in ["", "None", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.-1", "a.b.c.d", "1.2.3.4/32", "fe80::1%eth0"] {
+        for bad in ["", "None", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.-1", "a.b.c.d", "1.2.3.4/32", "fe80::1%eth0"]
+        {
             assert_eq!(parse_ip_sloppy(bad), None, "{bad}");
         }
         assert!(parse_cidr_sloppy("10.0.0.0/8").is_some());
@@ -793,7 +857,9 @@ mod tests {
 
     #[test]
     fn object_meta_name_and_namespace() {
-        assert!(validate_object_meta(&meta("mynapp-svc", "default"), true, name_is_dns1035_label, "metadata").is_empty());
+        assert!(
+            validate_object_meta(&meta("mynapp-svc", "default"), true, name_is_dns1035_label, "metadata").is_empty()
+        );
         assert_eq!(
             strings(&validate_object_meta(&meta("1abc", "default"), true, name_is_dns1035_label, "metadata")),
             vec![format!("metadata.name: Invalid value: \"1abc\": {DNS1035_MSG}")]
@@ -861,8 +927,21 @@ mod tests {
         );
         let mut m = meta("a", "default");
         m.owner_references = Some(vec![
-            OwnerReference { api_version: "apps/v1".into(), kind: "ReplicaSet".into(), name: "rs".into(), uid: "u".into(), controller: Some(true), ..Default::default() },
-            OwnerReference { api_version: "".into(), kind: "".into(), name: "".into(), uid: "".into(), ..Default::default() },
+            OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "rs".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                ..Default::default()
+            },
+            OwnerReference {
+                api_version: "".into(),
+                kind: "".into(),
+                name: "".into(),
+                uid: "".into(),
+                ..Default::default()
+            },
         ]);
         assert_eq!(
             strings(&validate_object_meta(&m, true, name_is_dns1035_label, "metadata")),

@@ -247,7 +247,13 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         revision = Some(page.revision);
         more = page.more;
         remaining = page.remaining;
+        let mut full = false;
         for kv in &page.kvs {
+            if limit.is_some_and(|l| items.len() + raw.len() >= l) {
+                // The page is full: what is left of this store page comes next time.
+                full = true;
+                break;
+            }
             last_key = Some(kv.key.clone());
             if exact.as_deref().is_some_and(|k| k != kv.key) {
                 continue;
@@ -264,6 +270,10 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             } else {
                 raw.push(object::with_resource_version(&kv.value, kv.mod_revision));
             }
+        }
+        if full {
+            more = true;
+            break;
         }
         let have = items.len() + raw.len();
         match limit {

@@ -245,6 +245,8 @@ impl Registry {
             meta.remove("managedFields");
             meta.remove("selfLink");
         }
+        // Preconditions were checked by the caller; validation sees the current version.
+        object::set_resource_version(&mut obj, old.revision);
         let alloc = self
             .strategies
             .prepare_update(r, &mut obj, &old.object, sub)

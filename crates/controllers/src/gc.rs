@@ -118,7 +118,9 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
         let api = api_for(client, kind, ns);
         if !orphaned_by.is_empty() {
             let keep: Vec<_> = refs.iter().filter(|r| !orphaned_by.contains(&r.uid)).cloned().collect();
-            let patch = json!({ "metadata": { "ownerReferences": keep, "uid": obj.metadata.uid } });
+            // `null` removes the field: an empty list would still be stored.
+            let refs = if keep.is_empty() { serde_json::Value::Null } else { json!(keep) };
+            let patch = json!({ "metadata": { "ownerReferences": refs, "uid": obj.metadata.uid } });
             ignore_missing(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()))?;
             continue;
         }

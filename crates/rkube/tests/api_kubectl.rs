@@ -198,7 +198,7 @@ fn watch_sees_changes_made_by_another_command() {
 fn delete_wait_returns_once_the_object_is_gone() {
     let s = server();
     let k = s.kubectl();
-    k.ok(["create", "configmap", "c1", "--from-literal=a=b"]);
+    k.ok_with_stdin(["create", "-f", "-"], "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  a: b\n");
     let t = Instant::now();
     let out = k.ok(["delete", "configmap", "c1", "--wait=true"]);
     assert!(out.contains("configmap \"c1\" deleted"), "{out}");

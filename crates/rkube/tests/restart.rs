@@ -59,8 +59,13 @@ fn objects_survive_kill_9_mid_writes() {
     let svc_after = k.ok(["get", "svc", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.clusterIP}:{.spec.ports[0].nodePort};{end}"]);
     assert_eq!(svc_before, svc_after, "ClusterIPs and NodePorts are unchanged by the restart");
     // The restored allocator does not hand out a taken port again.
-    let err = k.fail(["create", "service", "nodeport", "again", "--tcp=80:8080", "--node-port=31111"]);
-    assert!(err.contains("provided port is already allocated"), "{err}");
+    let again = "apiVersion: v1\nkind: Service\nmetadata:\n  name: again\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 31111\n";
+    let err = k.run_with_stdin(["create", "-f", "-"], again);
+    assert!(
+        err.stderr.contains("spec.ports[0].nodePort: Invalid value: 31111: provided port is already allocated"),
+        "{}",
+        err.stderr
+    );
 
     // A clean stop (SIGTERM) keeps everything too.
     s.stop().expect("stop");
