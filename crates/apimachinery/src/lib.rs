@@ -12,3 +12,4 @@ pub mod table;
 pub mod names;
 pub mod allocator;
 pub mod service;
+pub mod protobuf;

@@ -149,9 +149,7 @@ mod tests {
         for len in [0usize, 1, 2, 5, 19, 20, 21, 39, 40, 41, 64, 100, 257] {
             let mut v: Vec<(u64, usize)> = (0..len)
                 .map(|i| {
-                    seed = seed
-                        .wrapping_mul(6_364_136_223_846_793_005)
-                        .wrapping_add(1_442_695_040_888_963_407);
+                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
                     ((seed >> 33) % 7, i)
                 })
                 .collect();
@@ -168,13 +166,7 @@ mod tests {
     fn strategic_gosort_inconsistent_comparator_like_go() {
         // -1 = not found in the order list.
         let mut v = vec![(-1i64, 'a'), (1, 'b'), (0, 'c')];
-        slice_stable(&mut v, |x, y| {
-            if x.0 >= 0 && y.0 >= 0 {
-                x.0 < y.0
-            } else {
-                true
-            }
-        });
+        slice_stable(&mut v, |x, y| if x.0 >= 0 && y.0 >= 0 { x.0 < y.0 } else { true });
         // i=1: less(b, a) -> a not found -> true -> swap: [b, a, c]
         // i=2: less(c, a) -> true -> swap: [b, c, a]; less(c, b) -> 0<1 -> swap: [c, b, a]
         assert_eq!(v, vec![(0, 'c'), (1, 'b'), (-1, 'a')]);

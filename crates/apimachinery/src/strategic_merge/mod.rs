@@ -62,10 +62,7 @@ pub enum PatchError {
     #[error("map: {map} does not contain declared merge key: {key}")]
     NoMergeKey { map: String, key: String },
     #[error("expected a {expected}, but received a {actual}")]
-    BadArgType {
-        expected: &'static str,
-        actual: &'static str,
-    },
+    BadArgType { expected: &'static str, actual: &'static str },
     /// An unknown `$patch` directive (`delete`, `replace` and, in lists of
     /// objects, `merge` are known).
     #[error("unknown patch type: {directive} in map: {map}")]
@@ -84,20 +81,11 @@ pub enum PatchError {
 /// (e.g. `$setElementOrder/...` inside a map that the original did not have);
 /// kube-apiserver drops them when it converts the result to the typed object, and
 /// so does decoding the result into a `k8s-openapi` type.
-pub fn apply(
-    group: &str,
-    kind: &str,
-    original: &Value,
-    patch: &Value,
-) -> Result<Value, PatchError> {
+pub fn apply(group: &str, kind: &str, original: &Value, patch: &Value) -> Result<Value, PatchError> {
     apply_with_schema(schema::for_kind(group, kind), original, patch)
 }
 
-pub(crate) fn apply_with_schema(
-    schema: &'static Schema,
-    original: &Value,
-    patch: &Value,
-) -> Result<Value, PatchError> {
+pub(crate) fn apply_with_schema(schema: &'static Schema, original: &Value, patch: &Value) -> Result<Value, PatchError> {
     let original = to_object(original)?;
     let patch = to_object(patch)?;
     merge_map(original, patch, schema).map(Value::Object)
@@ -116,11 +104,7 @@ fn to_object(v: &Value) -> Result<JsonMap, PatchError> {
 // --- maps ----------------------------------------------------------------------
 
 /// `mergeMap`.
-fn merge_map(
-    mut original: JsonMap,
-    mut patch: JsonMap,
-    schema: &'static Schema,
-) -> Result<JsonMap, PatchError> {
+fn merge_map(mut original: JsonMap, mut patch: JsonMap, schema: &'static Schema) -> Result<JsonMap, PatchError> {
     if let Some(directive) = patch.get(DIRECTIVE_MARKER) {
         let directive = directive.clone();
         return handle_directive_in_merge_map(&directive, patch);
@@ -211,10 +195,7 @@ fn set_from_patch(original: &mut JsonMap, key: String, mut patch_v: Value) {
 }
 
 /// `handleDirectiveInMergeMap`.
-fn handle_directive_in_merge_map(
-    directive: &Value,
-    mut patch: JsonMap,
-) -> Result<JsonMap, PatchError> {
+fn handle_directive_in_merge_map(directive: &Value, mut patch: JsonMap) -> Result<JsonMap, PatchError> {
     match directive.as_str() {
         Some(REPLACE_DIRECTIVE) => {
             // Use the patch as is, without the directive.
@@ -229,10 +210,7 @@ fn handle_directive_in_merge_map(
 /// `applyRetainKeysDirective`: drop every key of `original` that the patch's
 /// `$retainKeys` list does not name, after checking that the patch itself only
 /// sets listed keys.
-fn apply_retain_keys_directive(
-    original: &mut JsonMap,
-    patch: &mut JsonMap,
-) -> Result<(), PatchError> {
+fn apply_retain_keys_directive(original: &mut JsonMap, patch: &mut JsonMap) -> Result<(), PatchError> {
     let Some(retain) = patch.remove(RETAIN_KEYS_DIRECTIVE) else {
         return Ok(());
     };
@@ -241,10 +219,7 @@ fn apply_retain_keys_directive(
     };
     let retained = |k: &str| retain.iter().any(|v| v.as_str() == Some(k));
     for (k, v) in patch.iter() {
-        if v.is_null()
-            || k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX)
-            || k.starts_with(SET_ELEMENT_ORDER_PREFIX)
-        {
+        if v.is_null() || k.starts_with(DELETE_FROM_PRIMITIVE_LIST_PREFIX) || k.starts_with(SET_ELEMENT_ORDER_PREFIX) {
             continue;
         }
         if !retained(k) {
@@ -263,11 +238,7 @@ fn merge_patch_into_original(
     patch: &mut JsonMap,
     schema: &'static Schema,
 ) -> Result<(), PatchError> {
-    let keys: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ELEMENT_ORDER_PREFIX))
-        .cloned()
-        .collect();
+    let keys: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER_PREFIX)).cloned().collect();
     for key in keys {
         let Some(set_order) = patch.remove(&key) else {
             continue;
@@ -289,18 +260,10 @@ fn merge_patch_into_original(
         };
 
         let (sub, strategy, merge_key) = schema.lookup(&list_key);
-        validate_patch_with_set_order_list(
-            patch_list.as_deref().unwrap_or_default(),
-            &set_order,
-            merge_key,
-        )?;
+        validate_patch_with_set_order_list(patch_list.as_deref().unwrap_or_default(), &set_order, merge_key)?;
         // Only the element types of the patch list matter below.
-        let patch_kinds: Vec<Value> = patch_list
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|v| order_key(v, merge_key))
-            .collect();
+        let patch_kinds: Vec<Value> =
+            patch_list.as_deref().unwrap_or_default().iter().map(|v| order_key(v, merge_key)).collect();
 
         let (merged, server_order) = match (original_list, patch_list) {
             (Some(orig), None) => {
@@ -333,14 +296,7 @@ fn merge_patch_into_original(
             partition_maps_by_present_in_list(merged, &set_order, merge_key)?
         };
         let kind = slice_element_type(&[&server_order, &patch_kinds])?;
-        let both = normalize_element_order(
-            patch_items,
-            server_only,
-            &set_order,
-            &server_order,
-            merge_key,
-            kind,
-        )?;
+        let both = normalize_element_order(patch_items, server_only, &set_order, &server_order, merge_key, kind)?;
         original.insert(list_key, Value::Array(both));
     }
     Ok(())
@@ -366,10 +322,7 @@ fn merge_slice(
     is_delete_list: bool,
 ) -> Result<SliceMerge, PatchError> {
     if original.is_empty() && patch.is_empty() {
-        return Ok(SliceMerge {
-            merged: original,
-            original_view: Vec::new(),
-        });
+        return Ok(SliceMerge { merged: original, original_view: Vec::new() });
     }
     let kind = slice_element_type(&[&original, &patch])?;
     let n = original.len();
@@ -378,10 +331,7 @@ fn merge_slice(
     if kind != GoKind::Map {
         if is_delete_list {
             let original_view = order_keys(&original, merge_key);
-            return Ok(SliceMerge {
-                merged: delete_from_slice(original, &patch),
-                original_view,
-            });
+            return Ok(SliceMerge { merged: delete_from_slice(original, &patch), original_view });
         }
         // both := append(original, patch...); merged = deduplicateScalars(both).
         // When the append fits the original's capacity it reuses its backing
@@ -401,12 +351,8 @@ fn merge_slice(
         } else {
             partition_maps_by_present_in_list(both, &patch, merge_key)?
         };
-        let merged =
-            normalize_element_order(patch_items, server_only, &patch, &view, merge_key, kind)?;
-        Ok(SliceMerge {
-            merged,
-            original_view: view,
-        })
+        let merged = normalize_element_order(patch_items, server_only, &patch, &view, merge_key, kind)?;
+        Ok(SliceMerge { merged, original_view: view })
     } else {
         merge_slice_of_maps(original, patch, schema, merge_key, kind, cap)
     }
@@ -423,9 +369,7 @@ fn merge_slice_of_maps(
     cap: usize,
 ) -> Result<SliceMerge, PatchError> {
     if merge_key.is_empty() {
-        return Err(PatchError::Invalid(
-            "cannot merge lists without merge key for struct".to_string(),
-        ));
+        return Err(PatchError::Invalid("cannot merge lists without merge key for struct".to_string()));
     }
     // `view` is the original backing array's first `len(original)` slots;
     // `aliased` says whether `cur` still lives in that array.
@@ -465,9 +409,7 @@ fn merge_slice_of_maps(
             // Keep going to prune any other $patch elements.
             Some(REPLACE_DIRECTIVE) => replace = true,
             Some(MERGE_DIRECTIVE) => {
-                return Err(PatchError::Invalid(
-                    "merging lists cannot yet be specified in the patch".to_string(),
-                ));
+                return Err(PatchError::Invalid("merging lists cannot yet be specified in the patch".to_string()));
             }
             _ => return Err(bad_patch_type(directive, m)),
         }
@@ -516,20 +458,9 @@ fn merge_slice_of_maps(
         }
     }
 
-    let (patch_items, server_only) =
-        partition_maps_by_present_in_list(cur, &patch_order, merge_key)?;
-    let merged = normalize_element_order(
-        patch_items,
-        server_only,
-        &patch_order,
-        &server_order,
-        merge_key,
-        kind,
-    )?;
-    Ok(SliceMerge {
-        merged,
-        original_view: view,
-    })
+    let (patch_items, server_only) = partition_maps_by_present_in_list(cur, &patch_order, merge_key)?;
+    let merged = normalize_element_order(patch_items, server_only, &patch_order, &server_order, merge_key, kind)?;
+    Ok(SliceMerge { merged, original_view: view })
 }
 
 /// The capacity Go's JSON decoder leaves on a decoded array of `n` elements: it
@@ -563,19 +494,14 @@ fn go_grow_cap(old_cap: usize, new_len: usize) -> usize {
     // Malloc size classes up to 32 KiB (runtime/sizeclasses.go); larger
     // allocations are rounded up to whole 8 KiB pages.
     const SIZE_CLASSES: [usize; 67] = [
-        0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288,
-        320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536,
-        1792, 2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192,
-        9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576,
-        27264, 28672,
+        0, 8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256, 288, 320, 352, 384, 416,
+        448, 480, 512, 576, 640, 704, 768, 896, 1024, 1152, 1280, 1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200, 3456,
+        4096, 4864, 5376, 6144, 6528, 6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432,
+        19072, 20480, 21760, 24576, 27264, 28672,
     ];
     let bytes = new_cap * 16;
     let rounded = if bytes <= 32768 {
-        SIZE_CLASSES
-            .iter()
-            .copied()
-            .find(|&c| c >= bytes)
-            .unwrap_or(32768)
+        SIZE_CLASSES.iter().copied().find(|&c| c >= bytes).unwrap_or(32768)
     } else {
         bytes.div_ceil(8192) * 8192
     };
@@ -609,24 +535,15 @@ fn deduplicate_scalars(s: &mut [Value]) -> usize {
 
 /// `deleteFromSlice`.
 fn delete_from_slice(current: Vec<Value>, to_delete: &[Value]) -> Vec<Value> {
-    current
-        .into_iter()
-        .filter(|v| !to_delete.contains(v))
-        .collect()
+    current.into_iter().filter(|v| !to_delete.contains(v)).collect()
 }
 
 /// `findMapInSliceBasedOnKeyValue`: the index of the first map whose `key` is
 /// `value`.
-fn find_map_in_slice(
-    list: &[Value],
-    key: &str,
-    value: &Value,
-) -> Result<Option<usize>, PatchError> {
+fn find_map_in_slice(list: &[Value], key: &str, value: &Value) -> Result<Option<usize>, PatchError> {
     for (i, v) in list.iter().enumerate() {
         let Value::Object(m) = v else {
-            return Err(PatchError::Invalid(format!(
-                "value for key {i} is not a map"
-            )));
+            return Err(PatchError::Invalid(format!("value for key {i} is not a map")));
         };
         if m.get(key) == Some(value) {
             return Ok(Some(i));
@@ -669,13 +586,7 @@ fn normalize_element_order(
 ) -> Result<Vec<Value>, PatchError> {
     let patch = normalize_slice_order(patch, patch_order, merge_key, kind)?;
     let server_only = normalize_slice_order(server_only, server_order, merge_key, kind)?;
-    Ok(merge_sorted_slice(
-        server_only,
-        patch,
-        server_order,
-        merge_key,
-        kind,
-    ))
+    Ok(merge_sorted_slice(server_only, patch, server_order, merge_key, kind))
 }
 
 /// `mergeSortedSlice`: insert the items of `left` (server-only) into `right`
@@ -694,11 +605,7 @@ fn merge_sorted_slice(
     while let (Some(l), Some(r)) = (left.peek(), right.peek()) {
         let li = index(server_order, l, merge_key, kind);
         let ri = index(server_order, r, merge_key, kind);
-        let next = if li >= 0 && ri >= 0 && li < ri {
-            left.next()
-        } else {
-            right.next()
-        };
+        let next = if li >= 0 && ri >= 0 && li < ri { left.next() } else { right.next() };
         out.extend(next);
     }
     out.extend(left);
@@ -709,17 +616,18 @@ fn merge_sorted_slice(
 /// `index`: position of `val` in `list`, comparing merge-key values for lists of
 /// objects (a missing key compares equal to a missing key, as Go's nil does).
 fn index(list: &[Value], val: &Value, merge_key: &str, kind: GoKind) -> isize {
-    let key_of = |item: &'_ Value| -> Option<Value> {
-        if kind == GoKind::Map {
-            item.as_object().and_then(|m| m.get(merge_key)).cloned()
-        } else {
-            Some(item.clone())
-        }
-    };
-    let wanted = key_of(val);
-    list.iter()
-        .position(|v| key_of(v) == wanted)
-        .map_or(-1, |i| i as isize)
+    let wanted = order_value(val, merge_key, kind);
+    list.iter().position(|v| order_value(v, merge_key, kind) == wanted).map_or(-1, |i| i as isize)
+}
+
+/// `getValFn` of `index`: the merge-key value of an object (`None` when it is
+/// missing or the item is not an object), the item itself for primitives.
+fn order_value<'a>(item: &'a Value, merge_key: &str, kind: GoKind) -> Option<&'a Value> {
+    if kind == GoKind::Map {
+        item.as_object().and_then(|m| m.get(merge_key))
+    } else {
+        Some(item)
+    }
 }
 
 /// `normalizeSliceOrder`: sort `to_sort` by `order`; for objects, items carrying
@@ -736,17 +644,9 @@ fn normalize_slice_order(
     } else {
         (to_sort, Vec::new())
     };
-    let mut indexed: Vec<(isize, Value)> = to_sort
-        .into_iter()
-        .map(|v| (index(order, &v, merge_key, kind), v))
-        .collect();
-    gosort::slice_stable(&mut indexed, |a, b| {
-        if a.0 >= 0 && b.0 >= 0 {
-            a.0 < b.0
-        } else {
-            true
-        }
-    });
+    let mut indexed: Vec<(isize, Value)> =
+        to_sort.into_iter().map(|v| (index(order, &v, merge_key, kind), v)).collect();
+    gosort::slice_stable(&mut indexed, |a, b| if a.0 >= 0 && b.0 >= 0 { a.0 < b.0 } else { true });
     let mut sorted: Vec<Value> = indexed.into_iter().map(|(_, v)| v).collect();
     sorted.extend(to_delete);
     Ok(sorted)
@@ -785,10 +685,7 @@ fn extract_to_delete_items(list: Vec<Value>) -> Result<(Vec<Value>, Vec<Value>),
 }
 
 /// `partitionPrimitivesByPresentInList`.
-fn partition_primitives_by_present_in_list(
-    list: Vec<Value>,
-    partition_by: &[Value],
-) -> (Vec<Value>, Vec<Value>) {
+fn partition_primitives_by_present_in_list(list: Vec<Value>, partition_by: &[Value]) -> (Vec<Value>, Vec<Value>) {
     list.into_iter().partition(|v| partition_by.contains(v))
 }
 
@@ -843,10 +740,7 @@ fn validate_patch_with_set_order_list(
 
     let (mut pi, mut si) = (0, 0);
     while pi < non_delete.len() && si < set_order.len() {
-        if non_delete[pi]
-            .as_object()
-            .is_some_and(|m| m.contains_key(DIRECTIVE_MARKER))
-        {
+        if non_delete[pi].as_object().is_some_and(|m| m.contains_key(DIRECTIVE_MARKER)) {
             pi += 1;
             continue;
         }
@@ -916,9 +810,7 @@ fn remove_directives(v: Value) -> Option<Value> {
             }
             Some(Value::Object(out))
         }
-        Value::Array(l) => Some(Value::Array(
-            l.into_iter().filter_map(remove_directives).collect(),
-        )),
+        Value::Array(l) => Some(Value::Array(l.into_iter().filter_map(remove_directives).collect())),
         other => Some(other),
     }
 }
@@ -990,9 +882,7 @@ fn slice_element_type(lists: &[&[Value]]) -> Result<GoKind, PatchError> {
                     }
                     if cur == GoKind::Nil {
                         // Go dereferences a nil reflect.Type here and panics.
-                        return Err(PatchError::Invalid(
-                            "list element must not be null".to_string(),
-                        ));
+                        return Err(PatchError::Invalid("list element must not be null".to_string()));
                     }
                     prev = Some(cur);
                 }
@@ -1036,10 +926,8 @@ fn go_fmt_list(l: &[Value]) -> String {
 fn go_fmt_map(m: &JsonMap) -> String {
     let mut keys: Vec<&String> = m.keys().collect();
     keys.sort();
-    let items: Vec<String> = keys
-        .into_iter()
-        .map(|k| format!("{k}:{}", m.get(k).map(go_fmt).unwrap_or_default()))
-        .collect();
+    let items: Vec<String> =
+        keys.into_iter().map(|k| format!("{k}:{}", m.get(k).map(go_fmt).unwrap_or_default())).collect();
     format!("map[{}]", items.join(" "))
 }
 
@@ -1047,7 +935,7 @@ fn go_fmt_map(m: &JsonMap) -> String {
 /// from 1e21 on.
 fn go_fmt_float(f: f64) -> String {
     let abs = f.abs();
-    if f != 0.0 && (abs < 1e-4 || abs >= 1e21) {
+    if f != 0.0 && !(1e-4..1e21).contains(&abs) {
         let s = format!("{f:e}");
         match s.split_once('e') {
             Some((mantissa, exp)) => {
@@ -1075,24 +963,15 @@ fn go_fmt_s(v: &Value) -> String {
 }
 
 fn bad_arg_type(expected: &'static str, actual: &Value) -> PatchError {
-    PatchError::BadArgType {
-        expected,
-        actual: go_type_name(actual),
-    }
+    PatchError::BadArgType { expected, actual: go_type_name(actual) }
 }
 
 fn no_merge_key(m: &JsonMap, key: &str) -> PatchError {
-    PatchError::NoMergeKey {
-        map: go_fmt_map(m),
-        key: key.to_string(),
-    }
+    PatchError::NoMergeKey { map: go_fmt_map(m), key: key.to_string() }
 }
 
 fn bad_patch_type(directive: &Value, m: &JsonMap) -> PatchError {
-    PatchError::BadPatchType {
-        directive: go_fmt_s(directive),
-        map: go_fmt_map(m),
-    }
+    PatchError::BadPatchType { directive: go_fmt_s(directive), map: go_fmt_map(m) }
 }
 
 /// A broken invariant of this module (never expected; returned rather than

@@ -76,28 +76,12 @@ pub(crate) static OPAQUE: Schema = Schema::Opaque;
 
 /// A field without a strategy whose value has metadata below it.
 pub(crate) const fn nested(name: &'static str, schema: &'static Schema) -> Field {
-    Field {
-        name,
-        strategy: Strategy::None,
-        retain_keys: false,
-        merge_key: "",
-        schema,
-    }
+    Field { name, strategy: Strategy::None, retain_keys: false, merge_key: "", schema }
 }
 
 /// `patchStrategy:"merge" patchMergeKey:"<key>"` on a list of objects.
-pub(crate) const fn merge_by(
-    name: &'static str,
-    merge_key: &'static str,
-    schema: &'static Schema,
-) -> Field {
-    Field {
-        name,
-        strategy: Strategy::Merge,
-        retain_keys: false,
-        merge_key,
-        schema,
-    }
+pub(crate) const fn merge_by(name: &'static str, merge_key: &'static str, schema: &'static Schema) -> Field {
+    Field { name, strategy: Strategy::Merge, retain_keys: false, merge_key, schema }
 }
 
 /// `patchStrategy:"merge,retainKeys" patchMergeKey:"<key>"`.
@@ -106,56 +90,29 @@ pub(crate) const fn merge_by_retain_keys(
     merge_key: &'static str,
     schema: &'static Schema,
 ) -> Field {
-    Field {
-        name,
-        strategy: Strategy::Merge,
-        retain_keys: true,
-        merge_key,
-        schema,
-    }
+    Field { name, strategy: Strategy::Merge, retain_keys: true, merge_key, schema }
 }
 
 /// `patchStrategy:"merge"` on a list of primitives (a set).
 pub(crate) const fn merge_set(name: &'static str) -> Field {
-    Field {
-        name,
-        strategy: Strategy::Merge,
-        retain_keys: false,
-        merge_key: "",
-        schema: &OPAQUE,
-    }
+    Field { name, strategy: Strategy::Merge, retain_keys: false, merge_key: "", schema: &OPAQUE }
 }
 
 /// `patchStrategy:"retainKeys"` on a struct.
 pub(crate) const fn retain_keys(name: &'static str, schema: &'static Schema) -> Field {
-    Field {
-        name,
-        strategy: Strategy::None,
-        retain_keys: true,
-        merge_key: "",
-        schema,
-    }
+    Field { name, strategy: Strategy::None, retain_keys: true, merge_key: "", schema }
 }
 
 /// `patchStrategy:"replace"`.
 #[cfg(test)]
 pub(crate) const fn replace(name: &'static str) -> Field {
-    Field {
-        name,
-        strategy: Strategy::Replace,
-        retain_keys: false,
-        merge_key: "",
-        schema: &OPAQUE,
-    }
+    Field { name, strategy: Strategy::Replace, retain_keys: false, merge_key: "", schema: &OPAQUE }
 }
 
 // --- meta/v1 ---------------------------------------------------------------
 
 /// ObjectMeta: `ownerReferences` merge by `uid`, `finalizers` merge (a set).
-static OBJECT_META: Schema = Schema::Struct(&[
-    merge_by("ownerReferences", "uid", &OPAQUE),
-    merge_set("finalizers"),
-]);
+static OBJECT_META: Schema = Schema::Struct(&[merge_by("ownerReferences", "uid", &OPAQUE), merge_set("finalizers")]);
 
 static METADATA_ONLY: Schema = Schema::Struct(&[nested("metadata", &OBJECT_META)]);
 
@@ -177,8 +134,7 @@ static CONTAINER: Schema = Schema::Struct(&[
 
 /// PersistentVolumeClaimTemplate (Volume.ephemeral.volumeClaimTemplate).
 static PVC_TEMPLATE: Schema = Schema::Struct(&[nested("metadata", &OBJECT_META)]);
-static EPHEMERAL_VOLUME_SOURCE: Schema =
-    Schema::Struct(&[nested("volumeClaimTemplate", &PVC_TEMPLATE)]);
+static EPHEMERAL_VOLUME_SOURCE: Schema = Schema::Struct(&[nested("volumeClaimTemplate", &PVC_TEMPLATE)]);
 /// Volume (VolumeSource is inlined).
 static VOLUME: Schema = Schema::Struct(&[nested("ephemeral", &EPHEMERAL_VOLUME_SOURCE)]);
 
@@ -201,21 +157,13 @@ static POD_STATUS: Schema = Schema::Struct(&[
     merge_by_retain_keys("resourceClaimStatuses", "name", &OPAQUE),
 ]);
 
-static POD: Schema = Schema::Struct(&[
-    nested("metadata", &OBJECT_META),
-    nested("spec", &POD_SPEC),
-    nested("status", &POD_STATUS),
-]);
+static POD: Schema =
+    Schema::Struct(&[nested("metadata", &OBJECT_META), nested("spec", &POD_SPEC), nested("status", &POD_STATUS)]);
 
-static POD_TEMPLATE_SPEC: Schema = Schema::Struct(&[
-    nested("metadata", &OBJECT_META),
-    nested("spec", &POD_SPEC),
-]);
+static POD_TEMPLATE_SPEC: Schema = Schema::Struct(&[nested("metadata", &OBJECT_META), nested("spec", &POD_SPEC)]);
 
-static POD_TEMPLATE: Schema = Schema::Struct(&[
-    nested("metadata", &OBJECT_META),
-    nested("template", &POD_TEMPLATE_SPEC),
-]);
+static POD_TEMPLATE: Schema =
+    Schema::Struct(&[nested("metadata", &OBJECT_META), nested("template", &POD_TEMPLATE_SPEC)]);
 
 /// A spec whose only strategic path is `template` (ReplicaSetSpec,
 /// ReplicationControllerSpec, DaemonSetSpec, StatefulSetSpec, JobSpec).
@@ -231,10 +179,7 @@ static REPLICATION_CONTROLLER: Schema = Schema::Struct(&[
 
 static SERVICE: Schema = Schema::Struct(&[
     nested("metadata", &OBJECT_META),
-    nested(
-        "spec",
-        &Schema::Struct(&[merge_by("ports", "port", &OPAQUE)]),
-    ),
+    nested("spec", &Schema::Struct(&[merge_by("ports", "port", &OPAQUE)])),
     nested("status", &CONDITIONS_STATUS),
 ]);
 
@@ -243,23 +188,15 @@ static NODE: Schema = Schema::Struct(&[
     nested("spec", &Schema::Struct(&[merge_set("podCIDRs")])),
     nested(
         "status",
-        &Schema::Struct(&[
-            merge_by("conditions", "type", &OPAQUE),
-            merge_by("addresses", "type", &OPAQUE),
-        ]),
+        &Schema::Struct(&[merge_by("conditions", "type", &OPAQUE), merge_by("addresses", "type", &OPAQUE)]),
     ),
 ]);
 
-static NAMESPACE: Schema = Schema::Struct(&[
-    nested("metadata", &OBJECT_META),
-    nested("status", &CONDITIONS_STATUS),
-]);
+static NAMESPACE: Schema = Schema::Struct(&[nested("metadata", &OBJECT_META), nested("status", &CONDITIONS_STATUS)]);
 
 /// ServiceAccount: `secrets` merge by `name`; `imagePullSecrets` is atomic.
-static SERVICE_ACCOUNT: Schema = Schema::Struct(&[
-    nested("metadata", &OBJECT_META),
-    merge_by("secrets", "name", &OPAQUE),
-]);
+static SERVICE_ACCOUNT: Schema =
+    Schema::Struct(&[nested("metadata", &OBJECT_META), merge_by("secrets", "name", &OPAQUE)]);
 
 // --- apps/v1, batch/v1 ---------------------------------------------------------
 
@@ -271,13 +208,7 @@ static REPLICA_SET: Schema = Schema::Struct(&[
 
 static DEPLOYMENT: Schema = Schema::Struct(&[
     nested("metadata", &OBJECT_META),
-    nested(
-        "spec",
-        &Schema::Struct(&[
-            nested("template", &POD_TEMPLATE_SPEC),
-            retain_keys("strategy", &OPAQUE),
-        ]),
-    ),
+    nested("spec", &Schema::Struct(&[nested("template", &POD_TEMPLATE_SPEC), retain_keys("strategy", &OPAQUE)])),
     nested("status", &CONDITIONS_STATUS),
 ]);
 
@@ -289,10 +220,7 @@ static DAEMON_SET: Schema = Schema::Struct(&[
 
 /// StatefulSet and Job: only the pod template path (their status tags are not
 /// encoded).
-static TEMPLATED: Schema = Schema::Struct(&[
-    nested("metadata", &OBJECT_META),
-    nested("spec", &TEMPLATE_SPEC),
-]);
+static TEMPLATED: Schema = Schema::Struct(&[nested("metadata", &OBJECT_META), nested("spec", &TEMPLATE_SPEC)]);
 
 /// CronJob: `spec.jobTemplate` is a JobTemplateSpec (metadata + JobSpec).
 static CRON_JOB: Schema = Schema::Struct(&[
@@ -301,10 +229,7 @@ static CRON_JOB: Schema = Schema::Struct(&[
         "spec",
         &Schema::Struct(&[nested(
             "jobTemplate",
-            &Schema::Struct(&[
-                nested("metadata", &OBJECT_META),
-                nested("spec", &TEMPLATE_SPEC),
-            ]),
+            &Schema::Struct(&[nested("metadata", &OBJECT_META), nested("spec", &TEMPLATE_SPEC)]),
         )]),
     ),
 ]);

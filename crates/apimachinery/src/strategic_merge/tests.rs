@@ -3,9 +3,7 @@
 
 use serde_json::{json, Value};
 
-use super::schema::{
-    merge_by, merge_by_retain_keys, merge_set, nested, replace, retain_keys, Schema, OPAQUE,
-};
+use super::schema::{merge_by, merge_by_retain_keys, merge_set, nested, replace, retain_keys, Schema, OPAQUE};
 use super::{apply, apply_with_schema, PatchError};
 
 // --- upstream's test type ------------------------------------------------------
@@ -39,8 +37,7 @@ static RETAIN_KEYS_MERGE_ITEM: Schema = Schema::Struct(&[
 /// are compared exactly, list order included, as upstream does for raw cases.
 #[test]
 fn strategic_upstream_patch_test_cases() {
-    let cases: Vec<Value> =
-        serde_json::from_str(include_str!("testdata/upstream_cases.json")).expect("test data");
+    let cases: Vec<Value> = serde_json::from_str(include_str!("testdata/upstream_cases.json")).expect("test data");
     assert!(cases.len() > 100, "{} cases", cases.len());
     let mut failures = Vec::new();
     for c in &cases {
@@ -54,11 +51,7 @@ fn strategic_upstream_patch_test_cases() {
                     failures.push(format!("{desc} (two-way): want error {want:?}, got {other:?}"));
                 }
                 (None, Ok(got)) => {
-                    let want = c
-                        .get("twoWayResult")
-                        .or_else(|| c.get("modified"))
-                        .cloned()
-                        .unwrap_or(Value::Null);
+                    let want = c.get("twoWayResult").or_else(|| c.get("modified")).cloned().unwrap_or(Value::Null);
                     if got != want {
                         failures.push(format!("{desc} (two-way):\n  want {want}\n  got  {got}"));
                     }
@@ -66,9 +59,7 @@ fn strategic_upstream_patch_test_cases() {
                 (None, Err(e)) => failures.push(format!("{desc} (two-way): error {e}")),
             }
         }
-        if let (Some(current), Some(three_way), Some(want)) =
-            (c.get("current"), c.get("threeWay"), c.get("result"))
-        {
+        if let (Some(current), Some(three_way), Some(want)) = (c.get("current"), c.get("threeWay"), c.get("result")) {
             match apply_with_schema(&MERGE_ITEM, current, three_way) {
                 Ok(got) if &got == want => {}
                 Ok(got) => {
@@ -149,8 +140,7 @@ fn strategic_service_apply_one_port_to_two_named_ports() {
     });
     let got = apply("", "Service", &service(), &patch).expect("apply");
     let mut want = service();
-    want["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] =
-        json!("{\"new\":true}\n");
+    want["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = json!("{\"new\":true}\n");
     want["spec"]["ports"] = json!([
         {"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080},
         {"name": "https", "port": 443, "targetPort": 8443}
@@ -165,14 +155,12 @@ fn strategic_service_apply_one_port_to_two_named_ports() {
         }
     });
     let back = apply("", "Service", &got, &patch).expect("apply");
-    assert_eq!(
-        back["spec"]["ports"],
-        json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}])
-    );
+    assert_eq!(back["spec"]["ports"], json!([{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]));
 }
 
-/// Reordering and replacing ports keeps the server-only port where upstream
-/// puts it.
+/// Reordering ports: the server-only port keeps its place relative to the
+/// ports around it in the live list (upstream's `mergeSortedSlice`: it goes
+/// before the first patch item that follows it on the server).
 #[test]
 fn strategic_service_ports_keep_server_only_items() {
     let mut original = service();
@@ -185,13 +173,9 @@ fn strategic_service_ports_keep_server_only_items() {
     // added by someone else.
     let patch = json!({"spec": {"$setElementOrder/ports": [{"port": 3}, {"port": 1}]}});
     let got = apply("", "Service", &original, &patch).expect("apply");
-    let ports: Vec<i64> = got["spec"]["ports"]
-        .as_array()
-        .expect("ports")
-        .iter()
-        .filter_map(|p| p["port"].as_i64())
-        .collect();
-    assert_eq!(ports, vec![3, 1, 2]);
+    let ports: Vec<i64> =
+        got["spec"]["ports"].as_array().expect("ports").iter().filter_map(|p| p["port"].as_i64()).collect();
+    assert_eq!(ports, vec![2, 3, 1]);
 }
 
 fn replica_set() -> Value {
@@ -268,10 +252,7 @@ fn strategic_replicaset_env_and_ports_merge() {
     });
     let got = apply("apps", "ReplicaSet", &replica_set(), &patch).expect("apply");
     let web = &got["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(
-        web["env"],
-        json!([{"name": "MODE", "value": "prod"}, {"name": "DEBUG", "value": "1"}])
-    );
+    assert_eq!(web["env"], json!([{"name": "MODE", "value": "prod"}, {"name": "DEBUG", "value": "1"}]));
     assert_eq!(
         web["ports"],
         json!([{"containerPort": 80, "protocol": "TCP"}, {"containerPort": 9090, "name": "metrics"}])
@@ -290,13 +271,8 @@ fn strategic_kubectl_patch_without_set_element_order() {
         {"name": "sidecar", "image": "busybox:1.37"}
     ]}}}});
     let got = apply("apps", "ReplicaSet", &replica_set(), &patch).expect("apply");
-    let containers = got["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .expect("containers");
-    let names: Vec<&str> = containers
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
+    let containers = got["spec"]["template"]["spec"]["containers"].as_array().expect("containers");
+    let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
     assert_eq!(names, vec!["debug", "web", "sidecar"]);
     assert_eq!(containers[2]["image"], json!("busybox:1.37"));
     assert_eq!(containers[2]["args"], json!(["sleep", "infinity"]));
@@ -336,10 +312,7 @@ fn strategic_finalizers_delete_from_primitive_list() {
     let original = namespace_with_finalizers(json!(["a.example.com/x", "b.example.com/y", "c.example.com/z"]));
     let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["b.example.com/y", "nope"]}});
     let got = apply("", "Namespace", &original, &patch).expect("apply");
-    assert_eq!(
-        got["metadata"]["finalizers"],
-        json!(["a.example.com/x", "c.example.com/z"])
-    );
+    assert_eq!(got["metadata"]["finalizers"], json!(["a.example.com/x", "c.example.com/z"]));
     // spec.finalizers is atomic: a patch replaces it.
     let patch = json!({"spec": {"finalizers": []}});
     let got = apply("", "Namespace", &original, &patch).expect("apply");
@@ -363,11 +336,9 @@ fn strategic_finalizers_apply_with_server_only_entry() {
         "$deleteFromPrimitiveList/finalizers": ["a"],
         "finalizers": ["c"]
     }});
-    let got = apply("", "Namespace", &namespace_with_finalizers(json!(["a", "b"])), &patch)
-        .expect("apply");
+    let got = apply("", "Namespace", &namespace_with_finalizers(json!(["a", "b"])), &patch).expect("apply");
     assert_eq!(got["metadata"]["finalizers"], json!(["b", "c"]));
-    let got = apply("", "Namespace", &namespace_with_finalizers(json!(["a", "x", "b"])), &patch)
-        .expect("apply");
+    let got = apply("", "Namespace", &namespace_with_finalizers(json!(["a", "x", "b"])), &patch).expect("apply");
     assert_eq!(got["metadata"]["finalizers"], json!(["x", "b", "c"]));
 }
 
@@ -439,10 +410,7 @@ fn strategic_replace_and_delete_directives() {
         {"name": "only", "image": "busybox"}
     ]}}}});
     let got = apply("apps", "Deployment", &deployment(), &patch).expect("apply");
-    assert_eq!(
-        got["spec"]["template"]["spec"]["containers"],
-        json!([{"name": "only", "image": "busybox"}])
-    );
+    assert_eq!(got["spec"]["template"]["spec"]["containers"], json!([{"name": "only", "image": "busybox"}]));
 
     let patch = json!({"spec": {"selector": {"$patch": "replace", "matchLabels": {"app": "other"}}}});
     let got = apply("apps", "Deployment", &deployment(), &patch).expect("apply");
@@ -555,10 +523,7 @@ fn strategic_errors_like_upstream() {
 
     let patch = json!({"spec": {"ports": [{"port": 80, "$patch": "bogus"}]}});
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
-    assert_eq!(
-        err.to_string(),
-        "unknown patch type: bogus in map: map[$patch:bogus port:80]"
-    );
+    assert_eq!(err.to_string(), "unknown patch type: bogus in map: map[$patch:bogus port:80]");
 
     let patch = json!({"spec": {"ports": [{"port": 80, "$patch": "merge"}]}});
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
@@ -566,17 +531,11 @@ fn strategic_errors_like_upstream() {
 
     let patch = json!({"spec": {"ports": [{"name": "http"}]}});
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
-    assert_eq!(
-        err.to_string(),
-        "map: map[name:http] does not contain declared merge key: port"
-    );
+    assert_eq!(err.to_string(), "map: map[name:http] does not contain declared merge key: port");
 
     let patch = json!({"spec": {"$setElementOrder/ports": {"port": 80}}});
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
-    assert_eq!(
-        err.to_string(),
-        "expected a []interface {}, but received a map[string]interface {}"
-    );
+    assert_eq!(err.to_string(), "expected a []interface {}, but received a map[string]interface {}");
 
     let patch = json!({"spec": {"$setElementOrderports": []}});
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
@@ -586,16 +545,15 @@ fn strategic_errors_like_upstream() {
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
     assert_eq!(err, PatchError::BadPatchFormatForPrimitiveList);
 
+    let mut no_ports = svc.clone();
+    no_ports["spec"]["ports"] = json!([]);
     let patch = json!({"spec": {"ports": [[80]]}});
-    let err = apply("", "Service", &svc, &patch).expect_err("invalid");
+    let err = apply("", "Service", &no_ports, &patch).expect_err("invalid");
     assert_eq!(err, PatchError::NoListOfLists);
 
     let patch = json!({"spec": {"ports": [{"port": 80}, 443]}});
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
-    assert!(
-        err.to_string().starts_with("list element types are not identical"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("list element types are not identical"), "{err}");
 
     let patch = json!({"spec": {
         "$setElementOrder/ports": [{"port": 443}],
@@ -604,14 +562,8 @@ fn strategic_errors_like_upstream() {
     let err = apply("", "Service", &svc, &patch).expect_err("invalid");
     assert!(err.to_string().contains("doesn't match $setElementOrder list"), "{err}");
 
-    assert_eq!(
-        apply("", "Service", &svc, &json!([1])).expect_err("invalid"),
-        PatchError::BadJsonDoc
-    );
-    assert_eq!(
-        apply("", "Service", &json!("x"), &json!({})).expect_err("invalid"),
-        PatchError::BadJsonDoc
-    );
+    assert_eq!(apply("", "Service", &svc, &json!([1])).expect_err("invalid"), PatchError::BadJsonDoc);
+    assert_eq!(apply("", "Service", &json!("x"), &json!({})).expect_err("invalid"), PatchError::BadJsonDoc);
     // A null patch changes nothing.
     assert_eq!(apply("", "Service", &svc, &Value::Null).expect("apply"), svc);
 }
@@ -625,4 +577,11 @@ fn strategic_number_types() {
     let patch = json!({"spec": {"ports": [{"port": 80.0, "name": "f"}]}});
     let got = apply("", "Service", &original, &patch).expect("apply");
     assert_eq!(got["spec"]["ports"].as_array().map(Vec::len), Some(2));
+}
+
+/// The capacity model of a JSON-decoded Go slice (append growth, size classes).
+#[test]
+fn strategic_go_decoded_capacity() {
+    let caps: Vec<usize> = [0, 1, 2, 3, 4, 5, 9, 17, 256, 257].iter().map(|&n| super::go_decoded_cap(n)).collect();
+    assert_eq!(caps, vec![0, 1, 2, 4, 4, 8, 16, 32, 256, 512]);
 }
