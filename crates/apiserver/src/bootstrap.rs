@@ -11,12 +11,14 @@ use std::net::Ipv4Addr;
 
 pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiResult<()> {
     // Rebuild the allocators from what is stored before anything allocates.
-    let svc = resources::find("", "v1", "services").ok_or_else(|| crate::error::ApiError::internal("services resource missing"))?;
+    let svc = resources::find("", "v1", "services")
+        .ok_or_else(|| crate::error::ApiError::internal("services resource missing"))?;
     let page = reg.list_raw(&svc.key_prefix(), store::ListOptions::default()).await?;
     let services: Vec<Value> = page.kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
     reg.strategies.services.restore(&services);
 
-    let ns = resources::find("", "v1", "namespaces").ok_or_else(|| crate::error::ApiError::internal("namespaces resource missing"))?;
+    let ns = resources::find("", "v1", "namespaces")
+        .ok_or_else(|| crate::error::ApiError::internal("namespaces resource missing"))?;
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         if reg.get(ns, None, name).await.is_err() {
             let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name, "labels": { "kubernetes.io/metadata.name": name } } });
@@ -51,14 +53,16 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
     }
 
     let address = cfg.advertise_address.to_string();
-    let ep = resources::find("", "v1", "endpoints").ok_or_else(|| crate::error::ApiError::internal("endpoints resource missing"))?;
+    let ep = resources::find("", "v1", "endpoints")
+        .ok_or_else(|| crate::error::ApiError::internal("endpoints resource missing"))?;
     let endpoints = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
         "subsets": [{ "addresses": [{ "ip": address }], "ports": [{ "name": "https", "port": port, "protocol": "TCP" }] }],
     });
     upsert(reg, ep, endpoints, "subsets").await?;
-    let es = resources::find("discovery.k8s.io", "v1", "endpointslices").ok_or_else(|| crate::error::ApiError::internal("endpointslices resource missing"))?;
+    let es = resources::find("discovery.k8s.io", "v1", "endpointslices")
+        .ok_or_else(|| crate::error::ApiError::internal("endpointslices resource missing"))?;
     let slice = json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "kubernetes.io/service-name": "kubernetes" } },
@@ -69,7 +73,12 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
     upsert(reg, es, slice, "endpoints").await
 }
 
-async fn create_ignoring_exists(reg: &Registry, r: &'static resources::Resource, ns: Option<&str>, obj: Value) -> ApiResult<()> {
+async fn create_ignoring_exists(
+    reg: &Registry,
+    r: &'static resources::Resource,
+    ns: Option<&str>,
+    obj: Value,
+) -> ApiResult<()> {
     match reg.create(r, ns, obj, false).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),

@@ -37,9 +37,15 @@ pub fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
         "application/yaml" => serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))),
         "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(ct)),
-        "" | "application/json" | "*/*" | "application/merge-patch+json" | "application/json-patch+json"
-        | "application/strategic-merge-patch+json" | "application/apply-patch+yaml" => serde_json::from_slice::<Value>(body)
-            .map_err(|e| ApiError::bad_request(format!("json: {e}"))),
+        ""
+        | "application/json"
+        | "*/*"
+        | "application/merge-patch+json"
+        | "application/json-patch+json"
+        | "application/strategic-merge-patch+json"
+        | "application/apply-patch+yaml" => {
+            serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("json: {e}")))
+        }
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -49,7 +55,10 @@ pub fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
 /// it (unknown fields dropped) and the warnings for Warn mode.
 pub fn check_object(r: &Resource, obj: Value, mode: FieldValidation) -> ApiResult<(Value, Vec<String>)> {
     let cannot_handle = |why: String| {
-        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {why}", r.kind, r.version, r.kind))
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {why}",
+            r.kind, r.version, r.kind
+        ))
     };
     if !obj.is_object() {
         return Err(cannot_handle("the object is not a JSON object".into()));

@@ -70,7 +70,11 @@ impl ApiError {
     pub fn conflict(s: Subject<'_>, why: &str) -> Self {
         ApiError {
             details: Some(s.details()),
-            ..Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{}\": {why}", s.resource(), s.name))
+            ..Self::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {} \"{}\": {why}", s.resource(), s.name),
+            )
         }
     }
     /// The optimistic-concurrency conflict every client knows.
@@ -121,7 +125,11 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"))
     }
     pub fn not_acceptable() -> Self {
-        Self::new(406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml")
+        Self::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json, application/yaml",
+        )
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
@@ -158,9 +166,9 @@ impl From<store::Error> for ApiError {
             store::Error::Compacted { requested, compacted } => {
                 ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
             }
-            store::Error::FutureRevision { requested, current } => ApiError::timeout(format!(
-                "Too large resource version: {requested}, current: {current}"
-            )),
+            store::Error::FutureRevision { requested, current } => {
+                ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
+            }
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -103,7 +103,8 @@ impl Ctx<'_> {
     fn table(&self, objs: &[Value], include: Include, list_meta: Option<Value>) -> Value {
         let r = self.r();
         let now = jiff::Timestamp::now();
-        let columns = apimachinery::table::columns(r.group, r.plural).unwrap_or_else(apimachinery::table::default_columns);
+        let columns =
+            apimachinery::table::columns(r.group, r.plural).unwrap_or_else(apimachinery::table::default_columns);
         let rows: Vec<Value> = objs
             .iter()
             .map(|o| {
@@ -149,10 +150,7 @@ impl ApiError {
 /// The autoscaling/v1 Scale of a ReplicaSet or Deployment.
 fn scale_of(r: &Resource, obj: &Value) -> ApiResult<Value> {
     let meta = obj.get("metadata").cloned().unwrap_or_default();
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(label_selector_string)
-        .unwrap_or_default();
+    let selector = obj.pointer("/spec/selector").map(label_selector_string).unwrap_or_default();
     let _ = r;
     Ok(json!({
         "kind": "Scale",
@@ -199,9 +197,13 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let rv = ctx.query.get("resourceVersion");
     let rv_match = ctx.query.get("resourceVersionMatch");
     let mut revision = match (rv, rv_match) {
-        (Some(v), Some("Exact")) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?),
+        (Some(v), Some("Exact")) => {
+            Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?)
+        }
         (None, Some(m)) => {
-            return Err(ApiError::bad_request(format!("resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided")))
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided"
+            )))
         }
         (Some(v), _) => {
             // NotOlderThan (or legacy "0"): the latest state is never older.
@@ -287,7 +289,11 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let mut meta = json!({ "resourceVersion": read_rev.to_string() });
     if more {
         if let Some(k) = &last_key {
-            let c = Continue { v: "meta.k8s.io/v1".into(), rv: read_rev, start: k.strip_prefix(&prefix).unwrap_or(k).to_string() };
+            let c = Continue {
+                v: "meta.k8s.io/v1".into(),
+                rv: read_rev,
+                start: k.strip_prefix(&prefix).unwrap_or(k).to_string(),
+            };
             let token = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&c).unwrap_or_default());
             meta["continue"] = json!(token);
             if !filtering {
@@ -299,12 +305,18 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         Shape::Table(include) => Ok(Reply::json(200, &ctx.table(&items, include, Some(meta)))),
         Shape::PartialMetadata => {
             let items: Vec<Value> = items.iter().map(partial).collect();
-            Ok(Reply::json(200, &json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items })))
+            Ok(Reply::json(
+                200,
+                &json!({ "kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items }),
+            ))
         }
         Shape::Json => {
             // Assemble the list without re-encoding stored objects.
             let mut body = Vec::with_capacity(raw.iter().map(Vec::len).sum::<usize>() + 256);
-            body.extend_from_slice(format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":", r.list_kind(), r.api_version()).as_bytes());
+            body.extend_from_slice(
+                format!("{{\"kind\":\"{}\",\"apiVersion\":\"{}\",\"metadata\":", r.list_kind(), r.api_version())
+                    .as_bytes(),
+            );
             body.extend_from_slice(&serde_json::to_vec(&meta).unwrap_or_default());
             body.extend_from_slice(b",\"items\":[");
             let mut first = true;
@@ -377,8 +389,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             match table {
                 None => obj,
                 Some(include) => {
-                    let columns = apimachinery::table::columns(group, plural).unwrap_or_else(apimachinery::table::default_columns);
-                    let mut row = json!({ "cells": apimachinery::table::cells(group, plural, &obj, jiff::Timestamp::now()) });
+                    let columns = apimachinery::table::columns(group, plural)
+                        .unwrap_or_else(apimachinery::table::default_columns);
+                    let mut row =
+                        json!({ "cells": apimachinery::table::cells(group, plural, &obj, jiff::Timestamp::now()) });
                     match include {
                         Include::None => {}
                         Include::Metadata => row["object"] = partial(&obj),
@@ -412,7 +426,8 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         tick.tick().await;
         loop {
-            let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
+            let sleep_until =
+                deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86400 * 365));
             tokio::select! {
                 ev = stream.next() => {
                     let line = match ev {
@@ -461,7 +476,9 @@ pub async fn create(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
     let (obj, warnings) = decode::check_object(r, obj, field_validation(ctx)?)?;
     if let (Some(ns), Some(body_ns)) = (ctx.ns(), object::meta_str(&obj, "namespace")) {
         if !body_ns.is_empty() && body_ns != ns {
-            return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
     }
     if r.namespaced && ctx.ns().is_none() {
@@ -520,7 +537,11 @@ where
             if replicas < 0 {
                 return Err(ApiError::invalid(
                     crate::error::Subject { group: "autoscaling", plural: "scale", kind: "Scale", name },
-                    &[apimachinery::field::FieldError::invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+                    &[apimachinery::field::FieldError::invalid(
+                        "spec.replicas",
+                        replicas,
+                        "must be greater than or equal to 0",
+                    )],
                 ));
             }
             let mut obj = obj.clone();
@@ -544,8 +565,11 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
     let apply = |orig: &Value, group: &str, kind: &str| -> ApiResult<Value> {
         match ct.as_str() {
             "application/json-patch+json" => {
-                let p: json_patch::Patch = serde_json::from_value(patch_doc.clone())
-                    .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
+                let p: json_patch::Patch = serde_json::from_value(patch_doc.clone()).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "the server rejected our request due to an error in our request: {e}"
+                    ))
+                })?;
                 let mut v = orig.clone();
                 json_patch::patch(&mut v, &p).map_err(|e| ApiError::new(422, "Invalid", e.to_string()))?;
                 Ok(v)
@@ -555,9 +579,13 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
                 json_patch::merge(&mut v, &patch_doc);
                 Ok(v)
             }
-            "application/strategic-merge-patch+json" => apimachinery::strategic_merge::apply(group, kind, orig, &patch_doc)
-                .map_err(|e| ApiError::bad_request(e.to_string())),
-            "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type("application/apply-patch+yaml (server-side apply is not supported yet; use client-side kubectl apply)")),
+            "application/strategic-merge-patch+json" => {
+                apimachinery::strategic_merge::apply(group, kind, orig, &patch_doc)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))
+            }
+            "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
+                "application/apply-patch+yaml (server-side apply is not supported yet; use client-side kubectl apply)",
+            )),
             other => Err(ApiError::unsupported_media_type(other)),
         }
     };
@@ -604,7 +632,10 @@ pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Reply> {
             if r.plural == "pods" || r.plural == "services" || r.plural == "namespaces" {
                 Ok(ctx.render(200, &obj))
             } else {
-                Ok(Reply::json(200, &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details })))
+                Ok(Reply::json(
+                    200,
+                    &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details }),
+                ))
             }
         }
         Deleted::Pending(obj) => Ok(ctx.render(200, &obj)),
@@ -615,7 +646,8 @@ fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<DeleteOptions> {
     let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
-        let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let v: Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
         DeleteOptions::from_json(&v)
     };
     if let Some(p) = ctx.query.get("propagationPolicy") {
@@ -655,7 +687,10 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Reply> {
         }
     }
     let meta = json!({ "resourceVersion": ctx.registry.store.current_revision().await?.to_string() });
-    Ok(Reply::json(200, &json!({ "kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": deleted })))
+    Ok(Reply::json(
+        200,
+        &json!({ "kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": deleted }),
+    ))
 }
 
 /// `metav1.LabelSelector` in its string form (`app=web,tier in (a,b)`).
@@ -668,7 +703,8 @@ pub fn label_selector_string(sel: &Value) -> String {
     }
     for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
         let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        let values: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> =
+            e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
         parts.push(match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),

@@ -70,13 +70,25 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("creating data dir {path}: {source}")]
-    DataDir { path: PathBuf, #[source] source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("binding {addr}: {source} (is another API server running on this port? choose another with --port)")]
-    Bind { addr: SocketAddr, #[source] source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("writing {path}: {source}")]
-    Write { path: PathBuf, #[source] source: std::io::Error },
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("bootstrapping cluster objects: {0}")]
     Bootstrap(String),
 }
@@ -95,14 +107,21 @@ impl ApiServer {
     /// Bind, bootstrap and start serving; the admin kubeconfig is written when
     /// this returns.
     pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<ApiServer, StartError> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| StartError::DataDir { path: cfg.data_dir.clone(), source })?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|source| StartError::DataDir { path: cfg.data_dir.clone(), source })?;
         let pki = cfg.data_dir.join("pki");
         std::fs::create_dir_all(&pki).map_err(|source| StartError::DataDir { path: pki.clone(), source })?;
         let kubernetes_ip = first_service_ip(cfg.service_cidr);
-        let dns_names: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let dns_names: Vec<String> = [
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let mut ips = vec![IpAddr::V4(Ipv4Addr::LOCALHOST), cfg.advertise_address, IpAddr::V4(kubernetes_ip)];
         if !cfg.bind_address.is_unspecified() {
             ips.push(cfg.bind_address);
@@ -134,7 +153,11 @@ impl ApiServer {
         let mut tasks = vec![tokio::spawn(accept_loop(listener, acceptor, state.clone(), shutdown_rx.clone()))];
         tasks.push(tokio::spawn(compaction_loop(store.clone(), cfg.compaction_interval, shutdown_rx.clone())));
 
-        let host = if cfg.bind_address.is_unspecified() || cfg.bind_address.is_loopback() { IpAddr::V4(Ipv4Addr::LOCALHOST) } else { cfg.bind_address };
+        let host = if cfg.bind_address.is_unspecified() || cfg.bind_address.is_loopback() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            cfg.bind_address
+        };
         let url = format!("https://{}", SocketAddr::new(host, cfg.port));
         let kubeconfig = cfg.data_dir.join("kubeconfig.yaml");
         write_kubeconfig(&kubeconfig, &url, &certs.ca_pem, &token)?;
@@ -176,7 +199,8 @@ fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
     let err = |source| StartError::Write { path: path.to_path_buf(), source };
     // Write then rename, so a reader never sees a half-written file.
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(err)?;
     f.write_all(contents.as_bytes()).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
@@ -191,7 +215,12 @@ fn write_kubeconfig(path: &Path, url: &str, ca_pem: &str, token: &str) -> Result
     write_private(path, &yaml)
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, state: Arc<server::State>, mut shutdown: signal::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    state: Arc<server::State>,
+    mut shutdown: signal::Receiver<bool>,
+) {
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {

@@ -47,7 +47,9 @@ fn operation(r: &Resource, verb: &str, id: &str, with_body: bool, patch: bool) -
         json!({ "name": "fieldManager", "in": "query", "schema": { "type": "string", "uniqueItems": true } }),
     ];
     if with_body {
-        params.push(json!({ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } }));
+        params.push(
+            json!({ "name": "fieldValidation", "in": "query", "schema": { "type": "string", "uniqueItems": true } }),
+        );
     }
     let reference = json!({ "$ref": format!("#/components/schemas/{}", schema_name(r)) });
     let mut op = json!({
@@ -60,8 +62,13 @@ fn operation(r: &Resource, verb: &str, id: &str, with_body: bool, patch: bool) -
     if with_body {
         // Strategic merge patch is accepted, but not advertised here: without
         // full schemas kubectl computes apply patches from its built-in types.
-        let types: &[&str] = if patch { &["application/json-patch+json", "application/merge-patch+json"] } else { &["application/json"] };
-        let content: serde_json::Map<String, Value> = types.iter().map(|t| (t.to_string(), json!({ "schema": reference }))).collect();
+        let types: &[&str] = if patch {
+            &["application/json-patch+json", "application/merge-patch+json"]
+        } else {
+            &["application/json"]
+        };
+        let content: serde_json::Map<String, Value> =
+            types.iter().map(|t| (t.to_string(), json!({ "schema": reference }))).collect();
         op["requestBody"] = json!({ "content": content, "required": true });
     }
     op
@@ -79,27 +86,41 @@ pub fn gv_doc(path: &str) -> Option<Value> {
     let mut found = false;
     for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
         found = true;
-        let base = if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
-        let coll = if r.namespaced { format!("{base}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{base}/{}", r.plural) };
+        let base =
+            if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
+        let coll = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
         let item = format!("{coll}/{{name}}");
         paths.insert(coll, json!({ "post": operation(r, "post", &format!("create{}", r.kind), true, false), "get": operation(r, "list", &format!("list{}", r.kind), false, false) }));
-        paths.insert(item.clone(), json!({
-            "get": operation(r, "get", &format!("read{}", r.kind), false, false),
-            "put": operation(r, "put", &format!("replace{}", r.kind), true, false),
-            "patch": operation(r, "patch", &format!("patch{}", r.kind), true, true),
-            "delete": operation(r, "delete", &format!("delete{}", r.kind), false, false),
-        }));
+        paths.insert(
+            item.clone(),
+            json!({
+                "get": operation(r, "get", &format!("read{}", r.kind), false, false),
+                "put": operation(r, "put", &format!("replace{}", r.kind), true, false),
+                "patch": operation(r, "patch", &format!("patch{}", r.kind), true, true),
+                "delete": operation(r, "delete", &format!("delete{}", r.kind), false, false),
+            }),
+        );
         if r.status {
-            paths.insert(format!("{item}/status"), json!({
-                "get": operation(r, "get", &format!("read{}Status", r.kind), false, false),
-                "put": operation(r, "put", &format!("replace{}Status", r.kind), true, false),
-                "patch": operation(r, "patch", &format!("patch{}Status", r.kind), true, true),
-            }));
+            paths.insert(
+                format!("{item}/status"),
+                json!({
+                    "get": operation(r, "get", &format!("read{}Status", r.kind), false, false),
+                    "put": operation(r, "put", &format!("replace{}Status", r.kind), true, false),
+                    "patch": operation(r, "patch", &format!("patch{}Status", r.kind), true, true),
+                }),
+            );
         }
-        schemas.insert(schema_name(r), json!({
-            "type": "object",
-            "x-kubernetes-group-version-kind": [gvk(r)],
-        }));
+        schemas.insert(
+            schema_name(r),
+            json!({
+                "type": "object",
+                "x-kubernetes-group-version-kind": [gvk(r)],
+            }),
+        );
     }
     found.then(|| {
         json!({

@@ -91,9 +91,16 @@ impl Registry {
     }
 
     /// Create an object: server-set metadata, defaults, validation, allocation.
-    pub async fn create(&self, r: &'static Resource, ns: Option<&str>, mut obj: Value, dry_run: bool) -> ApiResult<Stored> {
+    pub async fn create(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        dry_run: bool,
+    ) -> ApiResult<Stored> {
         {
-            let meta = object::meta_mut(&mut obj).ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+            let meta =
+                object::meta_mut(&mut obj).ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
             let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
             if name.is_empty() {
                 if let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
@@ -130,7 +137,8 @@ impl Registry {
         if r.namespaced {
             self.check_namespace_open(ns.unwrap_or_default(), r, &name).await?;
         }
-        let alloc = self.strategies.prepare_create(r, &mut obj).map_err(|errs| ApiError::invalid(subject(r, &name), &errs))?;
+        let alloc =
+            self.strategies.prepare_create(r, &mut obj).map_err(|errs| ApiError::invalid(subject(r, &name), &errs))?;
         if dry_run {
             alloc.release();
             return Ok(Stored { object: obj, revision: 0 });
@@ -154,7 +162,8 @@ impl Registry {
     }
 
     async fn check_namespace_open(&self, ns: &str, r: &Resource, name: &str) -> ApiResult<()> {
-        let nsr = crate::resources::find("", "v1", "namespaces").ok_or_else(|| ApiError::internal("no namespaces resource"))?;
+        let nsr = crate::resources::find("", "v1", "namespaces")
+            .ok_or_else(|| ApiError::internal("no namespaces resource"))?;
         match self.store.get(&nsr.key(None, ns), None).await? {
             None => Err(ApiError::not_found(subject(nsr, ns))),
             Some(kv) => {
@@ -194,7 +203,15 @@ impl Registry {
     }
 
     /// Read-modify-write with retries on conflict (PATCH and internal updates).
-    pub async fn modify<F>(&self, r: &'static Resource, ns: Option<&str>, name: &str, sub: Option<&str>, dry_run: bool, mut f: F) -> ApiResult<Stored>
+    pub async fn modify<F>(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        dry_run: bool,
+        mut f: F,
+    ) -> ApiResult<Stored>
     where
         F: FnMut(&Value) -> ApiResult<Value>,
     {
@@ -235,8 +252,16 @@ impl Registry {
         // Server-owned metadata comes from the stored object.
         {
             let old_meta = old.object.get("metadata").cloned().unwrap_or_else(|| json!({}));
-            let meta = object::meta_mut(&mut obj).ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
-            for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"] {
+            let meta =
+                object::meta_mut(&mut obj).ok_or_else(|| ApiError::bad_request("the object is not a JSON object"))?;
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+            ] {
                 match old_meta.get(f) {
                     Some(v) => meta.insert(f.into(), v.clone()),
                     None => meta.remove(f),
@@ -314,7 +339,13 @@ impl Registry {
     /// Delete with upstream's graceful semantics: finalizers (and the
     /// propagation policy's own finalizer) keep the object with a
     /// deletionTimestamp; otherwise it is removed from the store.
-    pub async fn delete(&self, r: &'static Resource, ns: Option<&str>, name: &str, opts: &DeleteOptions) -> ApiResult<Deleted> {
+    pub async fn delete(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> ApiResult<Deleted> {
         for _ in 0..16 {
             let cur = self.get(r, ns, name).await?;
             let mut obj = cur.object.clone();

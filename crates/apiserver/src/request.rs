@@ -123,11 +123,17 @@ mod tests {
     #[test]
     fn parses_resource_paths() {
         let r = res("/api/v1/namespaces/default/services/mynapp-svc");
-        assert_eq!((r.resource.plural, r.namespace.as_deref(), r.name.as_deref()), ("services", Some("default"), Some("mynapp-svc")));
+        assert_eq!(
+            (r.resource.plural, r.namespace.as_deref(), r.name.as_deref()),
+            ("services", Some("default"), Some("mynapp-svc"))
+        );
         let r = res("/api/v1/namespaces/kube-system");
         assert_eq!((r.resource.plural, r.namespace, r.name.as_deref()), ("namespaces", None, Some("kube-system")));
         let r = res("/api/v1/namespaces/x/status");
-        assert_eq!((r.resource.plural, r.name.as_deref(), r.subresource.as_deref()), ("namespaces", Some("x"), Some("status")));
+        assert_eq!(
+            (r.resource.plural, r.name.as_deref(), r.subresource.as_deref()),
+            ("namespaces", Some("x"), Some("status"))
+        );
         let r = res("/api/v1/namespaces");
         assert!(r.name.is_none());
         let r = res("/apis/apps/v1/namespaces/default/replicasets/rs/scale");

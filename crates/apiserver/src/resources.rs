@@ -97,22 +97,14 @@ pub static RESOURCES: &[Resource] = &[
 ];
 
 /// API groups served (besides the core group), with their versions.
-pub static GROUPS: &[(&str, &str)] = &[
-    ("apps", "v1"),
-    ("discovery.k8s.io", "v1"),
-    ("coordination.k8s.io", "v1"),
-];
+pub static GROUPS: &[(&str, &str)] = &[("apps", "v1"), ("discovery.k8s.io", "v1"), ("coordination.k8s.io", "v1")];
 
 /// Look a resource up by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Look a resource up by apiVersion and kind.
 pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.kind == kind && r.api_version() == api_version)
+    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
 }

@@ -31,7 +31,10 @@ pub struct State {
 fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
     resp
 }
 
@@ -73,7 +76,11 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
     match &target {
         Target::Health(which) => {
             let ok = *which != "readyz" || state.ready.load(Ordering::Relaxed);
-            return if ok { full(200, "text/plain; charset=utf-8", b"ok".to_vec()) } else { full(500, "text/plain; charset=utf-8", b"not ready".to_vec()) };
+            return if ok {
+                full(200, "text/plain; charset=utf-8", b"ok".to_vec())
+            } else {
+                full(500, "text/plain; charset=utf-8", b"not ready".to_vec())
+            };
         }
         Target::Version => return json_reply(200, &crate::version_info()),
         _ => {}
@@ -108,14 +115,21 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
             }
         }
         Target::Resource(rr) => {
-            let accept = req.headers().get(http::header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or("application/json").to_string();
-            let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("application/json")
+                .to_string();
+            let content_type =
+                req.headers().get(http::header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
             let method = req.method().clone();
             let body = match read_body(req).await {
                 Ok(b) => b,
                 Err(e) => return error_reply(&e),
             };
-            let ctx = Ctx { registry: &state.registry, req: &rr, query: &query, shape: negotiate::shape(&accept, &query) };
+            let ctx =
+                Ctx { registry: &state.registry, req: &rr, query: &query, shape: negotiate::shape(&accept, &query) };
             let result = match (&method, rr.name.is_some()) {
                 (&Method::GET, true) => handlers::get(&ctx).await,
                 (&Method::GET, false) if query.flag("watch") => handlers::watch(&ctx).await,
@@ -139,10 +153,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 }
                 Ok(Reply::Stream(rx)) => {
                     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-                    let body = StreamBody::new(futures::StreamExt::map(stream, |b| Ok::<_, Infallible>(Frame::data(b))));
+                    let body =
+                        StreamBody::new(futures::StreamExt::map(stream, |b| Ok::<_, Infallible>(Frame::data(b))));
                     let mut resp = Response::new(BodyExt::boxed(body));
                     resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                    resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+                    resp.headers_mut()
+                        .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
                     resp
                 }
                 Err(e) => error_reply(&e),

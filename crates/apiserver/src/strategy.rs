@@ -61,7 +61,13 @@ impl Strategies {
         }
     }
 
-    pub fn prepare_update(&self, r: &Resource, obj: &mut Value, old: &Value, sub: Option<&str>) -> Result<Allocation, Errors> {
+    pub fn prepare_update(
+        &self,
+        r: &Resource,
+        obj: &mut Value,
+        old: &Value,
+        sub: Option<&str>,
+    ) -> Result<Allocation, Errors> {
         match sub {
             Some("status") => {
                 // Only status changes through /status (upstream ResetObjectMetaForStatus).
@@ -148,7 +154,8 @@ impl Strategies {
 
     /// Whether an object being deleted must stay until its grace period is handled (pods).
     pub fn waits_for_grace(&self, r: &Resource, obj: &Value) -> bool {
-        r.plural == "pods" && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+        r.plural == "pods"
+            && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
     }
 
     pub fn before_delete(&self, r: &Resource, obj: &mut Value) {
@@ -252,7 +259,11 @@ mod defaults {
         let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
         // `:latest` or no tag pulls Always, otherwise IfNotPresent.
         let last = image.rsplit('/').next().unwrap_or_default();
-        let policy = if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) { "IfNotPresent" } else { "Always" };
+        let policy = if image.contains('@') || (last.contains(':') && !last.ends_with(":latest")) {
+            "IfNotPresent"
+        } else {
+            "Always"
+        };
         set_if_absent(c, "imagePullPolicy", json!(policy));
         set_if_absent(c, "terminationMessagePath", json!("/dev/termination-log"));
         set_if_absent(c, "terminationMessagePolicy", json!("File"));
@@ -273,7 +284,9 @@ mod defaults {
         for c in &containers {
             let req = c.pointer("/resources/requests");
             let lim = c.pointer("/resources/limits");
-            if req.is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty())) || lim.is_some_and(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+            if req.is_some_and(|r| r.as_object().is_some_and(|m| !m.is_empty()))
+                || lim.is_some_and(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+            {
                 any = true;
             }
             for res in ["cpu", "memory"] {

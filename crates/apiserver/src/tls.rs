@@ -2,7 +2,9 @@
 //! once in the data dir; the serving certificate is re-issued at every start so
 //! its SANs follow the advertise address and service CIDR.
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -11,9 +13,18 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("generating {what}: {source}")]
-    Generate { what: &'static str, #[source] source: rcgen::Error },
+    Generate {
+        what: &'static str,
+        #[source]
+        source: rcgen::Error,
+    },
     #[error("reading PEM {path}: {message}")]
     Pem { path: PathBuf, message: String },
     #[error("TLS configuration: {0}")]

@@ -64,7 +64,10 @@ pub fn event_line(kind: &str, obj: &Value) -> Vec<u8> {
 
 /// A BOOKMARK event carrying only the resourceVersion.
 pub fn bookmark(api_version: &str, kind: &str, rv: i64) -> Vec<u8> {
-    event_line("BOOKMARK", &json!({ "kind": kind, "apiVersion": api_version, "metadata": { "resourceVersion": rv.to_string() } }))
+    event_line(
+        "BOOKMARK",
+        &json!({ "kind": kind, "apiVersion": api_version, "metadata": { "resourceVersion": rv.to_string() } }),
+    )
 }
 
 /// An ERROR event (e.g. 410 Expired for a compacted resourceVersion).

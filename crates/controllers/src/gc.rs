@@ -128,7 +128,15 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
             continue;
         }
         let policy = if foreground { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
-        let dp = DeleteParams { propagation_policy: Some(policy), preconditions: obj.metadata.uid.clone().map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+        let dp = DeleteParams {
+            propagation_policy: Some(policy),
+            preconditions: obj
+                .metadata
+                .uid
+                .clone()
+                .map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }),
+            ..Default::default()
+        };
         tracing::info!(kind = %kind.ar.kind, namespace = ?ns, %name, "deleting dependent whose owners are gone");
         ignore_missing(api.delete(&name, &dp).await.map(|_| ()))?;
     }

@@ -24,7 +24,11 @@ fn svc(name: &str) -> Service {
         },
         spec: Some(ServiceSpec {
             selector: Some([("app".to_string(), name.to_string())].into()),
-            ports: Some(vec![ServicePort { port: 80, target_port: Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080)), ..Default::default() }]),
+            ports: Some(vec![ServicePort {
+                port: 80,
+                target_port: Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(8080)),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Default::default()
@@ -43,7 +47,10 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::var("RKUBE_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    println!("rkube API benchmark: {n} Services, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "rkube API benchmark: {n} Services, {} cores",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    );
 
     // Baseline: the store alone, same value sizes.
     let dir = tempfile::tempdir().expect("tempdir");
@@ -86,7 +93,8 @@ async fn main() {
     }
 
     // Watch delivery while writing 1,000 objects/s for 3 s.
-    let rv = api.list(&ListParams::default().limit(1)).await.expect("list").metadata.resource_version.unwrap_or_default();
+    let rv =
+        api.list(&ListParams::default().limit(1)).await.expect("list").metadata.resource_version.unwrap_or_default();
     let mut stream = api.watch(&WatchParams::default(), &rv).await.expect("watch").boxed();
     let sent: Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>> = Arc::default();
     let writer = {

@@ -6,7 +6,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "rkube", version, about = "A Kubernetes-compatible cluster in one binary, built around Service networking.")]
+#[command(
+    name = "rkube",
+    version,
+    about = "A Kubernetes-compatible cluster in one binary, built around Service networking."
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RKUBE_LOG_FORMAT")]

@@ -19,7 +19,8 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -47,13 +48,19 @@ fn serve(args: ServerArgs, what: &str) -> ExitCode {
 async fn serve_async(args: ServerArgs, what: &str) -> Result<(), String> {
     let store: Arc<dyn store::Store> = match args.datastore.as_str() {
         "sqlite" => {
-            std::fs::create_dir_all(&args.data_dir)
-                .map_err(|e| format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display()))?;
+            std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+                format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
+            })?;
             let path = args.data_dir.join("state.db");
-            Arc::new(store::SqliteStore::open(&path).map_err(|e| format!("opening the datastore {}: {e}", path.display()))?)
+            Arc::new(
+                store::SqliteStore::open(&path)
+                    .map_err(|e| format!("opening the datastore {}: {e}", path.display()))?,
+            )
         }
         other if other.starts_with("etcd://") => {
-            return Err(format!("--datastore {other}: the etcd datastore is not available in this build yet; use --datastore sqlite"))
+            return Err(format!(
+                "--datastore {other}: the etcd datastore is not available in this build yet; use --datastore sqlite"
+            ))
         }
         other => return Err(format!("--datastore {other:?}: expected `sqlite` or `etcd://host:port,...`")),
     };
@@ -67,7 +74,12 @@ async fn serve_async(args: ServerArgs, what: &str) -> Result<(), String> {
         node_port_range: args.node_port_range.0..=args.node_port_range.1,
         compaction_interval: args.compaction_interval,
     };
-    eprintln!("{what}: starting the API server on {}:{} (data dir {})", args.bind_address, args.port, args.data_dir.display());
+    eprintln!(
+        "{what}: starting the API server on {}:{} (data dir {})",
+        args.bind_address,
+        args.port,
+        args.data_dir.display()
+    );
     let api = apiserver::ApiServer::start(cfg, store).await.map_err(|e| e.to_string())?;
     let controllers = controllers::start(&api.kubeconfig).await.map_err(|e| format!("starting controllers: {e}"))?;
     println!(

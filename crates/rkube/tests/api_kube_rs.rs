@@ -51,7 +51,8 @@ async fn reflector_sees_every_change() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let state = reader.state();
-        let done = state.len() == 10 && state.iter().all(|c| c.data.as_ref().and_then(|d| d.get("v")).map(String::as_str) == Some("2"));
+        let done = state.len() == 10
+            && state.iter().all(|c| c.data.as_ref().and_then(|d| d.get("v")).map(String::as_str) == Some("2"));
         if done {
             break;
         }
@@ -68,7 +69,8 @@ async fn reflector_sees_every_change() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compacted_resource_version_gives_410_and_watcher_relists() {
-    let s = TestServer::start_with_args(env!("CARGO_BIN_EXE_rkube"), &["--compaction-interval", "500ms"]).expect("server");
+    let s =
+        TestServer::start_with_args(env!("CARGO_BIN_EXE_rkube"), &["--compaction-interval", "500ms"]).expect("server");
     let api: Api<ConfigMap> = Api::namespaced(client(&s).await, "default");
     let first = api.create(&PostParams::default(), &cm("old", "1")).await.expect("create");
     let old_rv = first.metadata.resource_version.clone().expect("rv");
@@ -93,7 +95,9 @@ async fn compacted_resource_version_gives_410_and_watcher_relists() {
     }
     // kube-runtime's watcher handles the 410 by relisting.
     let (reader, writer) = reflector::store();
-    let w = tokio::spawn(watcher(api.clone(), watcher::Config::default()).reflect(writer).applied_objects().for_each(|_| async {}));
+    let w = tokio::spawn(
+        watcher(api.clone(), watcher::Config::default()).reflect(writer).applied_objects().for_each(|_| async {}),
+    );
     reader.wait_until_ready().await.expect("ready");
     assert_eq!(reader.state().len(), 7);
     w.abort();

@@ -93,7 +93,10 @@ fn lesson_manifests_create_and_print_like_a_real_cluster() {
 
     // Creating the same object again is a conflict with upstream's text.
     let err = k.fail(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
-    assert!(err.contains("Error from server (AlreadyExists)") && err.contains("services \"mynapp-svc\" already exists"), "{err}");
+    assert!(
+        err.contains("Error from server (AlreadyExists)") && err.contains("services \"mynapp-svc\" already exists"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -116,8 +119,22 @@ fn apply_twice_is_unchanged_and_patches_work() {
     assert_eq!(k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.spec.clusterIP}"]), ip_before);
 
     k.ok(["patch", "svc", "mynapp-svc-mp", "--type", "merge", "-p", r#"{"metadata":{"labels":{"tier":"web"}}}"#]);
-    k.ok(["patch", "svc", "mynapp-svc-mp", "--type", "json", "-p", r#"[{"op":"add","path":"/metadata/labels/env","value":"test"}]"#]);
-    k.ok(["patch", "svc", "mynapp-svc-mp", "-p", r#"{"spec":{"ports":[{"name":"mynapp-http","port":80,"targetPort":9090}]}}"#]);
+    k.ok([
+        "patch",
+        "svc",
+        "mynapp-svc-mp",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/labels/env","value":"test"}]"#,
+    ]);
+    k.ok([
+        "patch",
+        "svc",
+        "mynapp-svc-mp",
+        "-p",
+        r#"{"spec":{"ports":[{"name":"mynapp-http","port":80,"targetPort":9090}]}}"#,
+    ]);
     let labels = k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.metadata.labels}"]);
     assert!(labels.contains("\"tier\":\"web\"") && labels.contains("\"env\":\"test\""), "{labels}");
     let targets = k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.spec.ports[*].targetPort}"]);
@@ -143,9 +160,7 @@ fn scale_delete_and_garbage_collection() {
     k.ok_with_stdin(["create", "-f", "-"], &pod);
     let out = k.ok(["delete", "rs", "mynapp-rs"]);
     assert!(out.contains("replicaset.apps \"mynapp-rs\" deleted"), "{out}");
-    wait_for("the owned pod to be collected", Duration::from_secs(20), || {
-        !k.run(["get", "pod", "owned"]).success()
-    });
+    wait_for("the owned pod to be collected", Duration::from_secs(20), || !k.run(["get", "pod", "owned"]).success());
     let err = k.fail(["get", "pod", "owned"]);
     assert!(err.contains("Error from server (NotFound): pods \"owned\" not found"), "{err}");
 
@@ -184,7 +199,9 @@ fn watch_sees_changes_made_by_another_command() {
     k.ok(["delete", "svc", "mynapp-svc"]);
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && !seen.iter().any(|l: &String| l.starts_with("DELETED") && l.contains("mynapp-svc")) {
+    while Instant::now() < deadline
+        && !seen.iter().any(|l: &String| l.starts_with("DELETED") && l.contains("mynapp-svc"))
+    {
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
             seen.push(l);
         }
@@ -221,11 +238,21 @@ fn errors_read_like_upstream() {
     let malformed = "apiVersion: v1\nkind: Service\nmetadata: [\n";
     let err = k.run_with_stdin(["create", "-f", "-"], malformed);
     assert!(!err.success());
-    assert!(err.stderr.contains("error converting YAML to JSON") || err.stderr.contains("error parsing"), "{}", err.stderr);
+    assert!(
+        err.stderr.contains("error converting YAML to JSON") || err.stderr.contains("error parsing"),
+        "{}",
+        err.stderr
+    );
 
-    let unnamed = std::fs::read_to_string(manifest("mynapp-svc-multiport.yml")).unwrap().replace("   - name: mynapp-https\n", "   -\n");
+    let unnamed = std::fs::read_to_string(manifest("mynapp-svc-multiport.yml"))
+        .unwrap()
+        .replace("   - name: mynapp-https\n", "   -\n");
     let err = k.run_with_stdin(["create", "-f", "-"], &unnamed);
-    assert!(err.stderr.contains("The Service \"mynapp-svc-mp\" is invalid: spec.ports[1].name: Required value"), "{}", err.stderr);
+    assert!(
+        err.stderr.contains("The Service \"mynapp-svc-mp\" is invalid: spec.ports[1].name: Required value"),
+        "{}",
+        err.stderr
+    );
 
     let err = k.run(["--token", "wrong", "get", "svc"]);
     assert!(!err.success());

@@ -13,7 +13,12 @@ fn objects_survive_kill_9_mid_writes() {
     let k = s.kubectl();
     k.ok(["create", "-f", manifest("mynapp-svc-ext-nodeport.yml").to_str().unwrap()]);
     k.ok(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
-    let svc_before = k.ok(["get", "svc", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.clusterIP}:{.spec.ports[0].nodePort};{end}"]);
+    let svc_before = k.ok([
+        "get",
+        "svc",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.clusterIP}:{.spec.ports[0].nodePort};{end}",
+    ]);
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -41,7 +46,9 @@ fn objects_survive_kill_9_mid_writes() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     s.kill9().expect("kill -9");
-    rt.block_on(async { let _ = tokio::time::timeout(std::time::Duration::from_secs(10), writer).await; });
+    rt.block_on(async {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), writer).await;
+    });
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 200);
 
@@ -50,13 +57,24 @@ fn objects_survive_kill_9_mid_writes() {
     let stored: Vec<String> = rt.block_on(async move {
         let client = controllers::client_from_kubeconfig(&kubeconfig).await.expect("client");
         let api: Api<ConfigMap> = Api::namespaced(client, "default");
-        api.list(&ListParams::default()).await.expect("list").items.into_iter().filter_map(|c| c.metadata.name).collect()
+        api.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect()
     });
     for name in &acked {
         assert!(stored.contains(name), "acknowledged {name} is missing after kill -9");
     }
     let k = s.kubectl();
-    let svc_after = k.ok(["get", "svc", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.clusterIP}:{.spec.ports[0].nodePort};{end}"]);
+    let svc_after = k.ok([
+        "get",
+        "svc",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name}={.spec.clusterIP}:{.spec.ports[0].nodePort};{end}",
+    ]);
     assert_eq!(svc_before, svc_after, "ClusterIPs and NodePorts are unchanged by the restart");
     // The restored allocator does not hand out a taken port again.
     let again = "apiVersion: v1\nkind: Service\nmetadata:\n  name: again\nspec:\n  type: NodePort\n  ports:\n  - port: 80\n    nodePort: 31111\n";

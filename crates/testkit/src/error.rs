@@ -11,16 +11,9 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("rkube server exited before it was ready ({status}); logs:\n{logs}")]
-    Exited {
-        status: std::process::ExitStatus,
-        logs: String,
-    },
+    Exited { status: std::process::ExitStatus, logs: String },
     #[error("rkube server not ready after {timeout:?} ({path} never appeared); logs:\n{logs}")]
-    NotReady {
-        timeout: Duration,
-        path: PathBuf,
-        logs: String,
-    },
+    NotReady { timeout: Duration, path: PathBuf, logs: String },
     #[error("bad kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
     #[error("the server is not running")]

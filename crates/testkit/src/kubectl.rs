@@ -79,12 +79,7 @@ impl Kubectl {
 
     /// A given kubectl binary, against `kubeconfig`.
     pub fn with_binary(bin: impl Into<PathBuf>, kubeconfig: impl Into<PathBuf>) -> Self {
-        Kubectl {
-            bin: bin.into(),
-            kubeconfig: kubeconfig.into(),
-            cache_dir: None,
-            timeout: DEFAULT_TIMEOUT,
-        }
+        Kubectl { bin: bin.into(), kubeconfig: kubeconfig.into(), cache_dir: None, timeout: DEFAULT_TIMEOUT }
     }
 
     /// Use `dir` as kubectl's `--cache-dir` (discovery and HTTP cache).
@@ -151,14 +146,7 @@ impl Kubectl {
         let args = collect(args);
         let out = self.run_inner(args.clone(), None);
         if !out.success() {
-            panic!(
-                "{}",
-                Failure {
-                    what: "failed",
-                    args: &args,
-                    out: &out
-                }
-            );
+            panic!("{}", Failure { what: "failed", args: &args, out: &out });
         }
         out.stdout
     }
@@ -173,14 +161,7 @@ impl Kubectl {
         let args = collect(args);
         let out = self.run_inner(args.clone(), Some(stdin.as_bytes().to_vec()));
         if !out.success() {
-            panic!(
-                "{}",
-                Failure {
-                    what: "failed",
-                    args: &args,
-                    out: &out
-                }
-            );
+            panic!("{}", Failure { what: "failed", args: &args, out: &out });
         }
         out.stdout
     }
@@ -195,14 +176,7 @@ impl Kubectl {
         let args = collect(args);
         let out = self.run_inner(args.clone(), None);
         if out.success() {
-            panic!(
-                "{}",
-                Failure {
-                    what: "succeeded but was expected to fail",
-                    args: &args,
-                    out: &out
-                }
-            );
+            panic!("{}", Failure { what: "succeeded but was expected to fail", args: &args, out: &out });
         }
         out.stderr
     }
@@ -220,33 +194,17 @@ impl Kubectl {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "testkit: cannot start {} {}: {e}",
-                    self.bin.display(),
-                    show(&args)
-                )
-            })
+            .unwrap_or_else(|e| panic!("testkit: cannot start {} {}: {e}", self.bin.display(), show(&args)))
     }
 
     fn run_inner(&self, args: Vec<OsString>, stdin: Option<Vec<u8>>) -> Output {
         let mut child = self
             .command(&args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "testkit: cannot start {} {}: {e}",
-                    self.bin.display(),
-                    show(&args)
-                )
-            });
+            .unwrap_or_else(|e| panic!("testkit: cannot start {} {}: {e}", self.bin.display(), show(&args)));
 
         // Feed stdin and drain stdout/stderr on threads so no pipe can fill up.
         let writer = match (stdin, child.stdin.take()) {
@@ -279,9 +237,7 @@ impl Kubectl {
         let stdout = stdout.join().unwrap_or_default();
         let mut stderr = stderr.join().unwrap_or_default();
         if timed_out {
-            stderr.extend_from_slice(
-                format!("\n[testkit: kubectl killed after {:?}]\n", self.timeout).as_bytes(),
-            );
+            stderr.extend_from_slice(format!("\n[testkit: kubectl killed after {:?}]\n", self.timeout).as_bytes());
         }
         Output {
             status,
@@ -310,10 +266,7 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<V
 }
 
 fn show(args: &[OsString]) -> String {
-    args.iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ")
+    args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
 }
 
 struct Failure<'a> {
@@ -324,13 +277,7 @@ struct Failure<'a> {
 
 impl fmt::Display for Failure<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "`kubectl {}` {} ({})",
-            show(self.args),
-            self.what,
-            self.out.status
-        )?;
+        writeln!(f, "`kubectl {}` {} ({})", show(self.args), self.what, self.out.status)?;
         writeln!(f, "--- stderr ---\n{}", self.out.stderr.trim_end())?;
         write!(f, "--- stdout ---\n{}", self.out.stdout.trim_end())
     }
@@ -344,16 +291,10 @@ mod tests {
     fn kubectl_is_v1_33() {
         let path = kubectl_path();
         assert!(path.is_absolute(), "{} is not absolute", path.display());
-        let out = Command::new(&path)
-            .args(["version", "--client"])
-            .output()
-            .expect("run kubectl");
+        let out = Command::new(&path).args(["version", "--client"]).output().expect("run kubectl");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "kubectl version failed: {out:?}");
-        assert!(
-            stdout.contains("Client Version: v1.33."),
-            "not v1.33: {stdout}"
-        );
+        assert!(stdout.contains("Client Version: v1.33."), "not v1.33: {stdout}");
         // Memoized: the second call gives the same path without re-running the script.
         assert_eq!(kubectl_path(), path);
     }
@@ -385,18 +326,8 @@ mod tests {
         let out = k.run_with_stdin(["label", "--local", "-f", "-", "a=b", "-o", "name"], &yaml);
         assert!(out.success(), "{out:?}");
         assert_eq!(out.stdout.trim(), "service/mynapp-svc");
-        let labelled = k.ok_with_stdin(
-            [
-                "label",
-                "--local",
-                "-f",
-                "-",
-                "a=b",
-                "-o",
-                "jsonpath={.metadata.labels.a}",
-            ],
-            &yaml,
-        );
+        let labelled =
+            k.ok_with_stdin(["label", "--local", "-f", "-", "a=b", "-o", "jsonpath={.metadata.labels.a}"], &yaml);
         assert_eq!(labelled, "b");
 
         let err = k.fail(["get", "--no-such-flag"]);
@@ -405,10 +336,7 @@ mod tests {
         let r = std::panic::catch_unwind(|| k.ok(["get", "--raw", "/version"]));
         let msg = r.unwrap_err();
         let msg = msg.downcast_ref::<String>().unwrap();
-        assert!(
-            msg.contains("`kubectl get --raw /version` failed") && msg.contains("was refused"),
-            "{msg}"
-        );
+        assert!(msg.contains("`kubectl get --raw /version` failed") && msg.contains("was refused"), "{msg}");
 
         let r = std::panic::catch_unwind(|| k.fail(["version", "--client"]));
         assert!(r.is_err(), "fail() must panic when kubectl succeeds");
@@ -431,8 +359,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let dir = tempfile::tempdir().unwrap();
-        let k = Kubectl::new(write_kubeconfig(dir.path(), &url))
-            .with_timeout(Duration::from_millis(500));
+        let k = Kubectl::new(write_kubeconfig(dir.path(), &url)).with_timeout(Duration::from_millis(500));
         let started = Instant::now();
         let out = k.run(["get", "--raw", "/version"]);
         assert!(!out.success());

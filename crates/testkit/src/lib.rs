@@ -25,10 +25,7 @@ use std::path::PathBuf;
 /// The root of the repository (the workspace), found from this crate's manifest dir.
 pub fn repo_root() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    dir.parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .unwrap_or(dir)
+    dir.parent().and_then(|p| p.parent()).map(PathBuf::from).unwrap_or(dir)
 }
 
 /// The directory holding the lesson's manifests (`mynapp-svc.yml`, ...).
@@ -87,11 +84,7 @@ mod tests {
         for name in MANIFESTS {
             let a = std::fs::read(originals.join(name)).unwrap();
             let b = std::fs::read(copy.join(name)).unwrap();
-            assert!(
-                a == b,
-                "tests/manifests/{name} differs from {}",
-                originals.display()
-            );
+            assert!(a == b, "tests/manifests/{name} differs from {}", originals.display());
         }
     }
 

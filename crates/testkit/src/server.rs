@@ -56,10 +56,8 @@ impl TestServer {
 
     /// [`TestServer::start`] with extra `rkube server` flags.
     pub fn start_with_args(bin: impl AsRef<Path>, extra_args: &[&str]) -> Result<TestServer> {
-        let temp = tempfile::Builder::new()
-            .prefix("rkube-test-")
-            .tempdir()
-            .map_err(io("create a temporary directory"))?;
+        let temp =
+            tempfile::Builder::new().prefix("rkube-test-").tempdir().map_err(io("create a temporary directory"))?;
         let work_dir = temp.path().to_path_buf();
         let data_dir = work_dir.join("data");
         std::fs::create_dir_all(&data_dir).map_err(io(format!("create {}", data_dir.display())))?;
@@ -154,16 +152,9 @@ impl TestServer {
 
     fn open_log(&self, name: &str) -> Result<File> {
         let path = self.work_dir.join(name);
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(format!("open {}", path.display())))?;
-        let _ = writeln!(
-            f,
-            "=== testkit: start #{} on port {} ===",
-            self.starts, self.port
-        );
+        let mut f =
+            OpenOptions::new().create(true).append(true).open(&path).map_err(io(format!("open {}", path.display())))?;
+        let _ = writeln!(f, "=== testkit: start #{} on port {} ===", self.starts, self.port);
         Ok(f)
     }
 
@@ -174,10 +165,7 @@ impl TestServer {
             let child = self.child.as_mut().ok_or(Error::NotRunning)?;
             if let Some(status) = child.try_wait().map_err(io("wait for rkube"))? {
                 self.child = None;
-                return Err(Error::Exited {
-                    status,
-                    logs: self.logs_tail(200),
-                });
+                return Err(Error::Exited { status, logs: self.logs_tail(200) });
             }
             // A partly written file does not parse yet: keep polling.
             if let Ok(text) = std::fs::read_to_string(&path) {
@@ -188,11 +176,7 @@ impl TestServer {
             if Instant::now() >= deadline {
                 let logs = self.logs_tail(200);
                 self.kill_now();
-                return Err(Error::NotReady {
-                    timeout: READY_TIMEOUT,
-                    path,
-                    logs,
-                });
+                return Err(Error::NotReady { timeout: READY_TIMEOUT, path, logs });
             }
             std::thread::sleep(READY_POLL);
         }
@@ -224,12 +208,8 @@ impl TestServer {
     /// The admin bearer token (`users[0].user.token` of the kubeconfig).
     pub fn token(&self) -> Result<String> {
         let path = self.kubeconfig_path();
-        let text =
-            std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
-        token_from_kubeconfig(&text).ok_or_else(|| Error::Kubeconfig {
-            path,
-            reason: "no users[0].user.token".into(),
-        })
+        let text = std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
+        token_from_kubeconfig(&text).ok_or_else(|| Error::Kubeconfig { path, reason: "no users[0].user.token".into() })
     }
 
     /// The real kubectl against this server (with a discovery cache of its own).
@@ -293,9 +273,7 @@ impl TestServer {
         let mut out = String::new();
         for name in [STDOUT_LOG, STDERR_LOG] {
             let path = self.work_dir.join(name);
-            let text = std::fs::read(&path)
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
+            let text = std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
             let skip = all.len().saturating_sub(lines);
             out.push_str(&format!("--- {} ---\n", path.display()));
@@ -317,11 +295,7 @@ impl Drop for TestServer {
         if let Some(temp) = self.temp.take() {
             if std::env::var_os("RKUBE_KEEP_TEST_DIRS").is_some() {
                 let kept = temp.keep();
-                eprintln!(
-                    "testkit: kept {} (data dir {})",
-                    kept.display(),
-                    self.data_dir.display()
-                );
+                eprintln!("testkit: kept {} (data dir {})", kept.display(), self.data_dir.display());
             }
         }
     }
@@ -344,12 +318,7 @@ fn kubeconfig_complete(text: &str) -> bool {
 /// The bearer token of a kubeconfig's first user (`users[0].user.token`).
 pub fn token_from_kubeconfig(yaml: &str) -> Option<String> {
     let v: serde_yaml::Value = serde_yaml::from_str(yaml).ok()?;
-    let token = v
-        .get("users")?
-        .get(0)?
-        .get("user")?
-        .get("token")?
-        .as_str()?;
+    let token = v.get("users")?.get(0)?.get("user")?.get("token")?.as_str()?;
     Some(token.to_string())
 }
 
@@ -366,14 +335,7 @@ fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
     // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
             // The parent died before prctl took effect.
@@ -402,9 +364,7 @@ fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
         .unwrap_or_else(|e| e.into_inner())
         .send((cmd, reply_tx))
         .map_err(|_| io::Error::other("testkit spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("testkit spawner thread is gone"))?
+    reply_rx.recv().map_err(|_| io::Error::other("testkit spawner thread is gone"))?
 }
 
 #[cfg(test)]
@@ -433,20 +393,12 @@ users:
 
     #[test]
     fn parses_token() {
-        assert_eq!(
-            token_from_kubeconfig(KUBECONFIG_YAML).as_deref(),
-            Some("abc.def-123")
-        );
+        assert_eq!(token_from_kubeconfig(KUBECONFIG_YAML).as_deref(), Some("abc.def-123"));
         assert!(kubeconfig_complete(KUBECONFIG_YAML));
         assert_eq!(token_from_kubeconfig("users: []\n"), None);
-        assert_eq!(
-            token_from_kubeconfig("users:\n- name: a\n  user:\n    client-certificate-data: x\n"),
-            None
-        );
+        assert_eq!(token_from_kubeconfig("users:\n- name: a\n  user:\n    client-certificate-data: x\n"), None);
         assert_eq!(token_from_kubeconfig("not: [valid"), None);
-        assert!(!kubeconfig_complete(
-            "apiVersion: v1\nclusters:\n- name: x\n  cluster:\n    server: \"ht"
-        ));
+        assert!(!kubeconfig_complete("apiVersion: v1\nclusters:\n- name: x\n  cluster:\n    server: \"ht"));
     }
 
     /// A stand-in for `rkube` that follows the contract: parses the flags, writes
@@ -493,10 +445,7 @@ while :; do sleep 1000 & sleeper=$!; wait $sleeper; done
         assert_eq!(s.token().unwrap(), "tok-1");
         assert_eq!(s.kubectl().kubeconfig(), s.kubeconfig_path());
         let logs = s.logs();
-        assert!(
-            logs.contains(&format!("listening on 127.0.0.1:{}", s.port())),
-            "{logs}"
-        );
+        assert!(logs.contains(&format!("listening on 127.0.0.1:{}", s.port())), "{logs}");
         assert!(logs.contains("a line on stderr"), "{logs}");
 
         // Graceful stop, then restart on the same data dir and port.
@@ -536,11 +485,7 @@ while :; do sleep 1000 & sleeper=$!; wait $sleeper; done
         // FAKE_FAIL is read by the fake from the environment it inherits; set it
         // through a wrapper so the test does not touch this process's environment.
         let wrapper = bin_dir.path().join("failing-rkube");
-        std::fs::write(
-            &wrapper,
-            format!("#!/bin/sh\nFAKE_FAIL=1 exec '{}' \"$@\"\n", bin.display()),
-        )
-        .unwrap();
+        std::fs::write(&wrapper, format!("#!/bin/sh\nFAKE_FAIL=1 exec '{}' \"$@\"\n", bin.display())).unwrap();
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
         match TestServer::start(&wrapper) {
             Err(Error::Exited { status, logs }) => {
