@@ -63,7 +63,12 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(kind: ErrorType, field: impl Into<String>, value: Option<serde_json::Value>, detail: impl Into<String>) -> Self {
+    fn new(
+        kind: ErrorType,
+        field: impl Into<String>,
+        value: Option<serde_json::Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         FieldError { kind, field: field.into(), value, detail: detail.into() }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {

@@ -5,11 +5,11 @@
 //!
 //! Depends on: serde_json, k8s-openapi. Used by `apiserver`.
 
-pub mod field;
-pub mod strategic_merge;
-pub mod selector;
-pub mod table;
-pub mod names;
 pub mod allocator;
-pub mod service;
+pub mod field;
+pub mod names;
 pub mod protobuf;
+pub mod selector;
+pub mod service;
+pub mod strategic_merge;
+pub mod table;

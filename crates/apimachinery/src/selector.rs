@@ -167,7 +167,10 @@ fn parse_requirement(p: &str) -> Result<Requirement, SelectorError> {
     }
     for (op, gt) in [('>', true), ('<', false)] {
         if let Some((k, v)) = p.split_once(op) {
-            let n: i64 = v.trim().parse().map_err(|_| SelectorError(format!("for 'Gt', 'Lt' operators, the value must be an integer: {v:?}")))?;
+            let n: i64 = v
+                .trim()
+                .parse()
+                .map_err(|_| SelectorError(format!("for 'Gt', 'Lt' operators, the value must be an integer: {v:?}")))?;
             let k = check_key(k)?;
             return Ok(if gt { Requirement::Gt(k, n) } else { Requirement::Lt(k, n) });
         }
@@ -276,7 +279,8 @@ mod tests {
     #[test]
     fn field_selectors() {
         let pod = json!({"metadata": {"name": "p", "namespace": "default"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        let f = FieldSelector::parse("spec.nodeName=n1,status.phase!=Pending", &["spec.nodeName", "status.phase"]).unwrap();
+        let f =
+            FieldSelector::parse("spec.nodeName=n1,status.phase!=Pending", &["spec.nodeName", "status.phase"]).unwrap();
         assert!(f.matches_object(&pod));
         assert_eq!(FieldSelector::parse("metadata.name=p", &[]).unwrap().single_name(), Some("p"));
         assert_eq!(FieldSelector::parse("spec.foo=x", &[]).unwrap_err(), "field label not supported: spec.foo");

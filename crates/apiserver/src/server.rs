@@ -9,7 +9,7 @@ use crate::request::{self, DiscoveryPath, Query, Target};
 use crate::{discovery, openapi};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited, StreamBody};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,18 +169,25 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
 }
 
 async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
-    let too_large = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|s| s.parse::<usize>().ok())
-        .is_some_and(|n| n > crate::decode::MAX_BODY);
-    if too_large {
+    let mut body = req.into_body();
+    let mut buf = bytes::BytesMut::new();
+    let mut discarded = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len() + data.len() <= crate::decode::MAX_BODY && discarded == 0 {
+            buf.extend_from_slice(&data);
+        } else {
+            // Too large: read the rest so the client gets the 413 rather than a
+            // broken pipe, up to a bound that keeps a hostile client cheap.
+            discarded += data.len();
+            if discarded > 16 * crate::decode::MAX_BODY {
+                break;
+            }
+        }
+    }
+    if discarded > 0 {
         return Err(ApiError::too_large());
     }
-    match Limited::new(req.into_body(), crate::decode::MAX_BODY).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large()),
-        Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
-    }
+    Ok(buf.freeze())
 }

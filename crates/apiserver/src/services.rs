@@ -77,7 +77,10 @@ fn alloc_errors(e: AllocateError) -> Errors {
 
 impl ServiceAllocator {
     pub fn new(config: ServiceConfig) -> ServiceAllocator {
-        let pools = Pools { ips: IpAllocator::new(config.service_cidr), ports: PortAllocator::new(config.node_port_range.clone()) };
+        let pools = Pools {
+            ips: IpAllocator::new(config.service_cidr),
+            ports: PortAllocator::new(config.node_port_range.clone()),
+        };
         ServiceAllocator { pools: Arc::new(Mutex::new(pools)), config }
     }
 

@@ -189,7 +189,7 @@ fn validate_meta(r: &Resource, obj: &Value) -> Errors {
             }
             if let Some(v) = v.as_str() {
                 for m in apimachinery::names::is_valid_label_value(v) {
-                    errs.push(FieldError::invalid(format!("metadata.labels"), v, m));
+                    errs.push(FieldError::invalid("metadata.labels", v, m));
                 }
             }
         }

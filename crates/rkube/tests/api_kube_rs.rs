@@ -133,3 +133,88 @@ async fn list_pages_with_limit_and_continue() {
     let none = api.list(&ListParams::default().labels("app notin (web)").limit(5)).await.expect("list");
     assert_eq!(none.items.len(), 5);
 }
+
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<String, kube::Error> {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Content-Type", content_type)
+        .body(body)
+        .expect("request");
+    client.request_text(req).await
+}
+
+fn status_code(r: Result<String, kube::Error>) -> (u16, String) {
+    match r {
+        Ok(_) => (200, String::new()),
+        Err(kube::Error::Api(e)) => (e.code, e.message),
+        Err(other) => panic!("unexpected error {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_http_errors() {
+    let s = TestServer::start(env!("CARGO_BIN_EXE_rkube")).expect("server");
+    let client = client(&s).await;
+    for p in ["/healthz", "/livez", "/readyz"] {
+        assert_eq!(raw(&client, "GET", p, "", vec![]).await.expect(p), "ok");
+    }
+    let version = raw(&client, "GET", "/version", "", vec![]).await.expect("version");
+    assert!(version.contains("\"minor\":\"33\""), "{version}");
+    let _ = raw(&client, "GET", "/api/v1/namespaces/default/services", "", vec![]).await.expect("list");
+    let metrics = raw(&client, "GET", "/metrics", "", vec![]).await.expect("metrics");
+    assert!(metrics.contains("apiserver_request_total{verb=\"GET\",code=\"200\"}"), "{metrics}");
+    assert!(metrics.contains("apiserver_request_duration_seconds_bucket"), "{metrics}");
+
+    let path = "/api/v1/namespaces/default/configmaps";
+    let big = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"a\":\"{}\"}}}}",
+        "x".repeat(3 * 1024 * 1024 + 10)
+    );
+    assert_eq!(status_code(raw(&client, "POST", path, "application/json", big.into_bytes()).await).0, 413);
+    assert_eq!(status_code(raw(&client, "POST", path, "text/plain", b"hello".to_vec()).await).0, 415);
+    let (code, msg) = status_code(raw(&client, "POST", path, "application/json", b"{not json".to_vec()).await);
+    assert_eq!(code, 400, "{msg}");
+    let (code, msg) = status_code(
+        raw(
+            &client,
+            "POST",
+            path,
+            "application/json",
+            br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}"#.to_vec(),
+        )
+        .await,
+    );
+    assert_eq!(code, 422, "{msg}");
+    assert!(msg.starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""), "{msg}");
+    assert_eq!(status_code(raw(&client, "PUT", path, "application/json", b"{}".to_vec()).await).0, 405);
+    // A stale resourceVersion on update is a conflict.
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let c = api.create(&PostParams::default(), &cm("rv", "1")).await.expect("create");
+    let mut changed = c.clone();
+    changed.data = Some(BTreeMap::from([("v".to_string(), "2".to_string())]));
+    api.replace("rv", &PostParams::default(), &changed).await.expect("first replace");
+    let mut stale = c.clone();
+    stale.data = Some(BTreeMap::from([("v".to_string(), "3".to_string())]));
+    match api.replace("rv", &PostParams::default(), &stale).await {
+        Err(kube::Error::Api(e)) => assert_eq!((e.code, e.reason.as_str()), (409, "Conflict")),
+        other => panic!("expected 409, got {other:?}"),
+    }
+    // Unauthenticated requests get 401, except the health endpoints.
+    let mut cfg = client_config(&s).await;
+    cfg.auth_info = Default::default();
+    let anon = kube::Client::try_from(cfg).expect("client");
+    assert_eq!(status_code(raw(&anon, "GET", path, "", vec![]).await).0, 401);
+    assert_eq!(raw(&anon, "GET", "/healthz", "", vec![]).await.expect("healthz"), "ok");
+}
+
+async fn client_config(s: &TestServer) -> kube::Config {
+    let kc = kube::config::Kubeconfig::read_from(s.kubeconfig_path()).expect("kubeconfig");
+    kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.expect("config")
+}

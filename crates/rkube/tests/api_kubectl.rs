@@ -207,6 +207,7 @@ fn watch_sees_changes_made_by_another_command() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     assert!(seen.iter().any(|l| l.starts_with("ADDED") && l.contains("mynapp-svc")), "{seen:?}");
     assert!(seen.iter().any(|l| l.starts_with("DELETED") && l.contains("mynapp-svc")), "{seen:?}");
 }

@@ -86,7 +86,8 @@ fn objects_survive_kill_9_mid_writes() {
     );
 
     // A clean stop (SIGTERM) keeps everything too.
-    s.stop().expect("stop");
+    let status = s.stop().expect("stop");
+    assert!(status.success(), "SIGTERM stops the server cleanly: {status:?}\n{}", s.logs_tail(20));
     s.restart().expect("restart");
     assert!(s.kubectl().ok(["get", "cm", "w0", "-o", "name"]).contains("configmap/w0"));
 }

@@ -49,7 +49,8 @@ fn defaults_and_cluster_ip_rules() {
     let s = server();
     let k = s.kubectl();
     k.ok(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
-    let spec: serde_json::Value = serde_json::from_str(&k.ok(["get", "svc", "mynapp-svc", "-o", "jsonpath={.spec}"])).unwrap();
+    let spec: serde_json::Value =
+        serde_json::from_str(&k.ok(["get", "svc", "mynapp-svc", "-o", "jsonpath={.spec}"])).unwrap();
     assert_eq!(spec["type"], "ClusterIP");
     assert_eq!(spec["sessionAffinity"], "None");
     assert_eq!(spec["internalTrafficPolicy"], "Cluster");
@@ -64,10 +65,25 @@ fn defaults_and_cluster_ip_rules() {
     assert_eq!(get(&k, "fixed", "{.spec.clusterIP}"), "10.96.0.50");
     let err = k.run_with_stdin(["create", "-f", "-"], &fixed.replace("name: fixed", "name: fixed2"));
     assert!(err.stderr.contains("provided IP is already allocated"), "{}", err.stderr);
-    let err = k.run_with_stdin(["create", "-f", "-"], &fixed.replace("name: fixed", "name: far").replace("10.96.0.50", "192.168.9.9"));
-    assert!(err.stderr.contains("The Service \"far\" is invalid") && err.stderr.contains("192.168.9.9"), "{}", err.stderr);
+    let err = k.run_with_stdin(
+        ["create", "-f", "-"],
+        &fixed.replace("name: fixed", "name: far").replace("10.96.0.50", "192.168.9.9"),
+    );
+    assert!(
+        err.stderr.contains("The Service \"far\" is invalid") && err.stderr.contains("192.168.9.9"),
+        "{}",
+        err.stderr
+    );
     // The ClusterIP is immutable.
-    let err = k.run(["patch", "svc", "fixed", "--type", "merge", "-p", r#"{"spec":{"clusterIP":"10.96.0.51","clusterIPs":["10.96.0.51"]}}"#]);
+    let err = k.run([
+        "patch",
+        "svc",
+        "fixed",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"clusterIP":"10.96.0.51","clusterIPs":["10.96.0.51"]}}"#,
+    ]);
     assert!(err.stderr.contains("may not change once set"), "{}", err.stderr);
     // Headless.
     let headless = "apiVersion: v1\nkind: Service\nmetadata:\n  name: hl\nspec:\n  clusterIP: None\n  selector:\n    app: x\n  ports:\n  - port: 80\n";
@@ -77,9 +93,17 @@ fn defaults_and_cluster_ip_rules() {
     // Session affinity defaults its timeout.
     k.ok(["create", "-f", manifest("mynapp-svc-session-affinity.yml").to_str().unwrap()]);
     assert_eq!(get(&k, "mynapp-svc-ses-aff", "{.spec.sessionAffinityConfig.clientIP.timeoutSeconds}"), "10800");
-    let bad = std::fs::read_to_string(manifest("mynapp-svc-session-affinity.yml")).unwrap().replace("name: mynapp-svc-ses-aff", "name: aff2").replace("sessionAffinity: ClientIP", "sessionAffinity: Sticky");
+    let bad = std::fs::read_to_string(manifest("mynapp-svc-session-affinity.yml"))
+        .unwrap()
+        .replace("name: mynapp-svc-ses-aff", "name: aff2")
+        .replace("sessionAffinity: ClientIP", "sessionAffinity: Sticky");
     let err = k.run_with_stdin(["create", "-f", "-"], &bad);
-    assert!(err.stderr.contains("spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\""), "{}", err.stderr);
+    assert!(
+        err.stderr
+            .contains("spec.sessionAffinity: Unsupported value: \"Sticky\": supported values: \"ClientIP\", \"None\""),
+        "{}",
+        err.stderr
+    );
 }
 
 #[test]
@@ -104,7 +128,15 @@ fn type_changes_allocate_and_release() {
     let reuse_ip = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: reuse-ip\nspec:\n  clusterIP: {ip}\n  ports:\n  - port: 80\n");
     k.ok_with_stdin(["create", "-f", "-"], &reuse_ip);
     // ExternalName -> ClusterIP gets a new IP.
-    k.ok(["patch", "svc", "mynapp-svc", "--type", "merge", "-p", r#"{"spec":{"type":"ClusterIP","externalName":null}}"#]);
+    k.ok([
+        "patch",
+        "svc",
+        "mynapp-svc",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP","externalName":null}}"#,
+    ]);
     let new_ip = get(&k, "mynapp-svc", "{.spec.clusterIP}");
     assert!(new_ip.starts_with("10.") && new_ip != ip, "{new_ip}");
     // NodePort -> ExternalName releases both.
@@ -120,7 +152,10 @@ fn kubectl_expose_matches_the_manifest() {
     let out = k.ok(["expose", "rs", "mynapp-rs", "--name", "mynapp-svc", "--port", "80", "--target-port", "8080"]);
     assert!(out.contains("service/mynapp-svc exposed"), "{out}");
     let exposed: serde_json::Value = serde_json::from_str(&k.ok(["get", "svc", "mynapp-svc", "-o", "json"])).unwrap();
-    k.ok_with_stdin(["create", "-f", "-"], &std::fs::read_to_string(manifest("mynapp-svc.yml")).unwrap().replace("name: mynapp-svc", "name: from-file"));
+    k.ok_with_stdin(
+        ["create", "-f", "-"],
+        &std::fs::read_to_string(manifest("mynapp-svc.yml")).unwrap().replace("name: mynapp-svc", "name: from-file"),
+    );
     let from_file: serde_json::Value = serde_json::from_str(&k.ok(["get", "svc", "from-file", "-o", "json"])).unwrap();
     for f in ["type", "selector", "sessionAffinity", "internalTrafficPolicy", "ipFamilyPolicy"] {
         assert_eq!(exposed["spec"][f], from_file["spec"][f], "{f}");
@@ -128,10 +163,34 @@ fn kubectl_expose_matches_the_manifest() {
     assert_eq!(exposed["spec"]["ports"][0]["port"], 80);
     assert_eq!(exposed["spec"]["ports"][0]["targetPort"], 8080);
     assert_eq!(exposed["spec"]["ports"][0]["protocol"], "TCP");
-    let out = k.ok(["expose", "rs", "mynapp-rs", "--name", "np", "--port", "80", "--target-port", "8080", "--type", "NodePort"]);
+    let out = k.ok([
+        "expose",
+        "rs",
+        "mynapp-rs",
+        "--name",
+        "np",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+        "--type",
+        "NodePort",
+    ]);
     assert!(out.contains("exposed"), "{out}");
     assert!(k.ok(["get", "svc", "np", "--no-headers"]).contains("80:3"));
-    k.ok(["expose", "rs", "mynapp-rs", "--name", "lb", "--port", "80", "--target-port", "8080", "--type", "LoadBalancer"]);
+    k.ok([
+        "expose",
+        "rs",
+        "mynapp-rs",
+        "--name",
+        "lb",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+        "--type",
+        "LoadBalancer",
+    ]);
     assert!(k.ok(["get", "svc", "lb", "--no-headers"]).contains("<pending>"));
     k.ok(["expose", "svc", "lb", "--name", "again", "--port", "81"]);
     assert_eq!(k.ok(["get", "svc", "again", "-o", "jsonpath={.spec.selector.app}"]), "mynapp-rs");
@@ -144,7 +203,10 @@ async fn concurrent_creates_get_distinct_ips_and_survive_restart() {
     let api: Api<Service> = Api::namespaced(client, "default");
     let svc = |i: usize| Service {
         metadata: kube::api::ObjectMeta { name: Some(format!("c{i}")), ..Default::default() },
-        spec: Some(ServiceSpec { ports: Some(vec![ServicePort { port: 80, ..Default::default() }]), ..Default::default() }),
+        spec: Some(ServiceSpec {
+            ports: Some(vec![ServicePort { port: 80, ..Default::default() }]),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let created: Vec<Service> = futures::stream::iter(0..1000)
