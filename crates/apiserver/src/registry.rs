@@ -296,7 +296,7 @@ impl Registry {
             return Ok(Stored { object: obj, revision: old.revision });
         }
         let key = r.key(ns, name);
-        if deleting && object::finalizers(&obj).is_empty() && !self.strategies.waits_for_grace(r, &obj) {
+        if deleting && object::finalizers(&obj).is_empty() && !self.strategies.blocks_deletion(r, &obj) {
             return match self.store.delete(&key, Some(old.revision)).await {
                 Ok((_, rev)) => {
                     alloc.commit();
@@ -381,7 +381,7 @@ impl Registry {
             }
             let grace = self.strategies.grace_period(r, &obj, opts.grace_period_seconds);
             self.strategies.before_delete(r, &mut obj);
-            if finalizers.is_empty() && grace.is_none() {
+            if finalizers.is_empty() && grace.is_none() && !self.strategies.blocks_deletion(r, &obj) {
                 if opts.dry_run {
                     return Ok(Deleted::Gone(obj));
                 }

@@ -152,10 +152,15 @@ impl Strategies {
         (secs > 0).then_some(secs)
     }
 
-    /// Whether an object being deleted must stay until its grace period is handled (pods).
-    pub fn waits_for_grace(&self, r: &Resource, obj: &Value) -> bool {
-        r.plural == "pods"
-            && obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0
+    /// Whether an object being deleted must stay although it has no metadata
+    /// finalizers: a pod until its grace period is handled by its node, a
+    /// namespace until `spec.finalizers` is empty (its content is gone).
+    pub fn blocks_deletion(&self, r: &Resource, obj: &Value) -> bool {
+        match r.plural {
+            "pods" => obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) > 0,
+            "namespaces" => obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty()),
+            _ => false,
+        }
     }
 
     pub fn before_delete(&self, r: &Resource, obj: &mut Value) {

@@ -1,12 +1,13 @@
 //! `controllers`: the control loops of the cluster, each a Kubernetes API
 //! client (kube-rs) that reconciles from a full view of its objects: today the
-//! garbage collector; replicaset, deployment, endpoints and endpointslice
+//! garbage collector and namespace lifecycle; replicaset, deployment, endpoints and endpointslice
 //! controllers follow.
 //!
 //! Depends on: kube, k8s-openapi. Never on `store` or `apiserver`.
 
 mod gc;
 mod kinds;
+mod namespace;
 
 use std::path::Path;
 use tokio::task::JoinHandle;
@@ -48,6 +49,6 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> 
 /// Start every controller against the API server of `kubeconfig`.
 pub async fn start(kubeconfig: &Path) -> Result<Controllers, Error> {
     let client = client_from_kubeconfig(kubeconfig).await?;
-    let tasks = vec![tokio::spawn(gc::run(client))];
+    let tasks = vec![tokio::spawn(gc::run(client.clone())), tokio::spawn(namespace::run(client))];
     Ok(Controllers { tasks })
 }

@@ -259,3 +259,18 @@ fn errors_read_like_upstream() {
     assert!(!err.success());
     assert!(err.stderr.contains("Unauthorized"), "{}", err.stderr);
 }
+
+#[test]
+fn deleting_a_namespace_deletes_its_content() {
+    let s = server();
+    let k = s.kubectl();
+    k.ok_with_stdin(["create", "-f", "-"], "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lesson\n");
+    k.ok(["create", "-n", "lesson", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
+    k.ok(["create", "-n", "lesson", "-f", manifest("mynapp-rs.yml").to_str().unwrap()]);
+    let out = k.ok(["delete", "namespace", "lesson", "--timeout=30s"]);
+    assert!(out.contains("namespace \"lesson\" deleted"), "{out}");
+    assert!(!k.run(["get", "ns", "lesson"]).success());
+    // Objects cannot be created in a namespace that does not exist.
+    let err = k.fail(["create", "-n", "lesson", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
+    assert!(err.contains("namespaces \"lesson\" not found"), "{err}");
+}
