@@ -73,6 +73,9 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         if r.scale {
             list.push(sub_entry(r, "scale", Some(("autoscaling", "v1")), "Scale", &["get", "patch", "update"]));
         }
+        if r.plural == "pods" {
+            list.push(sub_entry(r, "binding", None, "Binding", &["create"]));
+        }
         if r.plural == "namespaces" {
             list.push(sub_entry(r, "finalize", None, r.kind, &["update"]));
         }

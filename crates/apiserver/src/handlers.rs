@@ -715,3 +715,42 @@ pub fn label_selector_string(sel: &Value) -> String {
     }
     parts.join(",")
 }
+
+/// `POST pods/<name>/binding`: the scheduler's assignment of a pod to a node
+/// (upstream `pkg/registry/core/pod/storage` BindingREST).
+pub async fn bind(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let name = ctx.name()?.to_string();
+    if r.plural != "pods" || ctx.req.subresource.as_deref() != Some("binding") {
+        return Err(ApiError::method_not_supported(r.plural, "create"));
+    }
+    let binding = decode::parse_body(content_type, body)?;
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("binding target name is required"))?
+        .to_string();
+    ctx.registry
+        .modify(r, ctx.ns(), &name, None, ctx.dry_run(), |pod| {
+            if pod.pointer("/metadata/deletionTimestamp").is_some() {
+                return Err(ApiError::conflict(subject(r, &name), "pod is being deleted, cannot be assigned to a host"));
+            }
+            if let Some(cur) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                return Err(ApiError::conflict(subject(r, &name), &format!("pod {name} is already assigned to node \"{cur}\"")));
+            }
+            let mut pod = pod.clone();
+            pod["spec"]["nodeName"] = json!(node);
+            let cond = json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": crate::registry::now_rfc3339() });
+            let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conds: Vec<Value> = conds.into_iter().filter(|c| c.get("type") != Some(&json!("PodScheduled"))).collect();
+            conds.push(cond);
+            pod["status"]["conditions"] = json!(conds);
+            if let Some(m) = object::meta_mut(&mut pod) {
+                m.remove("resourceVersion");
+            }
+            Ok(pod)
+        })
+        .await?;
+    Ok(Reply::json(201, &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })))
+}
