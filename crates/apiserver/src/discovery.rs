@@ -75,6 +75,8 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         }
         if r.plural == "pods" {
             list.push(sub_entry(r, "binding", None, "Binding", &["create"]));
+            list.push(sub_entry(r, "exec", None, "PodExecOptions", &["create", "get"]));
+            list.push(sub_entry(r, "log", None, "Pod", &["get"]));
         }
         if r.plural == "namespaces" {
             list.push(sub_entry(r, "finalize", None, r.kind, &["update"]));

@@ -14,6 +14,7 @@ pub mod error;
 mod handlers;
 mod metrics;
 mod negotiate;
+mod node_proxy;
 mod object;
 mod openapi;
 mod registry;
@@ -22,7 +23,7 @@ pub mod resources;
 mod server;
 mod services;
 mod strategy;
-mod tls;
+pub mod tls;
 mod watch;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -147,6 +148,7 @@ impl ApiServer {
             server_address: format!("{}:{}", cfg.advertise_address, cfg.port),
             metrics: metrics::Metrics::default(),
             ready: Default::default(),
+            nodes: node_proxy::NodeClient { tls: tls::client_config(&certs.ca_pem)?, token: token.clone() },
         });
         let (shutdown, shutdown_rx) = signal::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config.clone());

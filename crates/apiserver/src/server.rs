@@ -26,6 +26,7 @@ pub struct State {
     pub server_address: String,
     pub metrics: Metrics,
     pub ready: AtomicBool,
+    pub nodes: crate::node_proxy::NodeClient,
 }
 
 fn full(code: u16, content_type: &str, body: Vec<u8>) -> Response<Body> {
@@ -112,6 +113,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
             match doc {
                 Some(d) => json_reply(200, &d),
                 None => error_reply(&ApiError::path_not_found()),
+            }
+        }
+        Target::Resource(rr) if rr.resource.plural == "pods" && matches!(rr.subresource.as_deref(), Some("log" | "exec")) => {
+            match crate::node_proxy::forward(&state.registry, &state.nodes, &rr, req).await {
+                Ok(resp) => resp,
+                Err(e) => error_reply(&e),
             }
         }
         Target::Resource(rr) => {

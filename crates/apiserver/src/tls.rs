@@ -63,8 +63,8 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
     f.write_all(contents.as_bytes()).map_err(io)
 }
 
-/// Load (or create) the CA in `dir` and issue a serving certificate for `dns_names` and `ips`.
-pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Result<Certs, TlsError> {
+/// The cluster CA in `dir`, created on first use: its PEM and a signer.
+fn load_or_create_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), TlsError> {
     let (ca_crt, ca_key) = (dir.join("ca.crt"), dir.join("ca.key"));
     let gen = |what| move |source| TlsError::Generate { what, source };
     if !ca_crt.exists() || !ca_key.exists() {
@@ -74,12 +74,16 @@ pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Resul
         write(&ca_crt, &cert.pem(), false)?;
     }
     let ca_pem = read(&ca_crt)?;
-    let ca_key = KeyPair::from_pem(&read(&ca_key)?).map_err(gen("CA key (parse)"))?;
-    let issuer = Issuer::new(ca_params(), ca_key);
+    let key = KeyPair::from_pem(&read(&ca_key)?).map_err(gen("CA key (parse)"))?;
+    Ok((ca_pem, Issuer::new(ca_params(), key)))
+}
 
+/// A serving certificate signed by the CA: (certificate PEM, key PEM).
+fn issue(issuer: &Issuer<'static, KeyPair>, cn: &str, dns_names: &[String], ips: &[IpAddr]) -> Result<(String, String), TlsError> {
+    let gen = |what| move |source| TlsError::Generate { what, source };
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "kube-apiserver");
+    dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2124, 1, 1);
@@ -92,18 +96,57 @@ pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Resul
         params.subject_alt_names.push(SanType::IpAddress(*ip));
     }
     let key = KeyPair::generate().map_err(gen("serving key"))?;
-    let cert = params.signed_by(&key, &issuer).map_err(gen("serving certificate"))?;
-    write(&dir.join("apiserver.crt"), &cert.pem(), false)?;
-    write(&dir.join("apiserver.key"), &key.serialize_pem(), true)?;
+    let cert = params.signed_by(&key, issuer).map_err(gen("serving certificate"))?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
 
-    let chain = vec![CertificateDer::from(cert.der().to_vec())];
-    let key_der = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
-        .map_err(|e| TlsError::Pem { path: dir.join("apiserver.key"), message: e.to_string() })?;
+/// A rustls server configuration from PEMs (h2 and http/1.1 offered).
+pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem { path: PathBuf::from("<certificate>"), message: e.to_string() })?;
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| TlsError::Pem { path: PathBuf::from("<key>"), message: e.to_string() })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Certs { ca_pem, server_config: Arc::new(config) })
+    Ok(Arc::new(config))
+}
+
+/// A client configuration trusting only the cluster CA (API server -> node agents).
+pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| TlsError::Pem { path: PathBuf::from("<ca>"), message: e.to_string() })?;
+        roots.add(cert)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A node agent's serving certificate, signed by the cluster CA in `pki_dir`
+/// (only possible on the machine that holds the CA key, as with `rkube up`).
+/// Returns (certificate PEM, key PEM, CA PEM).
+pub fn issue_node_cert(pki_dir: &Path, node_name: &str, ips: &[IpAddr]) -> Result<(String, String, String), TlsError> {
+    let (ca_pem, issuer) = load_or_create_ca(pki_dir)?;
+    let (cert, key) = issue(&issuer, &format!("system:node:{node_name}"), &[node_name.to_string()], ips)?;
+    Ok((cert, key, ca_pem))
+}
+
+/// Load (or create) the CA in `dir` and issue the API server's serving
+/// certificate for `dns_names` and `ips`.
+pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Result<Certs, TlsError> {
+    let (ca_pem, issuer) = load_or_create_ca(dir)?;
+    let (cert, key) = issue(&issuer, "kube-apiserver", dns_names, ips)?;
+    write(&dir.join("apiserver.crt"), &cert, false)?;
+    write(&dir.join("apiserver.key"), &key, true)?;
+    Ok(Certs { ca_pem, server_config: server_config(&cert, &key)? })
 }

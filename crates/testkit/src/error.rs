@@ -18,6 +18,13 @@ pub enum Error {
     Kubeconfig { path: PathBuf, reason: String },
     #[error("the server is not running")]
     NotRunning,
+    /// A [`Sandbox`](crate::Sandbox) cannot be built or used (not root, no `ip`,
+    /// bad node index, ...).
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// A command run by the sandbox failed (or ran into its timeout).
+    #[error("`{command}` failed ({status}):\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}")]
+    Command { command: String, status: std::process::ExitStatus, stdout: String, stderr: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -69,6 +69,8 @@ pub struct Kubectl {
     kubeconfig: PathBuf,
     cache_dir: Option<PathBuf>,
     timeout: Duration,
+    /// Run kubectl as `ip netns exec <netns> kubectl ...` (see [`Kubectl::in_netns`]).
+    netns: Option<String>,
 }
 
 impl Kubectl {
@@ -79,7 +81,13 @@ impl Kubectl {
 
     /// A given kubectl binary, against `kubeconfig`.
     pub fn with_binary(bin: impl Into<PathBuf>, kubeconfig: impl Into<PathBuf>) -> Self {
-        Kubectl { bin: bin.into(), kubeconfig: kubeconfig.into(), cache_dir: None, timeout: DEFAULT_TIMEOUT }
+        Kubectl {
+            bin: bin.into(),
+            kubeconfig: kubeconfig.into(),
+            cache_dir: None,
+            timeout: DEFAULT_TIMEOUT,
+            netns: None,
+        }
     }
 
     /// Use `dir` as kubectl's `--cache-dir` (discovery and HTTP cache).
@@ -94,6 +102,19 @@ impl Kubectl {
         self
     }
 
+    /// Run kubectl inside the network namespace `netns` (`ip netns exec <netns>
+    /// kubectl ...`), e.g. to reach an API server that listens inside a
+    /// [`Sandbox`](crate::Sandbox) node.
+    pub fn in_netns(mut self, netns: impl Into<String>) -> Self {
+        self.netns = Some(netns.into());
+        self
+    }
+
+    /// The network namespace kubectl runs in, if not the caller's own.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
     pub fn binary(&self) -> &Path {
         &self.bin
     }
@@ -102,13 +123,21 @@ impl Kubectl {
         &self.kubeconfig
     }
 
-    /// The command kubectl would run, with `--kubeconfig` (and `--cache-dir`) set.
+    /// The command kubectl would run, with `--kubeconfig` (and `--cache-dir`) set;
+    /// prefixed with `ip netns exec <netns>` after [`Kubectl::in_netns`].
     pub fn command<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new(crate::sandbox::ip_path());
+                cmd.args(["netns", "exec"]).arg(ns).arg(&self.bin);
+                cmd
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.env_remove("KUBECONFIG");
         cmd.arg("--kubeconfig").arg(&self.kubeconfig);
         if let Some(dir) = &self.cache_dir {

@@ -308,7 +308,7 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// A complete kubeconfig: parses as YAML with `clusters` and `users`.
-fn kubeconfig_complete(text: &str) -> bool {
+pub(crate) fn kubeconfig_complete(text: &str) -> bool {
     match serde_yaml::from_str::<serde_yaml::Value>(text) {
         Ok(v) => v.get("clusters").is_some() && v.get("users").is_some(),
         Err(_) => false,
@@ -327,7 +327,7 @@ pub fn token_from_kubeconfig(yaml: &str) -> Option<String> {
 /// `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, and test
 /// threads end before the process does (a server in a `static` outlives its test), so
 /// children are forked from one helper thread that lives as long as the process.
-fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
+pub(crate) fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
     type Request = (Command, mpsc::Sender<io::Result<Child>>);
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<Request>>> = OnceLock::new();
 
