@@ -136,7 +136,7 @@ pub async fn get(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let stored = ctx.registry.get(ctx.r(), ctx.ns(), name).await?;
     match ctx.req.subresource.as_deref() {
         None | Some("status") => Ok(ctx.render(200, &stored.object)),
-        Some("scale") if ctx.r().scale => Ok(Reply::json(200, &scale_of(ctx.r(), &stored.object)?)),
+        Some("scale") if ctx.r().scale => Ok(Reply::json(200, &scale_of(&stored.object)?)),
         Some(other) => Err(ApiError::path_not_found_for(other)),
     }
 }
@@ -148,10 +148,9 @@ impl ApiError {
 }
 
 /// The autoscaling/v1 Scale of a ReplicaSet or Deployment.
-fn scale_of(r: &Resource, obj: &Value) -> ApiResult<Value> {
+fn scale_of(obj: &Value) -> ApiResult<Value> {
     let meta = obj.get("metadata").cloned().unwrap_or_default();
     let selector = obj.pointer("/spec/selector").map(label_selector_string).unwrap_or_default();
-    let _ = r;
     Ok(json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -519,11 +518,10 @@ where
     if !r.scale {
         return Err(ApiError::path_not_found_for("scale"));
     }
-    let mut new_scale = None;
     let stored = ctx
         .registry
         .modify(r, ctx.ns(), name, None, ctx.dry_run(), |obj| {
-            let scale = scale_of(r, obj)?;
+            let scale = scale_of(obj)?;
             let wanted = change(&scale)?;
             if let Some(rv) = object::meta_str(&wanted, "resourceVersion") {
                 if Some(rv) != object::meta_str(obj, "resourceVersion") {
@@ -549,12 +547,10 @@ where
             if let Some(m) = object::meta_mut(&mut obj) {
                 m.remove("resourceVersion");
             }
-            new_scale = Some(wanted);
             Ok(obj)
         })
         .await?;
-    let _ = new_scale;
-    Ok(Reply::json(200, &scale_of(r, &stored.object)?))
+    Ok(Reply::json(200, &scale_of(&stored.object)?))
 }
 
 pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
@@ -598,9 +594,8 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
     let stored = ctx
         .registry
         .modify(r, ctx.ns(), &name, ctx.req.subresource.as_deref(), ctx.dry_run(), |orig| {
-            let mut orig = orig.clone();
-            let orig_rv = object::meta_str(&orig, "resourceVersion").map(String::from);
-            let patched = apply(&orig, r.group, r.kind)?;
+            let orig_rv = object::meta_str(orig, "resourceVersion").map(String::from);
+            let patched = apply(orig, r.group, r.kind)?;
             let (mut obj, w) = decode::check_object(r, patched, mode)?;
             warnings = w;
             // The patch's own resourceVersion (if any) is a precondition; otherwise
@@ -610,7 +605,6 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
                     m.remove("resourceVersion");
                 }
             }
-            let _ = object::meta_mut(&mut orig);
             Ok(obj)
         })
         .await?;
@@ -752,5 +746,8 @@ pub async fn bind(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<R
             Ok(pod)
         })
         .await?;
-    Ok(Reply::json(201, &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })))
+    Ok(Reply::json(
+        201,
+        &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 }),
+    ))
 }

@@ -28,7 +28,11 @@ pub struct NodeClient {
 const KUBELET_DEFAULT_PORT: u16 = 10250;
 
 /// Where the pod runs: (node address, kubelet port, container name).
-async fn locate(reg: &Registry, rr: &ResourceRequest, container: Option<&str>) -> Result<(String, u16, String), ApiError> {
+async fn locate(
+    reg: &Registry,
+    rr: &ResourceRequest,
+    container: Option<&str>,
+) -> Result<(String, u16, String), ApiError> {
     let pods = rr.resource;
     let name = rr.name.as_deref().unwrap_or_default();
     let pod = reg.get(pods, rr.namespace.as_deref(), name).await?.object;
@@ -48,11 +52,7 @@ async fn locate(reg: &Registry, rr: &ResourceRequest, container: Option<&str>) -
         .collect();
     let container = match container {
         Some(c) if containers.iter().chain(&init).any(|x| x == c) => c.to_string(),
-        Some(c) => {
-            return Err(ApiError::bad_request(format!(
-                "container {c} is not valid for pod {name}"
-            )))
-        }
+        Some(c) => return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
         None if containers.len() == 1 => containers[0].clone(),
         None => {
             return Err(ApiError::bad_request(format!(
@@ -61,11 +61,14 @@ async fn locate(reg: &Registry, rr: &ResourceRequest, container: Option<&str>) -
             )))
         }
     };
-    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::bad_request(format!("pod {name} does not have a host assigned"))
-    })?;
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
     let nodes = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes resource missing"))?;
-    let node = reg.get(nodes, None, node_name).await.map_err(|_| ApiError::not_found(subject(nodes, node_name)))?.object;
+    let node =
+        reg.get(nodes, None, node_name).await.map_err(|_| ApiError::not_found(subject(nodes, node_name)))?.object;
     let address = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
@@ -84,15 +87,23 @@ async fn locate(reg: &Registry, rr: &ResourceRequest, container: Option<&str>) -
     Ok((address, port, container))
 }
 
-async fn connect(nc: &NodeClient, address: &str, port: u16) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
+async fn connect(
+    nc: &NodeClient,
+    address: &str,
+    port: u16,
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
     let unreachable = |e: String| ApiError::new(502, "InternalError", format!("error dialing backend: {e}"));
-    let tcp = tokio::net::TcpStream::connect((address, port)).await.map_err(|e| unreachable(format!("dial tcp {address}:{port}: {e}")))?;
-    let server_name = rustls_pki_types::ServerName::try_from(address.to_string()).map_err(|e| unreachable(e.to_string()))?;
+    let tcp = tokio::net::TcpStream::connect((address, port))
+        .await
+        .map_err(|e| unreachable(format!("dial tcp {address}:{port}: {e}")))?;
+    let server_name =
+        rustls_pki_types::ServerName::try_from(address.to_string()).map_err(|e| unreachable(e.to_string()))?;
     let tls = tokio_rustls::TlsConnector::from(nc.tls.clone())
         .connect(server_name, tcp)
         .await
         .map_err(|e| unreachable(format!("tls: {e}")))?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| unreachable(e.to_string()))?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.map_err(|e| unreachable(e.to_string()))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "node connection ended");
@@ -102,7 +113,12 @@ async fn connect(nc: &NodeClient, address: &str, port: u16) -> Result<hyper::cli
 }
 
 /// Forward `pods/<name>/log` or `pods/<name>/exec` to the pod's node agent.
-pub async fn forward(reg: &Registry, nc: &NodeClient, rr: &ResourceRequest, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn forward(
+    reg: &Registry,
+    nc: &NodeClient,
+    rr: &ResourceRequest,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let query = req.uri().query().unwrap_or("").to_string();
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let container = params.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
@@ -133,7 +149,10 @@ pub async fn forward(reg: &Registry, nc: &NodeClient, rr: &ResourceRequest, req:
         .header(http::header::AUTHORIZATION, format!("Bearer {}", nc.token))
         .body(Empty::<Bytes>::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let resp = sender.send_request(out).await.map_err(|e| ApiError::new(502, "InternalError", format!("error talking to the node: {e}")))?;
+    let resp = sender
+        .send_request(out)
+        .await
+        .map_err(|e| ApiError::new(502, "InternalError", format!("error talking to the node: {e}")))?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let mut client_resp = Response::new(Empty::new().map_err(|e: Infallible| match e {}).boxed());
         *client_resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -154,9 +173,9 @@ pub async fn forward(reg: &Registry, nc: &NodeClient, rr: &ResourceRequest, req:
     // Stream the answer (logs, or an error Status) through.
     let status = resp.status();
     let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
-    let stream = BodyStream::new(resp.into_body())
-        .take_while(|f| futures::future::ready(f.is_ok()))
-        .filter_map(|f| futures::future::ready(f.ok().and_then(|f| f.into_data().ok()).map(|d| Ok::<_, Infallible>(Frame::data(d)))));
+    let stream = BodyStream::new(resp.into_body()).take_while(|f| futures::future::ready(f.is_ok())).filter_map(|f| {
+        futures::future::ready(f.ok().and_then(|f| f.into_data().ok()).map(|d| Ok::<_, Infallible>(Frame::data(d))))
+    });
     let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, content_type.unwrap_or(HeaderValue::from_static("text/plain")));

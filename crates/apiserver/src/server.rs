@@ -115,7 +115,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 None => error_reply(&ApiError::path_not_found()),
             }
         }
-        Target::Resource(rr) if rr.resource.plural == "pods" && matches!(rr.subresource.as_deref(), Some("log" | "exec")) => {
+        Target::Resource(rr)
+            if rr.resource.plural == "pods" && matches!(rr.subresource.as_deref(), Some("log" | "exec")) =>
+        {
             match crate::node_proxy::forward(&state.registry, &state.nodes, &rr, req).await {
                 Ok(resp) => resp,
                 Err(e) => error_reply(&e),

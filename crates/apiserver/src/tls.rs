@@ -79,7 +79,12 @@ fn load_or_create_ca(dir: &Path) -> Result<(String, Issuer<'static, KeyPair>), T
 }
 
 /// A serving certificate signed by the CA: (certificate PEM, key PEM).
-fn issue(issuer: &Issuer<'static, KeyPair>, cn: &str, dns_names: &[String], ips: &[IpAddr]) -> Result<(String, String), TlsError> {
+fn issue(
+    issuer: &Issuer<'static, KeyPair>,
+    cn: &str,
+    dns_names: &[String],
+    ips: &[IpAddr],
+) -> Result<(String, String), TlsError> {
     let gen = |what| move |source| TlsError::Generate { what, source };
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
