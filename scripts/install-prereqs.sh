@@ -19,6 +19,9 @@ test_only=(
     "dig:dnsutils"
     "conntrack:conntrack"
     "python3:python3"
+    "curl:curl"
+    "dnsperf:dnsperf"
+    "dnsmasq:dnsmasq-base"
 )
 
 wanted=("${runtime[@]}")

@@ -36,7 +36,9 @@ pub fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     match ct {
         "application/yaml" => serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))),
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::unsupported_media_type(ct)),
+        // kubectl's typed commands (`create configmap|deployment|service ...`) send protobuf.
+        apimachinery::protobuf::MEDIA_TYPE => apimachinery::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("decoding protobuf body: {e}"))),
         ""
         | "application/json"
         | "*/*"

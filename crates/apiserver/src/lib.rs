@@ -130,6 +130,8 @@ impl ApiServer {
         ips.dedup();
         let certs = tls::load_or_create(&pki, &dns_names, &ips)?;
         let token = load_or_create_token(&cfg.data_dir)?;
+        // Build the protobuf schema now rather than in the first request.
+        let _ = apimachinery::protobuf::preload();
 
         let strategies = strategy::Strategies {
             services: services::ServiceAllocator::new(apimachinery::service::ServiceConfig {

@@ -170,8 +170,19 @@ pub async fn forward(
         });
         return Ok(client_resp);
     }
-    // Stream the answer (logs, or an error Status) through.
     let status = resp.status();
+    if !status.is_success() {
+        // The agent explains itself in plain text; clients expect a Status.
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let reason = match status.as_u16() {
+            400 => "BadRequest",
+            401 => "Unauthorized",
+            404 => "NotFound",
+            _ => "InternalError",
+        };
+        return Err(ApiError::new(status.as_u16(), reason, String::from_utf8_lossy(&body).trim().to_string()));
+    }
+    // Stream the answer through.
     let content_type = resp.headers().get(http::header::CONTENT_TYPE).cloned();
     let stream = BodyStream::new(resp.into_body()).take_while(|f| futures::future::ready(f.is_ok())).filter_map(|f| {
         futures::future::ready(f.ok().and_then(|f| f.into_data().ok()).map(|d| Ok::<_, Infallible>(Frame::data(d))))

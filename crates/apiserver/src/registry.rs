@@ -380,6 +380,15 @@ impl Registry {
                 }
             }
             let grace = self.strategies.grace_period(r, &obj, opts.grace_period_seconds);
+            if grace.is_none() {
+                // A delete with grace 0 (the node agent's final delete) ends any
+                // grace period a previous delete started.
+                if let Some(m) = object::meta_mut(&mut obj) {
+                    if m.contains_key("deletionGracePeriodSeconds") {
+                        m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    }
+                }
+            }
             self.strategies.before_delete(r, &mut obj);
             if finalizers.is_empty() && grace.is_none() && !self.strategies.blocks_deletion(r, &obj) {
                 if opts.dry_run {

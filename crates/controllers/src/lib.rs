@@ -1,15 +1,35 @@
 //! `controllers`: the control loops of the cluster, each a Kubernetes API
-//! client (kube-rs) that reconciles from a full view of its objects: today the
-//! garbage collector and namespace lifecycle; replicaset, deployment, endpoints and endpointslice
-//! controllers follow.
+//! client (kube-rs) that reconciles from a full view of its objects: garbage
+//! collector, namespace lifecycle, replicaset, deployment, endpoints,
+//! endpointslice, endpointslice mirroring, node IPAM and the scheduler.
+//!
+//! Shape (upstream `kube-controller-manager`): one shared reflector store per
+//! kind ([`informer`]), and per controller a coalescing work queue keyed by
+//! object ([`queue`]) fed by change handlers and a periodic resync; a worker
+//! reconciles one object from the stores and writes the difference.
 //!
 //! Depends on: kube, k8s-openapi. Never on `store` or `apiserver`.
 
+mod deployment;
+mod endpoints;
+mod endpointslice;
+mod events;
 mod gc;
+mod informer;
 mod kinds;
+mod metrics;
+mod mirroring;
 mod namespace;
+mod nodeipam;
+mod queue;
+mod replicaset;
+mod scheduler;
+mod util;
 
+use ipnet::{Ipv4Net, Ipv6Net};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +38,77 @@ pub enum Error {
     Kubeconfig { path: String, message: String },
     #[error("creating API client: {0}")]
     Client(#[from] kube::Error),
+    #[error("invalid controller configuration: {0}")]
+    Config(String),
+}
+
+/// Why one reconciliation failed (the key is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SyncError(String);
+
+impl From<kube::Error> for SyncError {
+    fn from(e: kube::Error) -> Self {
+        SyncError(e.to_string())
+    }
+}
+
+impl From<String> for SyncError {
+    fn from(s: String) -> Self {
+        SyncError(s)
+    }
+}
+
+impl From<&str> for SyncError {
+    fn from(s: &str) -> Self {
+        SyncError(s.to_string())
+    }
+}
+
+/// Settings of the controllers (the `kube-controller-manager` flags that matter here).
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `--cluster-cidr`: the pod address range (default `10.244.0.0/16`).
+    pub cluster_cidr: Ipv4Net,
+    /// The IPv6 pod range of a dual-stack cluster (`--cluster-cidr v4,v6` upstream).
+    pub cluster_cidr_ipv6: Option<Ipv6Net>,
+    /// `--node-cidr-mask-size-ipv4` (default 24).
+    pub node_cidr_mask_size_ipv4: u8,
+    /// `--node-cidr-mask-size-ipv6` (default 64).
+    pub node_cidr_mask_size_ipv6: u8,
+    /// `--allocate-node-cidrs`: run node IPAM (default true).
+    pub allocate_node_cidrs: bool,
+    /// Run the built-in scheduler (`default-scheduler`).
+    pub scheduler: bool,
+    /// Concurrent syncs per controller (upstream `--concurrent-*-syncs`).
+    pub workers: usize,
+    /// Every object is reconciled again at least this often.
+    pub resync_period: Duration,
+    /// `--max-endpoints-per-slice` (default 100).
+    pub max_endpoints_per_slice: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            cluster_cidr: Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or_default(),
+            cluster_cidr_ipv6: None,
+            node_cidr_mask_size_ipv4: 24,
+            node_cidr_mask_size_ipv6: 64,
+            allocate_node_cidrs: true,
+            scheduler: true,
+            workers: 2,
+            resync_period: Duration::from_secs(60),
+            max_endpoints_per_slice: 100,
+        }
+    }
+}
+
+/// What every controller is built from.
+pub(crate) struct Ctx {
+    pub client: kube::Client,
+    pub inf: Arc<informer::Informers>,
+    pub config: ControllerConfig,
 }
 
 /// Running controllers.
@@ -46,9 +137,36 @@ pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, Error> 
     Ok(kube::Client::try_from(cfg)?)
 }
 
-/// Start every controller against the API server of `kubeconfig`.
+/// Start every controller against the API server of `kubeconfig`, with the
+/// default [`ControllerConfig`].
 pub async fn start(kubeconfig: &Path) -> Result<Controllers, Error> {
+    start_with(kubeconfig, ControllerConfig::default()).await
+}
+
+/// Start every controller against the API server of `kubeconfig`.
+pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<Controllers, Error> {
+    let ipam = if config.allocate_node_cidrs { Some(nodeipam::Allocators::new(&config)?) } else { None };
     let client = client_from_kubeconfig(kubeconfig).await?;
-    let tasks = vec![tokio::spawn(gc::run(client.clone())), tokio::spawn(namespace::run(client))];
+    let inf = informer::Informers::new(&client);
+    let ctx = Ctx { client: client.clone(), inf: inf.clone(), config };
+    let mut tasks = vec![tokio::spawn(gc::run(client.clone())), tokio::spawn(namespace::run(client))];
+    replicaset::start(&ctx, &mut tasks);
+    deployment::start(&ctx, &mut tasks);
+    endpoints::start(&ctx, &mut tasks);
+    endpointslice::start(&ctx, &mut tasks);
+    mirroring::start(&ctx, &mut tasks);
+    if let Some(ipam) = ipam {
+        nodeipam::start(&ctx, ipam, &mut tasks);
+    }
+    if ctx.config.scheduler {
+        scheduler::start(&ctx, &mut tasks);
+    }
+    tasks.extend(inf.spawn());
     Ok(Controllers { tasks })
+}
+
+/// Counters of every controller (syncs, errors, work-queue adds, retries and
+/// depth) in the Prometheus text format.
+pub fn metrics() -> String {
+    metrics::render()
 }

@@ -27,12 +27,55 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Start a single-node cluster in this process (API server and controllers).
-    Up(ServerArgs),
+    /// Start a single-node cluster in this process: API server, controllers and the node agent.
+    Up(UpArgs),
     /// Start the control plane: API server and controllers.
     Server(ServerArgs),
     /// Print the rkube and Kubernetes versions.
     Version,
+    /// Run a built-in image's program (used inside pods).
+    #[command(hide = true)]
+    Image {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        argv: Vec<String>,
+    },
+    /// Hold a pod's namespaces (the pod infra process).
+    #[command(hide = true)]
+    PodInfra {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// Flags of the node agent.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// Name of this node [default: the host name].
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Port of the node agent's API (logs, exec), like kubelet's.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Address of the cluster DNS Service (`.10` of the service range).
+    #[arg(long, default_value = "10.96.0.10")]
+    pub cluster_dns: String,
+    /// Link-local address of the node-local DNS cache, the pods' nameserver.
+    #[arg(long, default_value = "169.254.20.10")]
+    pub node_local_dns: String,
+    /// DNS domain of the cluster.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Bridge the pods are attached to.
+    #[arg(long, default_value = "rkube0")]
+    pub bridge: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -59,6 +102,9 @@ pub struct ServerArgs {
     /// Datastore: `sqlite` (embedded, in the data dir) or `etcd://host:port,...`.
     #[arg(long, default_value = "sqlite")]
     pub datastore: String,
+    /// Pod network of the cluster; each node gets a /24 of it.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Ipv4Net,
     /// How often old revisions are compacted (e.g. `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub compaction_interval: std::time::Duration,

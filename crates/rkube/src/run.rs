@@ -1,21 +1,32 @@
 //! Running the commands: logging, the datastore, the API server and the
 //! controllers, readiness messages and clean shutdown on SIGTERM/SIGINT.
 
-use crate::cli::{Cli, Command, LogFormat, ServerArgs};
+use crate::cli::{Cli, Command, LogFormat, NodeArgs, ServerArgs};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn main(cli: Cli) -> ExitCode {
+    // Pod processes: no logging setup, their output is the container's.
+    match cli.command {
+        Command::Image { argv } => return exit_code(images::run(&argv)),
+        Command::PodInfra { args } => return exit_code(agent::runtime::infra_main(&args)),
+        _ => {}
+    }
     init_logging(cli.log_format);
     match cli.command {
         Command::Version => {
             println!("rkube {} (Kubernetes {})", env!("CARGO_PKG_VERSION"), apiserver::KUBE_VERSION);
             ExitCode::SUCCESS
         }
-        Command::Up(args) => serve(args, "rkube up"),
-        Command::Server(args) => serve(args, "rkube server"),
+        Command::Up(args) => block_on(serve_async(args.server, Some(args.node), "rkube up")),
+        Command::Server(args) => block_on(serve_async(args, None, "rkube server")),
+        Command::Image { .. } | Command::PodInfra { .. } => ExitCode::FAILURE,
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn init_logging(format: LogFormat) {
@@ -28,7 +39,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn serve(args: ServerArgs, what: &str) -> ExitCode {
+fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -36,7 +47,7 @@ fn serve(args: ServerArgs, what: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve_async(args, what)) {
+    match runtime.block_on(f) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -45,7 +56,7 @@ fn serve(args: ServerArgs, what: &str) -> ExitCode {
     }
 }
 
-async fn serve_async(args: ServerArgs, what: &str) -> Result<(), String> {
+async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Result<(), String> {
     let store: Arc<dyn store::Store> = match args.datastore.as_str() {
         "sqlite" => {
             std::fs::create_dir_all(&args.data_dir).map_err(|e| {
@@ -81,7 +92,26 @@ async fn serve_async(args: ServerArgs, what: &str) -> Result<(), String> {
         args.data_dir.display()
     );
     let api = apiserver::ApiServer::start(cfg, store).await.map_err(|e| e.to_string())?;
-    let controllers = controllers::start(&api.kubeconfig).await.map_err(|e| format!("starting controllers: {e}"))?;
+    let controller_cfg = controllers::ControllerConfig { cluster_cidr: args.cluster_cidr, ..Default::default() };
+    let controllers = controllers::start_with(&api.kubeconfig, controller_cfg)
+        .await
+        .map_err(|e| format!("starting controllers: {e}"))?;
+    let agent = match node {
+        None => None,
+        Some(node) => {
+            let IpAddr::V4(node_ip) = advertise else {
+                return Err(format!("--advertise-address {advertise}: the node agent needs an IPv4 address"));
+            };
+            let name = node.node_name.clone().unwrap_or_else(host_name);
+            eprintln!("{what}: starting the node agent for node {name} ({node_ip})");
+            let (cert, key, _ca) =
+                apiserver::tls::issue_node_cert(&args.data_dir.join("pki"), &name, &[IpAddr::V4(node_ip)])
+                    .map_err(|e| format!("issuing the node agent's certificate: {e}"))?;
+            let client = controllers::client_from_kubeconfig(&api.kubeconfig).await.map_err(|e| e.to_string())?;
+            let cfg = agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.token.clone())?;
+            Some(agent::Agent::start(client, cfg).await.map_err(|e| format!("starting the node agent: {e}"))?)
+        }
+    };
     println!(
         "{what}: ready. API server at {}; admin kubeconfig written to {}. Use it with: export KUBECONFIG={}; kubectl get svc",
         api.url,
@@ -90,6 +120,9 @@ async fn serve_async(args: ServerArgs, what: &str) -> Result<(), String> {
     );
     wait_for_signal().await;
     eprintln!("{what}: shutting down");
+    if let Some(a) = agent {
+        a.shutdown().await;
+    }
     controllers.shutdown().await;
     api.shutdown().await;
     eprintln!("{what}: stopped");
@@ -135,4 +168,43 @@ fn default_advertise_address() -> IpAddr {
         }
     }
     IpAddr::V4(found.unwrap_or(Ipv4Addr::LOCALHOST))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_lowercase())
+        .unwrap_or_else(|_| "node".into())
+}
+
+/// The node's own resolv.conf, for pods with `dnsPolicy: Default`.
+fn host_resolv_conf() -> String {
+    std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+}
+
+fn agent_config(
+    node: &NodeArgs,
+    name: String,
+    node_ip: Ipv4Addr,
+    data_dir: std::path::PathBuf,
+    cert: String,
+    key: String,
+    token: String,
+) -> Result<agent::AgentConfig, String> {
+    let self_exe = std::env::current_exe().map_err(|e| format!("finding the rkube binary: {e}"))?;
+    Ok(agent::AgentConfig {
+        node_name: name,
+        node_ip,
+        data_dir,
+        kubelet_port: node.kubelet_port,
+        self_exe,
+        bridge: node.bridge.clone(),
+        dns: agent::DnsSettings {
+            cluster_dns: vec![node.node_local_dns.clone()],
+            cluster_domain: node.cluster_domain.clone(),
+            host_resolv_conf: host_resolv_conf(),
+        },
+        tls_cert_pem: cert,
+        tls_key_pem: key,
+        token,
+    })
 }

@@ -274,3 +274,23 @@ fn deleting_a_namespace_deletes_its_content() {
     let err = k.fail(["create", "-n", "lesson", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
     assert!(err.contains("namespaces \"lesson\" not found"), "{err}");
 }
+
+#[test]
+fn typed_create_commands_send_protobuf_and_work() {
+    let s = server();
+    let k = s.kubectl();
+    assert!(k.ok(["create", "configmap", "cm1", "--from-literal=a=b"]).contains("configmap/cm1 created"));
+    assert_eq!(k.ok(["get", "cm", "cm1", "-o", "jsonpath={.data.a}"]), "b");
+    assert!(k.ok(["create", "secret", "generic", "s1", "--from-literal=p=secret"]).contains("secret/s1 created"));
+    assert_eq!(k.ok(["get", "secret", "s1", "-o", "jsonpath={.data.p}"]), "c2VjcmV0");
+    assert!(k.ok(["create", "namespace", "ns1"]).contains("namespace/ns1 created"));
+    let out = k.ok(["create", "service", "nodeport", "np1", "--tcp=80:8080", "--node-port=31000"]);
+    assert!(out.contains("service/np1 created"), "{out}");
+    assert!(k.ok(["get", "svc", "np1", "--no-headers"]).contains("80:31000/TCP"));
+    let err = k.fail(["create", "service", "nodeport", "np2", "--tcp=80:8080", "--node-port=31000"]);
+    assert!(err.contains("provided port is already allocated"), "{err}");
+    assert!(k
+        .ok(["create", "deployment", "web", "--image=minjulee226/myweb", "--replicas=2"])
+        .contains("deployment.apps/web created"));
+    assert_eq!(k.ok(["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
+}

@@ -416,14 +416,15 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "${FAKE_FAIL:-}" ] && { echo "fatal: cannot open store" >&2; exit 3; }
-trap 'echo "got SIGTERM"; kill $sleeper 2>/dev/null; exit 0' TERM
+trap 'echo "got SIGTERM"; exit 0' TERM
 echo "listening on 127.0.0.1:$port (RUST_LOG=${RUST_LOG:-})"
 echo "a line on stderr" >&2
 n=$(( $(cat "$dir/starts" 2>/dev/null || echo 0) + 1 )); echo $n > "$dir/starts"
 sleep 0.2
 printf 'clusters:\n- cluster:\n    server: https://127.0.0.1:%s\n  name: c\nusers:\n- name: u\n  user:\n    token: tok-%s\n' "$port" "$n" > "$dir/kubeconfig.yaml.tmp"
 mv "$dir/kubeconfig.yaml.tmp" "$dir/kubeconfig.yaml"
-while :; do sleep 1000 & sleeper=$!; wait $sleeper; done
+# Short sleeps: a SIGKILLed fake leaves no long-lived orphan behind.
+while :; do sleep 0.1; done
 "#;
 
     fn fake_rkube(dir: &Path) -> PathBuf {

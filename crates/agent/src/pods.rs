@@ -1,0 +1,725 @@
+//! Pod workers: one task per pod bound to this node that creates its sandbox,
+//! runs its containers with restarts and back-off, probes them, reports status,
+//! and tears everything down on deletion (upstream `pkg/kubelet/pod_workers.go`,
+//! `kuberuntime_manager.go`, `status/status_manager.go`).
+
+use crate::probes::{self, ProbeKind, ProbeResult};
+use crate::runtime::{Container, ContainerSpec, ExitInfo, Runtime, Sandbox, SandboxSpec};
+use crate::{dns_config, envvars, AgentConfig};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Container as ContainerDef, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// Back-off of a crashing container: 10 s doubling to 5 min (kubelet's).
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+pub struct Shared {
+    pub client: kube::Client,
+    pub cfg: AgentConfig,
+    pub runtime: Runtime,
+    pub pods: reflector::Store<Pod>,
+    pub services: reflector::Store<Service>,
+}
+
+/// Run the pod workers until the task is dropped.
+pub async fn run(client: kube::Client, cfg: AgentConfig, runtime: Runtime) {
+    let pod_api: Api<Pod> = Api::all(client.clone());
+    let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
+    let (pods, pod_writer) = reflector::store();
+    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
+    let pod_stream = watcher(pod_api, wc).default_backoff().reflect(pod_writer);
+    let tx = changed_tx.clone();
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(pod_stream);
+        while s.next().await.is_some() {
+            let _ = tx.try_send(());
+        }
+    });
+    let (services, svc_writer) = reflector::store();
+    let svc_stream =
+        watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff().reflect(svc_writer);
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(svc_stream);
+        while s.next().await.is_some() {}
+    });
+    let _ = pods.wait_until_ready().await;
+    let _ = services.wait_until_ready().await;
+    let shared = Arc::new(Shared { client, cfg, runtime, pods, services });
+    let mut workers: HashMap<String, mpsc::Sender<()>> = HashMap::new();
+    loop {
+        let live: HashMap<String, Arc<Pod>> =
+            shared.pods.state().into_iter().filter_map(|p| Some((p.metadata.uid.clone()?, p))).collect();
+        for uid in live.keys() {
+            if !workers.contains_key(uid) {
+                let (tx, rx) = mpsc::channel(1);
+                workers.insert(uid.clone(), tx);
+                tokio::spawn(PodWorker::new(shared.clone(), uid.clone()).run(rx));
+            }
+        }
+        // Tell every worker to look again; workers of pods gone from the API
+        // notice and clean up, then end.
+        workers.retain(|_, tx| match tx.try_send(()) {
+            Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        if changed_rx.recv().await.is_none() {
+            return;
+        }
+    }
+}
+
+#[derive(Default)]
+struct ContainerState {
+    running: Option<Arc<Container>>,
+    started_at: Option<String>,
+    restart_count: i32,
+    last_exit: Option<(ExitInfo, String)>,
+    /// Not restarted before this instant (CrashLoopBackOff).
+    backoff_until: Option<Instant>,
+    backoff: Duration,
+    ready: bool,
+    started: bool,
+    probe_state: probes::State,
+    waiting: Option<(String, String)>,
+    terminated_for_good: bool,
+}
+
+struct PodWorker {
+    shared: Arc<Shared>,
+    uid: String,
+    sandbox: Option<Sandbox>,
+    containers: BTreeMap<String, ContainerState>,
+    /// Container exits, reported by one waiter task per running container.
+    exit_tx: mpsc::Sender<(String, ExitInfo)>,
+    exit_rx: mpsc::Receiver<(String, ExitInfo)>,
+    last_status: Option<Value>,
+    start_time: Option<String>,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|_| now())
+}
+
+impl PodWorker {
+    fn new(shared: Arc<Shared>, uid: String) -> PodWorker {
+        let (exit_tx, exit_rx) = mpsc::channel(16);
+        PodWorker {
+            shared,
+            uid,
+            sandbox: None,
+            containers: BTreeMap::new(),
+            exit_tx,
+            exit_rx,
+            last_status: None,
+            start_time: None,
+        }
+    }
+
+    fn pod(&self) -> Option<Arc<Pod>> {
+        self.shared.pods.state().into_iter().find(|p| p.metadata.uid.as_deref() == Some(self.uid.as_str()))
+    }
+
+    async fn run(mut self, mut wake: mpsc::Receiver<()>) {
+        loop {
+            let Some(pod) = self.pod() else {
+                self.teardown(Duration::from_secs(0)).await;
+                return;
+            };
+            if pod.metadata.deletion_timestamp.is_some() {
+                let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30).max(0) as u64;
+                self.teardown(Duration::from_secs(grace)).await;
+                self.finish_delete(&pod).await;
+                return;
+            }
+            if let Err(e) = self.sync(&pod).await {
+                tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod sync failed");
+            }
+            if let Err(e) = self.report(&pod).await {
+                tracing::debug!(pod = ?pod.metadata.name, error = %e, "pod status update failed");
+            }
+            let tick = Duration::from_millis(if self.needs_fast_tick() { 200 } else { 1000 });
+            tokio::select! {
+                w = wake.recv() => if w.is_none() { return },
+                Some((name, exit)) = self.exit_rx.recv() => self.on_exit(&pod, &name, exit),
+                _ = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+
+    fn needs_fast_tick(&self) -> bool {
+        self.containers.values().any(|c| c.running.is_some() && !c.ready)
+    }
+
+    fn on_exit(&mut self, pod: &Pod, name: &str, exit: ExitInfo) {
+        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        let Some(c) = self.containers.get_mut(name) else { return };
+        let started = c.started_at.clone().unwrap_or_else(now);
+        c.running = None;
+        c.ready = false;
+        c.started = false;
+        let failed = exit.exit_code != 0 || exit.signal.is_some();
+        let restart = match policy.as_str() {
+            "Never" => false,
+            "OnFailure" => failed,
+            _ => true,
+        };
+        c.last_exit = Some((exit, started));
+        if restart {
+            c.backoff = if c.backoff.is_zero() { BACKOFF_START } else { (c.backoff * 2).min(BACKOFF_MAX) };
+            c.backoff_until = Some(Instant::now() + c.backoff);
+            c.restart_count += 1;
+        } else {
+            c.terminated_for_good = true;
+        }
+    }
+
+    async fn sync(&mut self, pod: &Pod) -> Result<(), String> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        if self.start_time.is_none() {
+            self.start_time = Some(now());
+        }
+        for c in &spec.containers {
+            self.containers.entry(c.name.clone()).or_default();
+        }
+        // Images first: a pod with an image this node cannot run never starts.
+        for c in &spec.containers {
+            if let Err(e) = images::resolve(c.image.as_deref().unwrap_or_default()) {
+                let st = self.containers.entry(c.name.clone()).or_default();
+                let reason = if st.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull" || r == "ImagePullBackOff")
+                {
+                    "ImagePullBackOff"
+                } else {
+                    "ErrImagePull"
+                };
+                st.waiting = Some((reason.into(), e.to_string()));
+                return Ok(());
+            }
+        }
+        if self.sandbox.is_none() {
+            let sb = self.create_sandbox(pod).await?;
+            self.sandbox = Some(sb);
+        }
+        let Some(sandbox) = self.sandbox.clone() else { return Ok(()) };
+        for c in &spec.containers {
+            let ready_to_start = {
+                let st = self.containers.entry(c.name.clone()).or_default();
+                st.running.is_none() && !st.terminated_for_good
+            };
+            if !ready_to_start {
+                continue;
+            }
+            let wait = self.containers.get(&c.name).and_then(|st| st.backoff_until).filter(|t| *t > Instant::now());
+            if wait.is_some() {
+                let st = self.containers.entry(c.name.clone()).or_default();
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let ns = pod.metadata.namespace.clone().unwrap_or_default();
+                st.waiting = Some((
+                    "CrashLoopBackOff".into(),
+                    format!(
+                        "back-off {}s restarting failed container={} pod={name}_{ns}({})",
+                        st.backoff.as_secs(),
+                        c.name,
+                        self.uid
+                    ),
+                ));
+                continue;
+            }
+            match self.start_container(pod, &sandbox, c).await {
+                Ok(container) => {
+                    let container = Arc::new(container);
+                    let st = self.containers.entry(c.name.clone()).or_default();
+                    st.running = Some(container.clone());
+                    st.started_at = Some(rfc3339(container.started_at));
+                    st.waiting = None;
+                    st.probe_state = probes::State::default();
+                    let tx = self.exit_tx.clone();
+                    let name = c.name.clone();
+                    tokio::spawn(async move {
+                        let exit = container.wait().await;
+                        let _ = tx.send((name, exit)).await;
+                    });
+                }
+                Err(e) => {
+                    let st = self.containers.entry(c.name.clone()).or_default();
+                    st.waiting = Some(("RunContainerError".into(), e.clone()));
+                    st.backoff = if st.backoff.is_zero() { BACKOFF_START } else { (st.backoff * 2).min(BACKOFF_MAX) };
+                    st.backoff_until = Some(Instant::now() + st.backoff);
+                    tracing::warn!(pod = ?pod.metadata.name, container = %c.name, error = %e, "container failed to start");
+                }
+            }
+        }
+        self.probe(pod, &sandbox).await;
+        Ok(())
+    }
+
+    async fn probe(&mut self, pod: &Pod, sandbox: &Sandbox) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        for c in &spec.containers {
+            let Some(st) = self.containers.get_mut(&c.name) else { continue };
+            let Some(running) = st.running.clone() else { continue };
+            let started_at = running.started_at;
+            // Startup probe gates the others.
+            if !st.started {
+                match &c.startup_probe {
+                    None => st.started = true,
+                    Some(p) => {
+                        if probes::run_if_due(
+                            ProbeKind::Startup,
+                            p,
+                            &mut st.probe_state,
+                            started_at,
+                            sandbox,
+                            &self.shared.runtime,
+                            c,
+                        )
+                        .await
+                            == ProbeResult::Success
+                        {
+                            st.started = true;
+                        }
+                    }
+                }
+            }
+            if !st.started {
+                continue;
+            }
+            if let Some(p) = &c.liveness_probe {
+                if probes::run_if_due(
+                    ProbeKind::Liveness,
+                    p,
+                    &mut st.probe_state,
+                    started_at,
+                    sandbox,
+                    &self.shared.runtime,
+                    c,
+                )
+                .await
+                    == ProbeResult::Failure
+                {
+                    tracing::info!(pod = ?pod.metadata.name, container = %c.name, "liveness probe failed, restarting");
+                    let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64);
+                    let _ = self.shared.runtime.stop_container(&running, grace).await;
+                    continue;
+                }
+            }
+            st.ready = match &c.readiness_probe {
+                None => true,
+                Some(p) => match probes::run_if_due(
+                    ProbeKind::Readiness,
+                    p,
+                    &mut st.probe_state,
+                    started_at,
+                    sandbox,
+                    &self.shared.runtime,
+                    c,
+                )
+                .await
+                {
+                    ProbeResult::Success => true,
+                    ProbeResult::Failure => false,
+                    ProbeResult::Unchanged => st.ready,
+                },
+            };
+        }
+    }
+
+    async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, String> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+        let resolv = dns_config::resolv_conf(pod, &self.shared.cfg.dns);
+        let sb_spec = SandboxSpec {
+            uid: self.uid.clone(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: name.clone(),
+            hostname,
+            resolv_conf: resolv,
+            hosts: dns_config::hosts(pod, crate::runtime::POD_IP_PLACEHOLDER, &self.shared.cfg.dns.cluster_domain),
+        };
+        self.shared.runtime.create_sandbox(&sb_spec).await.map_err(|e| e.to_string())
+    }
+
+    async fn env_for(&self, pod: &Pod, sandbox: &Sandbox, c: &ContainerDef) -> Vec<(String, String)> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let links = spec.enable_service_links.unwrap_or(true);
+        let mut services: Vec<Service> = self
+            .shared
+            .services
+            .state()
+            .iter()
+            .filter(|s| {
+                let sns = s.metadata.namespace.as_deref().unwrap_or_default();
+                let name = s.metadata.name.as_deref().unwrap_or_default();
+                (links && sns == ns) || (sns == "default" && name == "kubernetes")
+            })
+            .map(|s| (**s).clone())
+            .collect();
+        // `kubernetes` from default comes last unless the pod is in default (upstream order).
+        services.sort_by_key(|s| s.metadata.name.clone());
+        let mut env = envvars::from_services(&services);
+        let mut vars: BTreeMap<String, String> = env.iter().cloned().collect();
+        let mut own = Vec::new();
+        for e in c.env.clone().unwrap_or_default() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => expand(v, &vars),
+                (None, Some(src)) => self.value_from(pod, sandbox, src, &ns).await.unwrap_or_default(),
+                _ => String::new(),
+            };
+            vars.insert(e.name.clone(), value.clone());
+            own.push((e.name.clone(), value));
+        }
+        for from in c.env_from.clone().unwrap_or_default() {
+            let prefix = from.prefix.clone().unwrap_or_default();
+            if let Some(r) = &from.config_map_ref {
+                if let Ok(cm) = Api::<ConfigMap>::namespaced(self.shared.client.clone(), &ns).get(&r.name).await {
+                    for (k, v) in cm.data.unwrap_or_default() {
+                        own.push((format!("{prefix}{k}"), v));
+                    }
+                }
+            }
+            if let Some(r) = &from.secret_ref {
+                if let Ok(s) = Api::<Secret>::namespaced(self.shared.client.clone(), &ns).get(&r.name).await {
+                    for (k, v) in s.data.unwrap_or_default() {
+                        own.push((format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned()));
+                    }
+                }
+            }
+        }
+        env.retain(|(k, _)| !own.iter().any(|(o, _)| o == k));
+        env.extend(own);
+        env.push((
+            "HOSTNAME".into(),
+            spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default()),
+        ));
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+        }
+        env
+    }
+
+    async fn value_from(
+        &self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+        src: &k8s_openapi::api::core::v1::EnvVarSource,
+        ns: &str,
+    ) -> Option<String> {
+        if let Some(f) = &src.field_ref {
+            return Some(match f.field_path.as_str() {
+                "metadata.name" => pod.metadata.name.clone().unwrap_or_default(),
+                "metadata.namespace" => ns.to_string(),
+                "metadata.uid" => self.uid.clone(),
+                "spec.nodeName" => self.shared.cfg.node_name.clone(),
+                "spec.serviceAccountName" => {
+                    pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default()
+                }
+                "status.podIP" | "status.podIPs" => sandbox.ip.to_string(),
+                "status.hostIP" | "status.hostIPs" => self.shared.cfg.node_ip.to_string(),
+                other => {
+                    let path = other
+                        .strip_prefix("metadata.labels['")
+                        .or_else(|| other.strip_prefix("metadata.annotations['"))?;
+                    let key = path.strip_suffix("']")?;
+                    let map = if other.starts_with("metadata.labels") {
+                        &pod.metadata.labels
+                    } else {
+                        &pod.metadata.annotations
+                    };
+                    map.as_ref().and_then(|m| m.get(key).cloned()).unwrap_or_default()
+                }
+            });
+        }
+        if let Some(r) = &src.config_map_key_ref {
+            let cm = Api::<ConfigMap>::namespaced(self.shared.client.clone(), ns).get(&r.name).await.ok()?;
+            return cm.data.and_then(|d| d.get(&r.key).cloned());
+        }
+        if let Some(r) = &src.secret_key_ref {
+            let s = Api::<Secret>::namespaced(self.shared.client.clone(), ns).get(&r.name).await.ok()?;
+            return s.data.and_then(|d| d.get(&r.key).map(|v| String::from_utf8_lossy(&v.0).into_owned()));
+        }
+        None
+    }
+
+    async fn start_container(&mut self, pod: &Pod, sandbox: &Sandbox, c: &ContainerDef) -> Result<Container, String> {
+        let image = c.image.clone().unwrap_or_default();
+        let env = self.env_for(pod, sandbox, c).await;
+        let vars: BTreeMap<String, String> = env.iter().cloned().collect();
+        let command: Vec<String> = c.command.clone().unwrap_or_default().iter().map(|s| expand(s, &vars)).collect();
+        let args: Vec<String> = c.args.clone().unwrap_or_default().iter().map(|s| expand(s, &vars)).collect();
+        let argv = match images::resolve(&image).map_err(|e| e.to_string())? {
+            images::Resolved::Builtin(b) => {
+                let program = images::argv(b, &command, &args);
+                // A builtin image may also be told to run e.g. `sh -c ...`:
+                // that comes from the node's filesystem.
+                if images::is_builtin_program(&program) {
+                    let mut v = vec![self.shared.cfg.self_exe.display().to_string(), "image".into()];
+                    v.extend(program);
+                    v
+                } else {
+                    program
+                }
+            }
+            images::Resolved::Host => images::host_argv(&command, &args),
+        };
+        let restart = self.containers.get(&c.name).map(|s| s.restart_count).unwrap_or(0);
+        let log_path = container_log_path(&self.shared.cfg.data_dir, &self.uid, &c.name, restart);
+        let limits = c.resources.as_ref().and_then(|r| r.limits.clone()).unwrap_or_default();
+        let spec = ContainerSpec {
+            name: c.name.clone(),
+            argv,
+            env,
+            working_dir: c.working_dir.clone().map(PathBuf::from),
+            memory_limit: limits.get("memory").and_then(|q| parse_quantity(&q.0)).map(|v| v as u64),
+            cpu_limit_millis: limits.get("cpu").and_then(|q| parse_quantity(&q.0)).map(|v| (v * 1000.0) as u64),
+            log_path,
+        };
+        self.shared.runtime.start_container(sandbox, &spec).await.map_err(|e| e.to_string())
+    }
+
+    /// Build and send the pod status when it changed.
+    async fn report(&mut self, pod: &Pod) -> Result<(), kube::Error> {
+        let status = self.status(pod);
+        if self.last_status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: Api<Pod> =
+            Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+        self.last_status = Some(status);
+        Ok(())
+    }
+
+    fn status(&self, pod: &Pod) -> Value {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let mut statuses = Vec::new();
+        let (mut running, mut all_ready, mut terminated, mut failed) = (0, true, 0, 0);
+        for c in &spec.containers {
+            let st = self.containers.get(&c.name);
+            let restart = st.map(|s| s.restart_count).unwrap_or(0);
+            let last = st.and_then(|s| s.last_exit.as_ref()).map(|(e, started)| terminated_json(e, started));
+            let state = match st {
+                Some(s) if s.running.is_some() => {
+                    running += 1;
+                    json!({ "running": { "startedAt": s.started_at } })
+                }
+                Some(s) if s.terminated_for_good => {
+                    terminated += 1;
+                    if s.last_exit.as_ref().is_some_and(|(e, _)| e.exit_code != 0 || e.signal.is_some()) {
+                        failed += 1;
+                    }
+                    last.clone().unwrap_or_else(|| json!({ "waiting": { "reason": "ContainerCreating" } }))
+                }
+                Some(s) => match &s.waiting {
+                    Some((reason, message)) => json!({ "waiting": { "reason": reason, "message": message } }),
+                    None => json!({ "waiting": { "reason": "ContainerCreating" } }),
+                },
+                None => json!({ "waiting": { "reason": "ContainerCreating" } }),
+            };
+            let ready = st.is_some_and(|s| s.running.is_some() && s.ready);
+            all_ready &= ready;
+            let mut cs = json!({
+                "name": c.name,
+                "image": c.image,
+                "imageID": "",
+                "ready": ready,
+                "started": st.is_some_and(|s| s.running.is_some() && s.started),
+                "restartCount": restart,
+                "state": state,
+                "lastState": {},
+            });
+            if let Some(r) = st.and_then(|s| s.running.as_ref()) {
+                cs["containerID"] = json!(format!("rkube://{}", r.pid));
+            }
+            if st.is_some_and(|s| s.running.is_some() || s.restart_count > 0) {
+                if let Some(l) = last {
+                    cs["lastState"] = l;
+                }
+            }
+            statuses.push(cs);
+        }
+        let total = spec.containers.len();
+        let phase = if total > 0 && terminated == total {
+            if failed > 0 {
+                "Failed"
+            } else {
+                "Succeeded"
+            }
+        } else if running > 0 || (terminated > 0 && self.sandbox.is_some()) {
+            "Running"
+        } else {
+            "Pending"
+        };
+        let t = now();
+        let ready = all_ready && total > 0 && running == total;
+        let cond = |type_: &str, ok: bool, reason: Option<&str>| {
+            let mut c = json!({ "type": type_, "status": if ok { "True" } else { "False" }, "lastProbeTime": null, "lastTransitionTime": t });
+            if let (false, Some(r)) = (ok, reason) {
+                c["reason"] = json!(r);
+            }
+            c
+        };
+        let conditions = vec![
+            cond("PodReadyToStartContainers", self.sandbox.is_some(), None),
+            cond("Initialized", true, None),
+            cond("Ready", ready, Some("ContainersNotReady")),
+            cond("ContainersReady", ready, Some("ContainersNotReady")),
+            cond("PodScheduled", true, None),
+        ];
+        // Keep transition times of unchanged conditions (upstream semantics).
+        let old = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let conditions: Vec<Value> = conditions
+            .into_iter()
+            .map(|mut c| {
+                if let Some(o) = old.iter().find(|o| Some(o.type_.as_str()) == c["type"].as_str()) {
+                    if Some(o.status.as_str()) == c["status"].as_str() {
+                        if let Some(tt) = &o.last_transition_time {
+                            c["lastTransitionTime"] = json!(tt.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+                        }
+                    }
+                }
+                c
+            })
+            .collect();
+        let mut s = json!({
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.shared.cfg.node_ip.to_string(),
+            "hostIPs": [{ "ip": self.shared.cfg.node_ip.to_string() }],
+            "startTime": self.start_time,
+            "containerStatuses": statuses,
+        });
+        if let Some(sb) = &self.sandbox {
+            s["podIP"] = json!(sb.ip.to_string());
+            s["podIPs"] = json!([{ "ip": sb.ip.to_string() }]);
+        }
+        s
+    }
+
+    async fn teardown(&mut self, grace: Duration) {
+        let stops: Vec<Arc<Container>> = self.containers.values().filter_map(|c| c.running.clone()).collect();
+        let rt = self.shared.runtime.clone();
+        futures::future::join_all(stops.iter().map(|c| rt.stop_container(c, grace))).await;
+        if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
+            tracing::warn!(uid = %self.uid, error = %e, "removing pod sandbox failed");
+        }
+        self.sandbox = None;
+        let _ = std::fs::remove_dir_all(self.shared.cfg.data_dir.join("logs").join(&self.uid));
+    }
+
+    /// The pod's processes are gone: remove the object (grace 0, this uid only).
+    async fn finish_delete(&self, pod: &Pod) {
+        let api: Api<Pod> =
+            Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let dp = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid: Some(self.uid.clone()), resource_version: None }),
+            ..Default::default()
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match api.delete(&name, &dp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %name, error = %e, "final pod delete failed"),
+        }
+    }
+}
+
+fn terminated_json(e: &ExitInfo, started: &str) -> Value {
+    let reason = if e.exit_code == 0 && e.signal.is_none() { "Completed" } else { "Error" };
+    let code = e.signal.map(|s| 128 + s).unwrap_or(e.exit_code);
+    json!({ "terminated": { "exitCode": code, "reason": reason, "startedAt": started, "finishedAt": rfc3339(e.finished_at) } })
+}
+
+/// `$(VAR)` expansion as kubelet does for env, command and args; `$$` escapes.
+pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(inner) = after.strip_prefix('(') {
+            match inner.find(')') {
+                Some(j) => {
+                    let name = &inner[..j];
+                    match vars.get(name) {
+                        Some(v) => out.push_str(v),
+                        None => out.push_str(&format!("$({name})")),
+                    }
+                    rest = &inner[j + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    rest = inner;
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A Kubernetes quantity as a number (`128Mi` -> 134217728, `500m` -> 0.5).
+pub fn parse_quantity(q: &str) -> Option<f64> {
+    let q = q.trim();
+    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+')).unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// Where a container's log for one run is kept.
+pub fn container_log_path(data_dir: &std::path::Path, uid: &str, container: &str, restart: i32) -> PathBuf {
+    data_dir.join("logs").join(uid).join(container).join(format!("{restart}.log"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_like_kubelet() {
+        let vars = BTreeMap::from([("A".to_string(), "x".to_string())]);
+        assert_eq!(expand("$(A)-$(B)-$$(A)-$", &vars), "x-$(B)-$(A)-$");
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("128Mi"), Some(134217728.0));
+        assert_eq!(parse_quantity("500m"), Some(0.5));
+        assert_eq!(parse_quantity("2"), Some(2.0));
+        assert_eq!(parse_quantity("1Zz"), None);
+    }
+}

@@ -1,0 +1,177 @@
+//! The pod infra process (what the `pause` container is to Kubernetes): it
+//! holds the pod's network, UTS and mount namespaces for the pod's lifetime.
+//!
+//! The agent starts `<self_exe> pod-infra --uid U --hostname H --resolv-conf F
+//! --hosts F --ready-fd 3` in new namespaces (`unshare` between fork and exec).
+//! [`infra_main`] then sets the hostname, turns the mount namespace into a
+//! slave of the node's (so nothing mounted here leaks to the node), bind-mounts
+//! the pod's `resolv.conf` and `hosts` over `/etc/resolv.conf` and
+//! `/etc/hosts`, brings `lo` up, reports `R` (ready) or `E<message>` on the
+//! ready fd, and waits for SIGTERM/SIGINT.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::path::Path;
+
+/// Environment variable marking an infra process: `RKUBE_POD_INFRA=<pod uid>`.
+pub(crate) const MARKER: &str = "RKUBE_POD_INFRA";
+
+#[derive(Debug, Default)]
+struct Options {
+    uid: String,
+    hostname: String,
+    resolv_conf: Option<String>,
+    hosts: Option<String>,
+    ready_fd: Option<i32>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "pod-infra" => {}
+            "--uid" => o.uid = value()?,
+            "--hostname" => o.hostname = value()?,
+            "--resolv-conf" => o.resolv_conf = Some(value()?),
+            "--hosts" => o.hosts = Some(value()?),
+            "--ready-fd" => o.ready_fd = Some(value()?.parse().map_err(|e| format!("--ready-fd: {e}"))?),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Entry point of `rkube pod-infra ...`: `args` are the arguments after the
+/// subcommand (a leading `pod-infra` is skipped). Returns the exit code.
+pub fn infra_main(args: &[String]) -> i32 {
+    let opts = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pod-infra: {e}");
+            return 2;
+        }
+    };
+    // SAFETY: the agent hands this fd (a pipe's write end) to us and nobody else uses it.
+    let mut ready = opts.ready_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
+    if let Err(e) = setup(&opts) {
+        eprintln!("pod-infra {}: {e}", opts.uid);
+        if let Some(r) = ready.as_mut() {
+            let _ = r.write_all(format!("E{e}").as_bytes());
+        }
+        return 1;
+    }
+    if let Some(mut r) = ready.take() {
+        if r.write_all(b"R").is_err() {
+            return 1;
+        }
+    }
+    wait_for_termination();
+    0
+}
+
+fn ns_link(pid: &str, kind: &str) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()
+}
+
+fn setup(o: &Options) -> Result<(), String> {
+    // Refuse to touch the node: we must be in namespaces of our own.
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() }.to_string();
+    for kind in ["net", "uts", "mnt"] {
+        let mine = ns_link("self", kind);
+        if mine.is_none() || mine == ns_link(&ppid, kind) {
+            return Err(format!("not in a {kind} namespace of its own (pod-infra is started by the rkube agent)"));
+        }
+    }
+    if !o.hostname.is_empty() {
+        // SAFETY: sethostname reads `len` bytes of the string.
+        if unsafe { libc::sethostname(o.hostname.as_ptr().cast(), o.hostname.len()) } < 0 {
+            return Err(format!("sethostname {:?}: {}", o.hostname, std::io::Error::last_os_error()));
+        }
+    }
+    mount(None, "/", None, libc::MS_REC | libc::MS_SLAVE).map_err(|e| format!("making / a slave mount: {e}"))?;
+    for (src, target) in [(&o.resolv_conf, "/etc/resolv.conf"), (&o.hosts, "/etc/hosts")] {
+        let Some(src) = src else { continue };
+        if !Path::new(target).exists() {
+            eprintln!("pod-infra {}: {target} does not exist on this node; not replacing it", o.uid);
+            continue;
+        }
+        mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
+    }
+    loopback_up().map_err(|e| format!("bringing lo up: {e}"))
+}
+
+fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: libc::c_ulong) -> std::io::Result<()> {
+    let c = |s: &str| CString::new(s).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte"));
+    let src = src.map(c).transpose()?;
+    let fstype = fstype.map(c).transpose()?;
+    let target = c(target)?;
+    let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
+    // SAFETY: mount(2) with valid C strings or NULL.
+    if unsafe { libc::mount(ptr(&src), target.as_ptr(), ptr(&fstype), flags, std::ptr::null()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: socket/ioctl on a zeroed ifreq naming "lo"; the socket is closed below.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let sock = std::os::fd::OwnedFd::from_raw_fd(sock);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo") {
+            *dst = *src as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Block until SIGTERM or SIGINT arrives.
+fn wait_for_termination() {
+    // SAFETY: signal-set manipulation on a local sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        let mut sig = 0;
+        while libc::sigwait(&set, &mut sig) != 0 {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_arguments() {
+        let args: Vec<String> =
+            ["pod-infra", "--uid", "u1", "--hostname", "web-0", "--hosts", "/x/hosts", "--ready-fd", "3"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let o = parse(&args).expect("parse");
+        assert_eq!((o.uid.as_str(), o.hostname.as_str(), o.ready_fd), ("u1", "web-0", Some(3)));
+        assert_eq!(o.hosts.as_deref(), Some("/x/hosts"));
+        assert!(o.resolv_conf.is_none());
+        assert!(parse(&["--bogus".to_string()]).is_err());
+        assert!(parse(&["--uid".to_string()]).is_err());
+    }
+}

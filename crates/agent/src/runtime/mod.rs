@@ -1,0 +1,1026 @@
+//! The node-level pod mechanics that kubelet gets from a CRI runtime and CNI:
+//! pod sandboxes (network, UTS and mount namespaces held by an infra process,
+//! a veth on the node bridge, host-local IPAM), containers as plain processes
+//! joined to those namespaces and to a cgroup with limits, CRI-format log
+//! files, exec (piped or on a pty), and crash recovery from state files under
+//! `data_dir`. No container engine, no images: `argv` runs from the node's
+//! filesystem.
+//!
+//! Layout under `data_dir`: `ipam.json` (pod uid -> IP), `runtime.lock`, and
+//! `pods/<uid>/` with `state.json`, `resolv.conf`, `hosts` and `infra.log`.
+//!
+//! Everything network-related happens in the network namespace the agent runs
+//! in (the "node"): the bridge, the veths, `ip_forward`.
+
+mod cgroup;
+mod error;
+mod infra;
+mod ipam;
+mod logs;
+mod net;
+mod process;
+mod pty;
+mod state;
+
+pub use error::RuntimeError;
+pub use infra::infra_main;
+pub use pty::{PtyMaster, Resizer};
+
+use error::io_ctx;
+use ipnet::Ipv4Net;
+use process::{Joiner, DEFAULT_PATH};
+use state::{ContainerRecord, PodState, ProcRecord};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+/// Written by the caller into `SandboxSpec::hosts` (or `resolv_conf`) where the
+/// pod's IP belongs; replaced once the IP is allocated.
+pub const POD_IP_PLACEHOLDER: &str = "__RKUBE_POD_IP__";
+
+/// How long the infra process may take to report ready.
+const INFRA_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for killed processes to disappear.
+const KILL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    pub data_dir: PathBuf,
+    /// The node bridge, e.g. `rkube0`.
+    pub bridge: String,
+    /// This node's pod CIDR, e.g. 10.244.0.0/24; the gateway (`.1`) goes on the bridge.
+    pub pod_cidr: Ipv4Net,
+    /// The rkube binary: `<self_exe> pod-infra ...` is each pod's infra process.
+    pub self_exe: PathBuf,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SandboxSpec {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    /// The pod's hostname (truncated to 63 characters as kubelet does; the pod name when empty).
+    pub hostname: String,
+    /// Contents of the pod's `/etc/resolv.conf`.
+    pub resolv_conf: String,
+    /// Contents of the pod's `/etc/hosts` ([`POD_IP_PLACEHOLDER`] becomes the pod IP).
+    pub hosts: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sandbox {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub hostname: String,
+    pub ip: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub prefix_len: u8,
+    pub infra_pid: u32,
+    /// Host side of the pod's veth pair (a port of the bridge).
+    pub veth: String,
+    pub created_at: SystemTime,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// The command line; `argv[0]` is looked up in the env's `PATH` unless it contains a `/`.
+    pub argv: Vec<String>,
+    /// The whole environment (nothing is inherited from the agent), plus `PATH`
+    /// and `HOSTNAME` when not given (what an image and containerd would add).
+    pub env: Vec<(String, String)>,
+    /// Working directory (default `/`).
+    pub working_dir: Option<PathBuf>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<u64>,
+    /// CPU limit in millicores.
+    pub cpu_limit_millis: Option<u64>,
+    /// The CRI-format log file stdout and stderr are appended to.
+    pub log_path: PathBuf,
+}
+
+/// How a process ended. A signal also sets `exit_code` to 128 + signal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub finished_at: SystemTime,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ExecSpec {
+    pub argv: Vec<String>,
+    /// Added to (and overriding) the target container's environment.
+    pub env: Vec<(String, String)>,
+    /// Run on a pty: `stdout` and `stdin` of the [`ExecProcess`] are its master side.
+    pub tty: bool,
+    /// Default: the container's working directory.
+    pub working_dir: Option<PathBuf>,
+}
+
+/// A running (or finished) container. Cheap to clone.
+#[derive(Clone)]
+pub struct Container {
+    pub name: String,
+    pub pod_uid: String,
+    pub pid: u32,
+    pub started_at: SystemTime,
+    pub log_path: PathBuf,
+    /// The container's cgroup directories (one per hierarchy; empty without cgroups).
+    pub cgroups: Vec<PathBuf>,
+    shared: Arc<ContainerShared>,
+}
+
+struct ContainerShared {
+    exit: watch::Receiver<Option<ExitInfo>>,
+    pidfd: Option<OwnedFd>,
+    start_time: u64,
+    env: Vec<(String, String)>,
+    working_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container")
+            .field("name", &self.name)
+            .field("pod_uid", &self.pod_uid)
+            .field("pid", &self.pid)
+            .field("exit", &self.exit_info())
+            .finish()
+    }
+}
+
+impl Container {
+    /// Wait until the container has exited and its processes and cgroups are
+    /// gone (its remaining processes are killed when the main one exits, as at
+    /// the end of a PID namespace), and its output is in the log.
+    pub async fn wait(&self) -> ExitInfo {
+        let mut rx = self.shared.exit.clone();
+        let result = match rx.wait_for(Option::is_some).await {
+            Ok(v) => v.clone(),
+            Err(_) => None,
+        };
+        // The sender only goes away without a value when the tokio runtime shuts down.
+        result.unwrap_or(ExitInfo { exit_code: 255, signal: None, finished_at: SystemTime::now() })
+    }
+
+    /// How it ended, if it has.
+    pub fn exit_info(&self) -> Option<ExitInfo> {
+        self.shared.exit.borrow().clone()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.exit_info().is_none()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if self.is_running() {
+            process::signal(self.shared.pidfd.as_ref(), self.pid, sig);
+        }
+    }
+
+    fn kill_all(&self) {
+        self.signal(libc::SIGKILL);
+        if self.is_running() {
+            process::kill_group(self.pid, libc::SIGKILL);
+        }
+        for d in &self.cgroups {
+            cgroup::kill_all(d);
+        }
+    }
+}
+
+/// A reader of an exec's output (a pipe, or the pty master).
+pub type ExecReader = Box<dyn AsyncRead + Send + Unpin>;
+/// A writer to an exec's input (a pipe, or the pty master).
+pub type ExecWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// A process started by [`Runtime::exec`]. With a tty, `stdout` reads and
+/// `stdin` writes the pty master, and `stderr` is `None` (merged, as with
+/// `kubectl exec -t`).
+pub struct ExecProcess {
+    pub pid: u32,
+    pub stdin: Option<ExecWriter>,
+    pub stdout: Option<ExecReader>,
+    pub stderr: Option<ExecReader>,
+    /// The pty master, when `tty` was asked for.
+    pub pty: Option<PtyMaster>,
+    child: Child,
+}
+
+impl ExecProcess {
+    /// Resizes the terminal (`None` without a tty).
+    pub fn resizer(&self) -> Option<Resizer> {
+        self.pty.as_ref().map(PtyMaster::resizer)
+    }
+
+    /// Wait for the exit code (128 + signal when killed by one). Output not
+    /// taken by the caller is read and discarded so the process cannot block
+    /// on a full pipe; stdin not taken is closed.
+    pub async fn wait(self) -> Result<i32, RuntimeError> {
+        Ok(self.wait_info().await?.exit_code)
+    }
+
+    pub async fn wait_info(mut self) -> Result<ExitInfo, RuntimeError> {
+        self.stdin = None;
+        for mut r in [self.stdout.take(), self.stderr.take()].into_iter().flatten() {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut r, &mut tokio::io::sink()).await;
+            });
+        }
+        let status = self.child.wait().await.map_err(io_ctx("waiting for exec process"))?;
+        Ok(process::exit_info(Ok(status)))
+    }
+
+    /// SIGKILL the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// The pod runtime of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: RuntimeConfig,
+    net: Ipv4Net,
+    gateway: Ipv4Addr,
+    ipam: Mutex<ipam::Ipam>,
+    pods: Mutex<HashMap<String, Arc<Pod>>>,
+    /// Pods whose sandbox is being created right now.
+    creating: Mutex<HashSet<String>>,
+    cgroups: cgroup::Cgroups,
+    /// Held (flock) for the runtime's lifetime: one runtime per data dir.
+    _lock: File,
+}
+
+struct Pod {
+    sandbox: Sandbox,
+    dir: PathBuf,
+    netns: OwnedFd,
+    utsns: OwnedFd,
+    mntns: OwnedFd,
+    netns_inode: u64,
+    infra: ProcRecord,
+    infra_pidfd: Option<OwnedFd>,
+    infra_exit: watch::Receiver<Option<ExitInfo>>,
+    /// In start order; a restarted container replaces its predecessor.
+    containers: Mutex<Vec<Container>>,
+}
+
+impl Pod {
+    fn containers(&self) -> Vec<Container> {
+        lock(&self.containers).clone()
+    }
+
+    fn container(&self, name: &str) -> Option<Container> {
+        lock(&self.containers).iter().find(|c| c.name == name).cloned()
+    }
+
+    fn namespaces(&self) -> Vec<(std::os::fd::RawFd, libc::c_int)> {
+        vec![
+            (self.netns.as_raw_fd(), libc::CLONE_NEWNET),
+            (self.utsns.as_raw_fd(), libc::CLONE_NEWUTS),
+            (self.mntns.as_raw_fd(), libc::CLONE_NEWNS),
+        ]
+    }
+
+    fn state(&self) -> PodState {
+        PodState {
+            uid: self.sandbox.uid.clone(),
+            namespace: self.sandbox.namespace.clone(),
+            name: self.sandbox.name.clone(),
+            ip: self.sandbox.ip,
+            veth: self.sandbox.veth.clone(),
+            infra: self.infra,
+            netns_inode: self.netns_inode,
+            containers: self
+                .containers()
+                .into_iter()
+                .map(|c| {
+                    let proc = ProcRecord { pid: c.pid, start_time: c.shared.start_time };
+                    (c.name.clone(), ContainerRecord { proc, cgroups: c.cgroups.clone() })
+                })
+                .collect(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Pod uids and container names become file and cgroup names: keep them tame.
+fn validate_name(what: &str, s: &str) -> Result<(), RuntimeError> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RuntimeError::InvalidSpec(format!("{what} {s:?} is not a valid name")))
+    }
+}
+
+/// The pod's hostname: as kubelet, at most 63 characters, no trailing `-`/`.`.
+fn pod_hostname(hostname: &str, name: &str) -> String {
+    let h = if hostname.is_empty() { name } else { hostname };
+    let h: String = h.chars().take(63).collect();
+    h.trim_end_matches(['-', '.']).to_string()
+}
+
+fn fnv1a(data: &[u8]) -> u32 {
+    data.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// `veth` + 8 hex digits of a hash of the uid (salted on a collision).
+fn veth_name(uid: &str, salt: u32) -> String {
+    let mut data = uid.as_bytes().to_vec();
+    if salt > 0 {
+        data.extend_from_slice(format!("#{salt}").as_bytes());
+    }
+    format!("veth{:08x}", fnv1a(&data))
+}
+
+fn env_value<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Start a tokio task that reaps `child` and publishes how it ended.
+fn watch_exit(mut child: Child) -> watch::Receiver<Option<ExitInfo>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        let _ = tx.send(Some(process::exit_info(status)));
+    });
+    rx
+}
+
+/// Removes the uid from `creating` when dropped.
+struct Creating<'a> {
+    inner: &'a Inner,
+    uid: String,
+}
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.creating).remove(&self.uid);
+    }
+}
+
+impl Runtime {
+    /// Set up the node: the bridge with the gateway address, `ip_forward`,
+    /// `bridge-nf-call-iptables`, the cgroup hierarchies, and the IPAM state.
+    /// Call [`Runtime::recover`] next, before creating sandboxes.
+    pub async fn new(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        let net = cfg.pod_cidr.trunc();
+        if net.prefix_len() > 30 {
+            return Err(RuntimeError::InvalidSpec(format!("pod CIDR {net} has no room for pods")));
+        }
+        if cfg.bridge.is_empty() || cfg.bridge.len() > 15 || cfg.bridge.contains(['/', ' ']) {
+            return Err(RuntimeError::InvalidSpec(format!("bad bridge name {:?}", cfg.bridge)));
+        }
+        let pods_dir = cfg.data_dir.join("pods");
+        std::fs::create_dir_all(&pods_dir).map_err(io_ctx(format!("creating {}", pods_dir.display())))?;
+        let lock_path = cfg.data_dir.join("runtime.lock");
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_ctx(format!("opening {}", lock_path.display())))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(lock_file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+            return Err(RuntimeError::Locked(cfg.data_dir.display().to_string()));
+        }
+        let ipam = ipam::Ipam::load(cfg.data_dir.join("ipam.json"), net)?;
+        let gateway = ipam::gateway(net);
+        net::setup_node(&cfg.bridge, gateway, net.prefix_len()).await?;
+        let cgroups = tokio::task::spawn_blocking(cgroup::Cgroups::detect)
+            .await
+            .map_err(|e| RuntimeError::Io { context: "detecting cgroups".into(), source: std::io::Error::other(e) })?;
+        tracing::info!(bridge = %cfg.bridge, gateway = %gateway, cidr = %net, cgroups = ?cgroups.layout(), "pod runtime ready");
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                cfg,
+                net,
+                gateway,
+                ipam: Mutex::new(ipam),
+                pods: Mutex::new(HashMap::new()),
+                creating: Mutex::new(HashSet::new()),
+                cgroups,
+                _lock: lock_file,
+            }),
+        })
+    }
+
+    fn pods_dir(&self) -> PathBuf {
+        self.inner.cfg.data_dir.join("pods")
+    }
+
+    fn pod(&self, uid: &str) -> Result<Arc<Pod>, RuntimeError> {
+        lock(&self.inner.pods).get(uid).cloned().ok_or_else(|| RuntimeError::SandboxNotFound(uid.to_string()))
+    }
+
+    /// The sandbox of a pod, if it exists.
+    pub fn sandbox(&self, uid: &str) -> Option<Sandbox> {
+        lock(&self.inner.pods).get(uid).map(|p| p.sandbox.clone())
+    }
+
+    /// All sandboxes on this node.
+    pub fn sandboxes(&self) -> Vec<Sandbox> {
+        lock(&self.inner.pods).values().map(|p| p.sandbox.clone()).collect()
+    }
+
+    /// The latest container of this name in a pod (running or exited).
+    pub fn container(&self, uid: &str, name: &str) -> Option<Container> {
+        self.pod(uid).ok()?.container(name)
+    }
+
+    /// Whether the pod's infra process still runs (a dead one means a broken
+    /// sandbox: remove and recreate it).
+    pub fn infra_alive(&self, uid: &str) -> bool {
+        self.pod(uid).is_ok_and(|p| p.infra_exit.borrow().is_none())
+    }
+
+    /// The persistent IP assignments (pod uid -> IP), including pods without a
+    /// sandbox right now.
+    pub fn ip_assignments(&self) -> BTreeMap<String, Ipv4Addr> {
+        lock(&self.inner.ipam).assignments()
+    }
+
+    /// The bridge's address (the pods' default gateway).
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.inner.gateway
+    }
+
+    /// After a crash or restart: kill every process and remove every veth and
+    /// cgroup that a previous run left (as recorded in `pods/*/state.json`,
+    /// each process double-checked by start time and namespace or marker),
+    /// and remove bridge ports that belong to no sandbox of this runtime. IP
+    /// assignments stay, so recreated pods get their addresses back. Sandboxes
+    /// of this runtime are not touched; call it before creating any.
+    pub async fn recover(&self) -> Result<(), RuntimeError> {
+        let live: HashSet<String> = lock(&self.inner.pods).keys().cloned().collect();
+        let pods_dir = self.pods_dir();
+        let entries = match std::fs::read_dir(&pods_dir) {
+            Ok(e) => e.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_ctx(format!("reading {}", pods_dir.display()))(e)),
+        };
+        let mut recovered = 0;
+        for uid in entries {
+            if validate_name("pod uid", &uid).is_err()
+                || live.contains(&uid)
+                || lock(&self.inner.creating).contains(&uid)
+            {
+                continue;
+            }
+            self.cleanup_leftovers(&uid).await;
+            let dir = pods_dir.join(&uid);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "removing pod state failed");
+            }
+            recovered += 1;
+        }
+        let owned: HashSet<String> = lock(&self.inner.pods).values().map(|p| p.sandbox.veth.clone()).collect();
+        for port in net::bridge_ports(&self.inner.cfg.bridge).await? {
+            if port.starts_with("veth") && !owned.contains(&port) {
+                tracing::info!(veth = %port, "removing leftover veth");
+                net::delete_link(&port).await?;
+            }
+        }
+        tracing::info!(pods = recovered, "recovered pod sandboxes of a previous run");
+        Ok(())
+    }
+
+    /// Kill and remove what a previous sandbox of `uid` left, going by its state file.
+    async fn cleanup_leftovers(&self, uid: &str) {
+        let dir = self.pods_dir().join(uid);
+        let st = state::load(&dir);
+        let mut victims = Vec::new();
+        if let Some(st) = &st {
+            let alive = |p: &ProcRecord| process::start_time(p.pid) == Some(p.start_time);
+            let mut netns = None;
+            if alive(&st.infra) && process::environ_has(st.infra.pid, &format!("{}={uid}", infra::MARKER)) {
+                victims.push(st.infra.pid);
+                netns = process::netns_inode(st.infra.pid);
+            }
+            for c in st.containers.values() {
+                if alive(&c.proc) && process::netns_inode(c.proc.pid) == Some(st.netns_inode) {
+                    victims.push(c.proc.pid);
+                    netns.get_or_insert(st.netns_inode);
+                }
+                for d in &c.cgroups {
+                    cgroup::kill_all(d);
+                }
+            }
+            if let Some(ino) = netns {
+                victims.extend(process::pids_in_netns(ino));
+            }
+            for &pid in &victims {
+                process::kill(pid, libc::SIGKILL);
+            }
+            if !victims.is_empty() {
+                tracing::info!(pod = %uid, pids = ?victims, "killed processes of a previous run");
+            }
+        }
+        if !process::wait_gone(&victims, KILL_TIMEOUT).await {
+            tracing::warn!(pod = %uid, "processes of a previous run did not die");
+        }
+        let veth = st.as_ref().map(|s| s.veth.clone()).unwrap_or_else(|| veth_name(uid, 0));
+        let owned = lock(&self.inner.pods).values().any(|p| p.sandbox.veth == veth);
+        if !owned {
+            if let Err(e) = net::delete_link(&veth).await {
+                tracing::warn!(veth = %veth, error = %e, "removing leftover veth failed");
+            }
+        }
+        self.inner.cgroups.remove_pod(uid).await;
+    }
+
+    /// Create a pod sandbox (see the module docs). Idempotent: an existing
+    /// sandbox of the uid is returned as it is.
+    pub async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<Sandbox, RuntimeError> {
+        validate_name("pod uid", &spec.uid)?;
+        if let Some(sb) = self.sandbox(&spec.uid) {
+            return Ok(sb);
+        }
+        if !lock(&self.inner.creating).insert(spec.uid.clone()) {
+            return Err(RuntimeError::InvalidSpec(format!("the sandbox of pod {} is being created already", spec.uid)));
+        }
+        let _creating = Creating { inner: &self.inner, uid: spec.uid.clone() };
+        let started = std::time::Instant::now();
+        let (ip, fresh) = lock(&self.inner.ipam).allocate(&spec.uid)?;
+        match self.build_sandbox(spec, ip).await {
+            Ok(pod) => {
+                let sb = pod.sandbox.clone();
+                lock(&self.inner.pods).insert(spec.uid.clone(), pod);
+                tracing::debug!(pod = %spec.uid, ip = %ip, elapsed = ?started.elapsed(), "sandbox created");
+                Ok(sb)
+            }
+            Err(e) => {
+                if fresh {
+                    let _ = lock(&self.inner.ipam).release(&spec.uid);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn build_sandbox(&self, spec: &SandboxSpec, ip: Ipv4Addr) -> Result<Arc<Pod>, RuntimeError> {
+        let uid = spec.uid.as_str();
+        let dir = self.pods_dir().join(uid);
+        if dir.exists() {
+            // Left by a previous run that crashed before recover() ran.
+            self.cleanup_leftovers(uid).await;
+        }
+        std::fs::create_dir_all(&dir).map_err(io_ctx(format!("creating {}", dir.display())))?;
+        let ip_s = ip.to_string();
+        for (file, content) in [("resolv.conf", &spec.resolv_conf), ("hosts", &spec.hosts)] {
+            let path = dir.join(file);
+            std::fs::write(&path, content.replace(POD_IP_PLACEHOLDER, &ip_s))
+                .map_err(io_ctx(format!("writing {}", path.display())))?;
+        }
+        let hostname = pod_hostname(&spec.hostname, &spec.name);
+        let taken: HashSet<String> = lock(&self.inner.pods).values().map(|p| p.sandbox.veth.clone()).collect();
+        let veth = (0u32..64)
+            .map(|salt| veth_name(uid, salt))
+            .find(|n| !taken.contains(n))
+            .unwrap_or_else(|| veth_name(uid, 0));
+        if net::link_exists(&veth).await {
+            // Not a live pod's (checked above): a leftover.
+            net::delete_link(&veth).await?;
+        }
+
+        let mut child = self.spawn_infra(uid, &hostname, &dir).await?;
+        let pid = child.id().unwrap_or(0);
+        let setup = async {
+            let open =
+                |kind: &str| process::open_ns(pid, kind).map_err(io_ctx(format!("opening /proc/{pid}/ns/{kind}")));
+            let (netns, utsns, mntns) = (open("net")?, open("uts")?, open("mnt")?);
+            let netns_inode = process::fd_inode(&netns).map_err(io_ctx("stat of the pod netns"))?;
+            let start_time =
+                process::start_time(pid).ok_or_else(|| RuntimeError::Infra("exited during setup".into()))?;
+            net::add_veth(&self.inner.cfg.bridge, &veth, pid).await?;
+            net::configure_pod(netns.as_raw_fd(), ip, self.inner.net.prefix_len(), self.inner.gateway).await?;
+            Ok::<_, RuntimeError>((netns, utsns, mntns, netns_inode, start_time))
+        };
+        let (netns, utsns, mntns, netns_inode, start_time) = match setup.await {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                let _ = net::delete_link(&veth).await;
+                return Err(e);
+            }
+        };
+        let infra_pidfd = process::pidfd_open(pid);
+        let pod = Arc::new(Pod {
+            sandbox: Sandbox {
+                uid: uid.to_string(),
+                namespace: spec.namespace.clone(),
+                name: spec.name.clone(),
+                hostname,
+                ip,
+                gateway: self.inner.gateway,
+                prefix_len: self.inner.net.prefix_len(),
+                infra_pid: pid,
+                veth,
+                created_at: SystemTime::now(),
+            },
+            dir,
+            netns,
+            utsns,
+            mntns,
+            netns_inode,
+            infra: ProcRecord { pid, start_time },
+            infra_pidfd,
+            infra_exit: watch_exit(child),
+            containers: Mutex::new(Vec::new()),
+        });
+        if let Err(e) = state::save(&pod.dir, &pod.state()) {
+            let _ = self.teardown(&pod).await;
+            return Err(io_ctx(format!("writing {}", pod.dir.join(state::STATE_FILE).display()))(e));
+        }
+        Ok(pod)
+    }
+
+    /// Start `<self_exe> pod-infra ...` in new net, UTS and mount namespaces
+    /// and wait until it reports ready.
+    async fn spawn_infra(&self, uid: &str, hostname: &str, dir: &Path) -> Result<Child, RuntimeError> {
+        let (ready_r, ready_w) = process::pipe().map_err(io_ctx("creating a pipe"))?;
+        let log_path = dir.join("infra.log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_ctx(format!("opening {}", log_path.display())))?;
+        let exe = &self.inner.cfg.self_exe;
+        let mut cmd = Command::new(exe);
+        cmd.args(["pod-infra", "--uid", uid, "--hostname", hostname]);
+        cmd.arg("--resolv-conf").arg(dir.join("resolv.conf")).arg("--hosts").arg(dir.join("hosts"));
+        cmd.args(["--ready-fd", "3"]);
+        cmd.env_clear().env("PATH", DEFAULT_PATH).env(infra::MARKER, uid);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+        let wfd = ready_w.as_raw_fd();
+        // SAFETY: only async-signal-safe system calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if wfd == 3 {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(wfd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWNS) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(io_ctx(format!("starting {} pod-infra", exe.display())))?;
+        drop(cmd);
+        drop(ready_w);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut f = File::from(ready_r);
+            let mut first = [0u8; 1];
+            match f.read(&mut first) {
+                Ok(1) if first[0] == b'R' => Ok(()),
+                Ok(1) => {
+                    let mut msg = String::new();
+                    let _ = f.read_to_string(&mut msg);
+                    Err(msg)
+                }
+                _ => Err(String::new()),
+            }
+        });
+        let failure = match tokio::time::timeout(INFRA_READY_TIMEOUT, reader).await {
+            Ok(Ok(Ok(()))) => return Ok(child),
+            Ok(Ok(Err(msg))) if !msg.is_empty() => msg,
+            Ok(_) => {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                format!("exited before it was ready: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))
+            }
+            Err(_) => format!("not ready after {INFRA_READY_TIMEOUT:?}"),
+        };
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        Err(RuntimeError::Infra(failure))
+    }
+
+    /// Start a container in the sandbox (see the module docs). A container of
+    /// the same name must have exited; the new one replaces it.
+    pub async fn start_container(&self, sandbox: &Sandbox, spec: &ContainerSpec) -> Result<Container, RuntimeError> {
+        validate_name("container name", &spec.name)?;
+        let pod = self.pod(&sandbox.uid)?;
+        let argv0 = spec.argv.first().ok_or_else(|| RuntimeError::InvalidSpec("empty command".into()))?;
+        if pod.container(&spec.name).is_some_and(|c| c.is_running()) {
+            return Err(RuntimeError::AlreadyRunning(spec.name.clone()));
+        }
+        let mut env = spec.env.clone();
+        if env_value(&env, "PATH").is_none() {
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        if env_value(&env, "HOSTNAME").is_none() {
+            env.push(("HOSTNAME".into(), pod.sandbox.hostname.clone()));
+        }
+        let exe = process::resolve_executable(argv0, env_value(&env, "PATH").unwrap_or(DEFAULT_PATH))
+            .ok_or_else(|| RuntimeError::ExecutableNotFound(argv0.clone()))?;
+        let working_dir = spec.working_dir.clone().unwrap_or_else(|| PathBuf::from("/"));
+        if !working_dir.is_dir() {
+            return Err(RuntimeError::InvalidSpec(format!(
+                "working directory {} does not exist",
+                working_dir.display()
+            )));
+        }
+        let workdir_c = process::cstring(working_dir.as_os_str()).map_err(io_ctx("working directory"))?;
+        if let Some(parent) = spec.log_path.parent() {
+            std::fs::create_dir_all(parent).map_err(io_ctx(format!("creating {}", parent.display())))?;
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&spec.log_path)
+            .map_err(io_ctx(format!("opening {}", spec.log_path.display())))?;
+        let log = Arc::new(Mutex::new(log));
+
+        let cgroups =
+            self.inner.cgroups.create(&sandbox.uid, &spec.name, spec.memory_limit, spec.cpu_limit_millis).await;
+        let joiner = Joiner {
+            setsid: true,
+            cgroup_procs: cgroup::open_procs(&cgroups),
+            namespaces: pod.namespaces(),
+            workdir: Some(workdir_c),
+            controlling_tty: false,
+        };
+        let mut cmd = Command::new(&exe);
+        cmd.arg0(argv0).args(&spec.argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        // SAFETY: `joiner` makes only async-signal-safe system calls; the
+        // namespace fds stay open (`pod` is alive) until spawn returns.
+        unsafe {
+            cmd.pre_exec(move || joiner.apply());
+        }
+        let spawned = cmd.spawn();
+        drop(cmd);
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                for d in &cgroups {
+                    cgroup::remove_dir(d).await;
+                }
+                return Err(io_ctx(format!("starting container {} ({})", spec.name, exe.display()))(e));
+            }
+        };
+        let started_at = SystemTime::now();
+        let pid = child.id().unwrap_or(0);
+        let start_time = process::start_time(pid).unwrap_or(0);
+        let pidfd = process::pidfd_open(pid);
+        let mut pumps = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            pumps.push(tokio::spawn(logs::pump(out, "stdout", log.clone())));
+        }
+        if let Some(err) = child.stderr.take() {
+            pumps.push(tokio::spawn(logs::pump(err, "stderr", log)));
+        }
+        let (tx, rx) = watch::channel(None);
+        let dirs = cgroups.clone();
+        tokio::spawn(async move {
+            let info = process::exit_info(child.wait().await);
+            // Like the end of a PID namespace: what the container left running goes too.
+            process::kill_group(pid, libc::SIGKILL);
+            for d in &dirs {
+                cgroup::kill_all(d);
+            }
+            for p in pumps {
+                let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+            }
+            for d in &dirs {
+                cgroup::remove_dir(d).await;
+            }
+            let _ = tx.send(Some(info));
+        });
+        let container = Container {
+            name: spec.name.clone(),
+            pod_uid: sandbox.uid.clone(),
+            pid,
+            started_at,
+            log_path: spec.log_path.clone(),
+            cgroups,
+            shared: Arc::new(ContainerShared { exit: rx, pidfd, start_time, env, working_dir }),
+        };
+        {
+            let mut list = lock(&pod.containers);
+            list.retain(|c| c.name != spec.name);
+            list.push(container.clone());
+        }
+        if let Err(e) = state::save(&pod.dir, &pod.state()) {
+            tracing::warn!(pod = %sandbox.uid, error = %e, "saving pod state failed");
+        }
+        Ok(container)
+    }
+
+    /// SIGTERM the container's main process, SIGKILL everything in the
+    /// container after `grace`; returns how it ended.
+    pub async fn stop_container(&self, c: &Container, grace: Duration) -> Result<ExitInfo, RuntimeError> {
+        if let Some(e) = c.exit_info() {
+            return Ok(e);
+        }
+        c.signal(libc::SIGTERM);
+        if let Ok(e) = tokio::time::timeout(grace, c.wait()).await {
+            return Ok(e);
+        }
+        c.kill_all();
+        tokio::time::timeout(Duration::from_secs(10), c.wait()).await.map_err(|_| {
+            RuntimeError::Timeout(format!("container {} (pid {}) did not die after SIGKILL", c.name, c.pid))
+        })
+    }
+
+    /// Run a command in the pod, in the first container's cgroup and
+    /// environment (see [`Runtime::exec_in`]).
+    pub async fn exec(&self, sandbox: &Sandbox, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
+        self.exec_in(sandbox, None, spec).await
+    }
+
+    /// Run a command in the pod's namespaces, joined to the cgroup of
+    /// `container` (default: the first started) while it runs, with its
+    /// environment plus `spec.env` and its working directory unless
+    /// `spec.working_dir` says otherwise.
+    pub async fn exec_in(
+        &self,
+        sandbox: &Sandbox,
+        container: Option<&str>,
+        spec: &ExecSpec,
+    ) -> Result<ExecProcess, RuntimeError> {
+        let pod = self.pod(&sandbox.uid)?;
+        let argv0 = spec.argv.first().ok_or_else(|| RuntimeError::InvalidSpec("empty command".into()))?;
+        let target = match container {
+            Some(name) => Some(pod.container(name).ok_or_else(|| {
+                RuntimeError::InvalidSpec(format!("container {name} not found in pod {}", sandbox.uid))
+            })?),
+            None => pod.containers().into_iter().find(Container::is_running),
+        };
+        let mut env: Vec<(String, String)> = target.as_ref().map(|c| c.shared.env.clone()).unwrap_or_default();
+        env.extend(spec.env.iter().cloned());
+        if env_value(&env, "PATH").is_none() {
+            env.push(("PATH".into(), DEFAULT_PATH.into()));
+        }
+        let exe = process::resolve_executable(argv0, env_value(&env, "PATH").unwrap_or(DEFAULT_PATH))
+            .ok_or_else(|| RuntimeError::ExecutableNotFound(argv0.clone()))?;
+        let working_dir = spec
+            .working_dir
+            .clone()
+            .or_else(|| target.as_ref().map(|c| c.shared.working_dir.clone()))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let workdir_c = process::cstring(working_dir.as_os_str()).map_err(io_ctx("working directory"))?;
+        let cgroups = target.as_ref().filter(|c| c.is_running()).map(|c| c.cgroups.clone()).unwrap_or_default();
+        let joiner = Joiner {
+            setsid: true,
+            cgroup_procs: cgroup::open_procs(&cgroups),
+            namespaces: pod.namespaces(),
+            workdir: Some(workdir_c),
+            controlling_tty: spec.tty,
+        };
+        let mut cmd = Command::new(&exe);
+        cmd.arg0(argv0).args(&spec.argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+        let pty = if spec.tty {
+            let (master, slave) = PtyMaster::open().map_err(io_ctx("opening a pty"))?;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(io_ctx("duplicating the pty slave"));
+            cmd.stdin(Stdio::from(dup(&slave)?)).stdout(Stdio::from(dup(&slave)?)).stderr(Stdio::from(slave));
+            Some(master)
+        } else {
+            cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            None
+        };
+        // SAFETY: as in start_container.
+        unsafe {
+            cmd.pre_exec(move || joiner.apply());
+        }
+        let spawned = cmd.spawn();
+        // Closes our copies of the pty slave, so the master sees EOF when the process ends.
+        drop(cmd);
+        let mut child = spawned.map_err(io_ctx(format!("exec of {} in pod {}", exe.display(), sandbox.uid)))?;
+        let pid = child.id().unwrap_or(0);
+        let (stdin, stdout, stderr): (Option<ExecWriter>, Option<ExecReader>, Option<ExecReader>) = match &pty {
+            Some(m) => (Some(Box::new(m.clone())), Some(Box::new(m.clone())), None),
+            None => (
+                child.stdin.take().map(|w| Box::new(w) as ExecWriter),
+                child.stdout.take().map(|r| Box::new(r) as ExecReader),
+                child.stderr.take().map(|r| Box::new(r) as ExecReader),
+            ),
+        };
+        Ok(ExecProcess { pid, stdin, stdout, stderr, pty, child })
+    }
+
+    /// Kill everything in the pod, delete its veth, release its IP, remove its
+    /// cgroups and state. Removing an unknown pod is not an error (its IP
+    /// assignment and any leftovers of a previous run are cleaned up).
+    pub async fn remove_sandbox(&self, uid: &str) -> Result<(), RuntimeError> {
+        validate_name("pod uid", uid)?;
+        // Let a concurrent create finish first, so it cannot re-add what we remove.
+        for _ in 0..3000 {
+            if !lock(&self.inner.creating).contains(uid) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let pod = lock(&self.inner.pods).remove(uid);
+        let veth_result = match pod {
+            Some(pod) => self.teardown(&pod).await,
+            None => {
+                self.cleanup_leftovers(uid).await;
+                Ok(())
+            }
+        };
+        lock(&self.inner.ipam).release(uid)?;
+        let dir = self.pods_dir().join(uid);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_ctx(format!("removing {}", dir.display()))(e)),
+        }
+        veth_result
+    }
+
+    /// Remove every sandbox of this runtime (for a node that shuts down for
+    /// good, and for tests: pods otherwise outlive the agent, as with kubelet).
+    pub async fn remove_all(&self) -> Result<(), RuntimeError> {
+        let uids: Vec<String> = lock(&self.inner.pods).keys().cloned().collect();
+        let results = futures::future::join_all(uids.iter().map(|uid| self.remove_sandbox(uid))).await;
+        results.into_iter().collect()
+    }
+
+    /// Kill every process of a pod, wait for them, delete the veth and cgroups.
+    async fn teardown(&self, pod: &Pod) -> Result<(), RuntimeError> {
+        let containers = pod.containers();
+        for c in &containers {
+            c.kill_all();
+        }
+        let victims = process::pids_in_netns(pod.netns_inode);
+        for &pid in &victims {
+            process::kill(pid, libc::SIGKILL);
+        }
+        if pod.infra_exit.borrow().is_none() {
+            process::signal(pod.infra_pidfd.as_ref(), pod.infra.pid, libc::SIGKILL);
+        }
+        for c in &containers {
+            if tokio::time::timeout(KILL_TIMEOUT, c.wait()).await.is_err() {
+                tracing::warn!(pod = %pod.sandbox.uid, container = %c.name, "container did not end after SIGKILL");
+            }
+        }
+        let mut infra = pod.infra_exit.clone();
+        let _ = tokio::time::timeout(KILL_TIMEOUT, infra.wait_for(Option::is_some)).await;
+        if !process::wait_gone(&victims, KILL_TIMEOUT).await {
+            tracing::warn!(pod = %pod.sandbox.uid, "some pod processes did not die");
+        }
+        let veth = net::delete_link(&pod.sandbox.veth).await;
+        self.inner.cgroups.remove_pod(&pod.sandbox.uid).await;
+        veth
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_hostnames() {
+        assert!(validate_name("uid", "0b1c6f9e-2f4e-4a55-9a57-3d1f0c0f6a11").is_ok());
+        for bad in ["", "..", "a/b", ".hidden", "a b"] {
+            assert!(validate_name("uid", bad).is_err(), "{bad}");
+        }
+        assert_eq!(pod_hostname("", "web-0"), "web-0");
+        assert_eq!(pod_hostname("h", "web-0"), "h");
+        let long = format!("{}-x", "a".repeat(62));
+        assert_eq!(pod_hostname(&long, ""), "a".repeat(62));
+    }
+
+    #[test]
+    fn veth_names_fit_ifnamsiz() {
+        let a = veth_name("0b1c6f9e-2f4e-4a55-9a57-3d1f0c0f6a11", 0);
+        assert_eq!(a.len(), 12);
+        assert!(a.starts_with("veth"));
+        assert_eq!(a, veth_name("0b1c6f9e-2f4e-4a55-9a57-3d1f0c0f6a11", 0));
+        assert_ne!(a, veth_name("0b1c6f9e-2f4e-4a55-9a57-3d1f0c0f6a11", 1));
+    }
+}

@@ -1,0 +1,249 @@
+//! Shared informers: one kube-rs `watcher` + `reflector` store per kind, built
+//! once and shared by every controller (upstream: client-go's
+//! `SharedInformerFactory`). Controllers read the stores and register change
+//! handlers that map an object to the work-queue keys it affects.
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::task::JoinHandle;
+
+/// A change handler: `(old, new)`; `new` is `None` for a deletion (then `old`
+/// is the last state seen), `old` is `None` for an object seen for the first time.
+pub type Handler<K> = Box<dyn Fn(Option<&K>, Option<&K>) + Send + Sync>;
+
+/// Key of an object: namespace (empty for cluster-scoped kinds) and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Key {
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Key { namespace: namespace.to_string(), name: name.to_string() }
+    }
+
+    pub fn of<K: Resource>(obj: &K) -> Self {
+        let m = obj.meta();
+        Key::new(m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default())
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
+/// One watched kind: its reflector store and the handlers called on changes.
+pub struct Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+{
+    api: Api<K>,
+    store: Store<K>,
+    writer: Mutex<Option<reflector::store::Writer<K>>>,
+    handlers: RwLock<Vec<Handler<K>>>,
+    /// Set once the first listing is in. (`Store::wait_until_ready` wakes only
+    /// one of several waiters.)
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    pub fn new(api: Api<K>) -> Arc<Self> {
+        let writer = reflector::store::Writer::new(());
+        let store = writer.as_reader();
+        let (ready, _) = tokio::sync::watch::channel(false);
+        Arc::new(Informer { api, store, writer: Mutex::new(Some(writer)), handlers: RwLock::new(Vec::new()), ready })
+    }
+
+    /// Waits until the store holds its first full listing.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// Registers a change handler (before [`Informer::spawn`], to see the
+    /// initial listing too).
+    pub fn on_change(&self, h: impl Fn(Option<&K>, Option<&K>) + Send + Sync + 'static) {
+        self.handlers.write().unwrap_or_else(|e| e.into_inner()).push(Box::new(h));
+    }
+
+    /// Registers a handler of `target` that does not keep it alive (so that
+    /// stopping the controllers frees them and the informers).
+    pub fn on_change_weak<T: Send + Sync + 'static>(
+        &self,
+        target: &Arc<T>,
+        f: impl Fn(&T, Option<&K>, Option<&K>) + Send + Sync + 'static,
+    ) {
+        let weak = Arc::downgrade(target);
+        self.on_change(move |old, new| {
+            if let Some(t) = weak.upgrade() {
+                f(&t, old, new);
+            }
+        });
+    }
+
+    /// The object `namespace/name` (namespace empty for cluster-scoped kinds).
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let mut r = ObjectRef::<K>::new(name);
+        if !namespace.is_empty() {
+            r = r.within(namespace);
+        }
+        self.store.get(&r)
+    }
+
+    pub fn get_key(&self, key: &Key) -> Option<Arc<K>> {
+        self.get(&key.namespace, &key.name)
+    }
+
+    /// Every object of one namespace.
+    pub fn list_ns(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.store.state_filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+    }
+
+    pub fn list(&self) -> Vec<Arc<K>> {
+        self.store.state()
+    }
+
+    fn notify(&self, old: Option<&K>, new: Option<&K>) {
+        let handlers = self.handlers.read().unwrap_or_else(|e| e.into_inner());
+        for h in handlers.iter() {
+            h(old, new);
+        }
+    }
+
+    /// Starts the watch; the store is ready once the first listing is in.
+    pub fn spawn(self: &Arc<Self>) -> JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.run().await })
+    }
+
+    async fn run(self: Arc<Self>) {
+        let Some(mut writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        let mut listed: Vec<K> = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::debug!(kind = %K::kind(&()), error = %e, "watch error");
+                    continue;
+                }
+            };
+            match &ev {
+                watcher::Event::Init => {
+                    listed.clear();
+                    writer.apply_watcher_event(&ev);
+                }
+                watcher::Event::InitApply(o) => {
+                    listed.push(o.clone());
+                    writer.apply_watcher_event(&ev);
+                }
+                watcher::Event::InitDone => {
+                    // The listing replaces the store at once: report what changed.
+                    let before: HashMap<ObjectRef<K>, Arc<K>> =
+                        self.store.state().into_iter().map(|o| (ObjectRef::from_obj(&*o), o)).collect();
+                    writer.apply_watcher_event(&ev);
+                    let mut seen = HashSet::new();
+                    for o in listed.drain(..) {
+                        let r = ObjectRef::from_obj(&o);
+                        let old = before.get(&r);
+                        seen.insert(r);
+                        if old.is_some_and(|old| old.meta().resource_version == o.meta().resource_version) {
+                            continue;
+                        }
+                        self.notify(old.map(|o| &**o), Some(&o));
+                    }
+                    for (r, old) in &before {
+                        if !seen.contains(r) {
+                            self.notify(Some(old), None);
+                        }
+                    }
+                    self.ready.send_replace(true);
+                }
+                watcher::Event::Apply(o) => {
+                    let old = self.store.get(&ObjectRef::from_obj(o));
+                    writer.apply_watcher_event(&ev);
+                    self.notify(old.as_deref(), Some(o));
+                }
+                watcher::Event::Delete(o) => {
+                    writer.apply_watcher_event(&ev);
+                    self.notify(Some(o), None);
+                }
+            }
+        }
+    }
+}
+
+/// The informers every controller shares.
+pub struct Informers {
+    pub pods: Arc<Informer<Pod>>,
+    pub services: Arc<Informer<Service>>,
+    pub endpoints: Arc<Informer<Endpoints>>,
+    pub slices: Arc<Informer<EndpointSlice>>,
+    pub nodes: Arc<Informer<Node>>,
+    pub replicasets: Arc<Informer<ReplicaSet>>,
+    pub deployments: Arc<Informer<Deployment>>,
+}
+
+impl Informers {
+    pub fn new(client: &kube::Client) -> Arc<Self> {
+        Arc::new(Informers {
+            pods: Informer::new(Api::all(client.clone())),
+            services: Informer::new(Api::all(client.clone())),
+            endpoints: Informer::new(Api::all(client.clone())),
+            slices: Informer::new(Api::all(client.clone())),
+            nodes: Informer::new(Api::all(client.clone())),
+            replicasets: Informer::new(Api::all(client.clone())),
+            deployments: Informer::new(Api::all(client.clone())),
+        })
+    }
+
+    pub fn spawn(&self) -> Vec<JoinHandle<()>> {
+        vec![
+            self.pods.spawn(),
+            self.services.spawn(),
+            self.endpoints.spawn(),
+            self.slices.spawn(),
+            self.nodes.spawn(),
+            self.replicasets.spawn(),
+            self.deployments.spawn(),
+        ]
+    }
+
+    /// Waits until every store holds its first full listing.
+    pub async fn wait_ready(&self) {
+        self.pods.wait_ready().await;
+        self.services.wait_ready().await;
+        self.endpoints.wait_ready().await;
+        self.slices.wait_ready().await;
+        self.nodes.wait_ready().await;
+        self.replicasets.wait_ready().await;
+        self.deployments.wait_ready().await;
+    }
+}

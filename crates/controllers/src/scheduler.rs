@@ -1,0 +1,593 @@
+//! A small `default-scheduler` (upstream `pkg/scheduler`): binds pending pods
+//! (no `spec.nodeName`, `schedulerName: default-scheduler`) to a node through
+//! `POST pods/<name>/binding`. Filters, in upstream's plugin order:
+//! NodeUnschedulable, TaintToleration (NoSchedule/NoExecute taints; a node
+//! whose Ready condition is not True counts as tainted `not-ready` /
+//! `unreachable`, as the node lifecycle controller would taint it),
+//! NodeAffinity (`nodeSelector` and required node affinity) and
+//! NodeResourcesFit (pod count, cpu and memory requests against allocatable).
+//! Score: fewest pods. A pod that fits nowhere gets `PodScheduled=False`,
+//! reason `Unschedulable`, with upstream's `0/N nodes are available: ...`
+//! message and a `FailedScheduling` event; it is retried when nodes change.
+
+use crate::events::{Recorder, NORMAL, WARNING};
+use crate::informer::Key;
+use crate::queue::{resync, run_workers, Queue};
+use crate::{metrics, util, Ctx, SyncError};
+use k8s_openapi::api::core::v1::{
+    Binding, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, Pod, Taint, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+
+const COMPONENT: &str = "default-scheduler";
+const SCHEDULER_NAME: &str = "default-scheduler";
+const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+/// How long a binding we made is trusted before the store shows it.
+const ASSUME_TTL: Duration = Duration::from_secs(30);
+
+const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
+const REASON_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+const REASON_TOO_MANY_PODS: &str = "Too many pods";
+const NO_NODES: &str = "no nodes available to schedule pods";
+
+pub fn start(ctx: &Ctx, tasks: &mut Vec<JoinHandle<()>>) {
+    let (recorder, rec_task) = Recorder::new(ctx.client.clone(), COMPONENT);
+    tasks.push(rec_task);
+    let c = Arc::new(Scheduler {
+        client: ctx.client.clone(),
+        inf: ctx.inf.clone(),
+        queue: Queue::new(metrics::register("scheduler")),
+        assumed: Mutex::new(HashMap::new()),
+        recorder,
+    });
+    ctx.inf.pods.on_change_weak(&c, |h, old, new| h.on_pod(old, new));
+    ctx.inf.nodes.on_change_weak(&c, |h, old, new| {
+        let relevant = |n: &Node| {
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone()));
+            let allocatable = n.status.as_ref().and_then(|s| s.allocatable.clone());
+            (n.metadata.labels.clone(), n.spec.clone(), ready, allocatable)
+        };
+        let changed = match (old, new) {
+            (Some(o), Some(n)) => relevant(o) != relevant(n),
+            _ => true,
+        };
+        if changed {
+            h.enqueue_pending();
+        }
+    });
+    let (workers, period) = (ctx.config.workers, ctx.config.resync_period);
+    tasks.push(tokio::spawn(async move {
+        c.inf.wait_ready().await;
+        tracing::debug!(controller = c.queue.name(), "caches synced, starting workers");
+        let k = c.clone();
+        let keys = move || k.pending();
+        let s = c.clone();
+        let sync = move |key: Key| {
+            let s = s.clone();
+            async move { s.sync(&key).await }
+        };
+        // One worker: each decision sees the previous bindings.
+        let _ = workers;
+        tokio::join!(run_workers(c.queue.clone(), 1, sync), resync(c.queue.clone(), period, keys));
+    }));
+}
+
+/// Whether this scheduler should place `pod`.
+fn needs_scheduling(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    spec.and_then(|s| s.node_name.as_deref()).unwrap_or_default().is_empty()
+        && spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or(SCHEDULER_NAME) == SCHEDULER_NAME
+        && pod.metadata.deletion_timestamp.is_none()
+        && !util::is_pod_terminal(pod)
+}
+
+type PodsByNode = HashMap<String, Vec<Arc<Pod>>>;
+
+struct Scheduler {
+    client: kube::Client,
+    inf: Arc<crate::informer::Informers>,
+    queue: Arc<Queue>,
+    /// Pods bound by us that the store may not show bound yet: uid -> (node, when).
+    assumed: Mutex<HashMap<String, (String, Instant)>>,
+    recorder: Recorder,
+}
+
+/// `ToleratesTaint`.
+fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+    if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
+        return false;
+    }
+    if t.key.as_deref().is_some_and(|k| !k.is_empty() && k != taint.key) {
+        return false;
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "" | "Equal" => t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+        "Exists" => true,
+        _ => false,
+    }
+}
+
+fn tolerated(pod: &Pod, taint: &Taint) -> bool {
+    pod.spec.as_ref().and_then(|s| s.tolerations.as_ref()).into_iter().flatten().any(|t| tolerates(t, taint))
+}
+
+fn taint(key: &str, effect: &str) -> Taint {
+    Taint { key: key.into(), effect: effect.into(), value: None, time_added: None }
+}
+
+/// The node's taints, with the ones the node lifecycle controller would add
+/// for a node that is not Ready.
+fn effective_taints(node: &Node) -> Vec<Taint> {
+    let mut taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.status.as_str());
+    let synthetic = match ready {
+        Some("True") => None,
+        Some("Unknown") => Some(TAINT_UNREACHABLE),
+        _ => Some(TAINT_NOT_READY),
+    };
+    if let Some(key) = synthetic {
+        if !taints.iter().any(|t| t.key == key) {
+            taints.push(taint(key, "NoSchedule"));
+        }
+    }
+    taints
+}
+
+fn expression_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(v), Some(bound)) =
+                (value.and_then(|v| v.parse::<i64>().ok()), values.first().and_then(|b| b.parse::<i64>().ok()))
+            else {
+                return false;
+            };
+            if r.operator == "Gt" {
+                v > bound
+            } else {
+                v < bound
+            }
+        }
+        _ => false,
+    }
+}
+
+fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
+    let labels = node.metadata.labels.clone().unwrap_or_default();
+    let exprs = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if exprs.is_empty() && fields.is_empty() {
+        return false;
+    }
+    exprs.iter().all(|r| expression_matches(r, labels.get(&r.key).map(String::as_str)))
+        && fields.iter().all(|r| r.key == "metadata.name" && expression_matches(r, node.metadata.name.as_deref()))
+}
+
+/// NodeAffinity: `nodeSelector` and required node affinity.
+fn affinity_matches(pod: &Pod, node: &Node) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return true };
+    if let Some(sel) = spec.node_selector.as_ref() {
+        if !util::map_selector_matches(sel, node.metadata.labels.as_ref()) {
+            return false;
+        }
+    }
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
+    match required {
+        Some(r) => r.node_selector_terms.iter().any(|t| term_matches(t, node)),
+        None => true,
+    }
+}
+
+/// A quantity in base units (cores, bytes), e.g. `500m` = 0.5, `1Gi` = 2^30.
+fn parse_quantity(q: &Quantity) -> Option<f64> {
+    let s = q.0.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// A pod's effective request of `resource` (sum of containers, at least the
+/// largest init container).
+fn pod_request(pod: &Pod, resource: &str) -> f64 {
+    let Some(spec) = pod.spec.as_ref() else { return 0.0 };
+    let req = |c: &k8s_openapi::api::core::v1::Container| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get(resource))
+            .and_then(parse_quantity)
+            .unwrap_or(0.0)
+    };
+    let sum: f64 = spec.containers.iter().map(req).sum();
+    let init = spec.init_containers.iter().flatten().map(req).fold(0.0, f64::max);
+    sum.max(init)
+}
+
+impl Scheduler {
+    fn on_pod(&self, old: Option<&Pod>, new: Option<&Pod>) {
+        let Some(pod) = new else {
+            if let Some(uid) = old.and_then(|p| p.metadata.uid.as_ref()) {
+                self.assumed.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+            }
+            return;
+        };
+        if !util::node_name(pod).is_empty() {
+            if let Some(uid) = pod.metadata.uid.as_ref() {
+                self.assumed.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+            }
+            // A pod leaving a node may make room for pending ones.
+            if old.is_some_and(|o| !util::is_pod_terminal(o)) && util::is_pod_terminal(pod) {
+                self.enqueue_pending();
+            }
+            return;
+        }
+        if !needs_scheduling(pod) {
+            return;
+        }
+        // Status updates (ours included) are no reason to try again.
+        let scheduling_changed = match old {
+            None => true,
+            Some(o) => o.spec != pod.spec || o.metadata.labels != pod.metadata.labels,
+        };
+        if scheduling_changed {
+            self.queue.add(Key::of(pod));
+        }
+    }
+
+    fn pending(&self) -> Vec<Key> {
+        self.inf.pods.store().state_filter(needs_scheduling).iter().map(|p| Key::of(&**p)).collect()
+    }
+
+    fn enqueue_pending(&self) {
+        for k in self.pending() {
+            self.queue.add(k);
+        }
+    }
+
+    /// Pods on each node (the store's plus the ones we just bound).
+    fn pods_per_node(&self) -> (PodsByNode, HashMap<String, usize>) {
+        let mut on_node: PodsByNode = HashMap::new();
+        for p in self.inf.pods.list() {
+            let n = util::node_name(&p);
+            if !n.is_empty() && !util::is_pod_terminal(&p) {
+                on_node.entry(n.to_string()).or_default().push(p.clone());
+            }
+        }
+        let mut assumed_count: HashMap<String, usize> = HashMap::new();
+        let mut assumed = self.assumed.lock().unwrap_or_else(|e| e.into_inner());
+        assumed.retain(|_, (_, at)| at.elapsed() < ASSUME_TTL);
+        for (node, _) in assumed.values() {
+            *assumed_count.entry(node.clone()).or_default() += 1;
+        }
+        (on_node, assumed_count)
+    }
+
+    /// The filters; `None` if the pod fits the node.
+    fn filter(&self, pod: &Pod, node: &Node, pods: &[Arc<Pod>], extra: usize) -> Option<String> {
+        // NodeUnschedulable.
+        if node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)
+            && !tolerated(pod, &taint(TAINT_UNSCHEDULABLE, "NoSchedule"))
+        {
+            return Some(REASON_UNSCHEDULABLE.into());
+        }
+        // TaintToleration.
+        for t in effective_taints(node) {
+            if (t.effect == "NoSchedule" || t.effect == "NoExecute") && !tolerated(pod, &t) {
+                return Some(format!(
+                    "node(s) had untolerated taint {{{}: {}}}",
+                    t.key,
+                    t.value.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+        // NodeAffinity.
+        if !affinity_matches(pod, node) {
+            return Some(REASON_AFFINITY.into());
+        }
+        // NodeResourcesFit.
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
+        if let Some(max) = allocatable.get("pods").and_then(parse_quantity) {
+            if (pods.len() + extra + 1) as f64 > max {
+                return Some(REASON_TOO_MANY_PODS.into());
+            }
+        }
+        let mut insufficient = Vec::new();
+        for res in ["cpu", "memory"] {
+            let want = pod_request(pod, res);
+            if want <= 0.0 {
+                continue;
+            }
+            let Some(have) = allocatable.get(res).and_then(parse_quantity) else { continue };
+            let used: f64 = pods.iter().map(|p| pod_request(p, res)).sum();
+            if used + want > have {
+                insufficient.push(format!("Insufficient {res}"));
+            }
+        }
+        // Upstream lists each failing resource as its own reason; the first is enough here.
+        insufficient.into_iter().next()
+    }
+
+    async fn sync(&self, key: &Key) -> Result<(), SyncError> {
+        let Some(pod) = self.inf.pods.get_key(key) else { return Ok(()) };
+        if !needs_scheduling(&pod) {
+            return Ok(());
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if self
+            .assumed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&uid)
+            .is_some_and(|(_, at)| at.elapsed() < ASSUME_TTL)
+        {
+            return Ok(());
+        }
+        let nodes = self.inf.nodes.list();
+        if nodes.is_empty() {
+            return self.unschedulable(&pod, NO_NODES.to_string()).await;
+        }
+        let (on_node, assumed) = self.pods_per_node();
+        let empty = Vec::new();
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut resolvable = 0;
+        let mut best: Option<(usize, String)> = None;
+        for node in &nodes {
+            let name = node.metadata.name.clone().unwrap_or_default();
+            let pods = on_node.get(&name).unwrap_or(&empty);
+            let extra = assumed.get(&name).copied().unwrap_or(0);
+            match self.filter(&pod, node, pods, extra) {
+                Some(reason) => {
+                    if reason == REASON_TOO_MANY_PODS || reason.starts_with("Insufficient") {
+                        resolvable += 1;
+                    }
+                    *reasons.entry(reason).or_default() += 1;
+                }
+                None => {
+                    let count = pods.len() + extra;
+                    if best.as_ref().is_none_or(|(c, n)| (count, &name) < (*c, n)) {
+                        best = Some((count, name));
+                    }
+                }
+            }
+        }
+        let Some((_, node)) = best else {
+            return self.unschedulable(&pod, fit_error(nodes.len(), &reasons, resolvable)).await;
+        };
+        self.bind(&pod, &node).await
+    }
+
+    async fn bind(&self, pod: &Pod, node: &str) -> Result<(), SyncError> {
+        let key = Key::of(pod);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
+        let binding = Binding {
+            metadata: ObjectMeta {
+                name: Some(key.name.clone()),
+                namespace: Some(key.namespace.clone()),
+                uid: pod.metadata.uid.clone(),
+                ..Default::default()
+            },
+            target: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Node".into()),
+                name: Some(node.to_string()),
+                ..Default::default()
+            },
+        };
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        self.assumed.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone(), (node.to_string(), Instant::now()));
+        match api
+            .create_subresource::<Binding, serde_json::Value>("binding", &key.name, &PostParams::default(), &binding)
+            .await
+        {
+            Ok(_) => {
+                self.recorder.event(
+                    pod,
+                    NORMAL,
+                    "Scheduled",
+                    format!("Successfully assigned {}/{} to {node}", key.namespace, key.name),
+                );
+                self.ensure_scheduled_condition(&api, &key.name).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.assumed.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                if util::is_not_found(&e) || util::is_conflict(&e) {
+                    // Gone, or bound by someone else meanwhile.
+                    return Ok(());
+                }
+                self.recorder.event(
+                    pod,
+                    WARNING,
+                    "FailedScheduling",
+                    format!("Binding rejected: {}", util::api_message(&e)),
+                );
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The binding sets `PodScheduled=True` upstream; where the API server's
+    /// binding leaves it out, set it here (best effort).
+    async fn ensure_scheduled_condition(&self, api: &Api<Pod>, name: &str) {
+        let Ok(pod) = api.get_status(name).await else { return };
+        let scheduled = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
+        if scheduled {
+            return;
+        }
+        let patch = json!({ "status": { "conditions": [{
+            "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": util::now(),
+        }]}});
+        if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            tracing::debug!(pod = name, error = %e, "could not set PodScheduled");
+        }
+    }
+
+    /// `PodScheduled=False` with reason Unschedulable, and a FailedScheduling event.
+    async fn unschedulable(&self, pod: &Pod, message: String) -> Result<(), SyncError> {
+        self.recorder.event(pod, WARNING, "FailedScheduling", message.clone());
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+        if current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message.as_str())
+        }) {
+            return Ok(());
+        }
+        let transition = match current {
+            Some(c) if c.status == "False" => c.last_transition_time.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(util::now);
+        let key = Key::of(pod);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
+        let patch = json!({ "status": { "conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastProbeTime": null,
+            "lastTransitionTime": transition,
+        }]}});
+        match api.patch_status(&key.name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(e) if util::is_not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `FitError.Error()` plus the DefaultPreemption post-filter message.
+fn fit_error(num_nodes: usize, reasons: &BTreeMap<String, usize>, resolvable: usize) -> String {
+    let mut hist: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    hist.sort();
+    let mut msg = format!("0/{num_nodes} nodes are available: {}.", hist.join(", "));
+    let mut pre = Vec::new();
+    if num_nodes > resolvable {
+        pre.push(format!("{} Preemption is not helpful for scheduling", num_nodes - resolvable));
+    }
+    if resolvable > 0 {
+        pre.push(format!("{resolvable} No preemption victims found for incoming pod"));
+    }
+    pre.sort();
+    msg.push_str(&format!(" preemption: 0/{num_nodes} nodes are available: {}.", pre.join(", ")));
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(v: serde_json::Value) -> Node {
+        serde_json::from_value(v).expect("node")
+    }
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).expect("pod")
+    }
+
+    #[test]
+    fn taints_tolerations_and_selectors() {
+        let ready = json!([{"type": "Ready", "status": "True"}]);
+        let n = node(json!({"metadata": {"name": "n1", "labels": {"disk": "ssd"}},
+            "spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]},
+            "status": {"conditions": ready}}));
+        let plain = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": []}}));
+        assert_eq!(effective_taints(&n).len(), 1);
+        let t = &effective_taints(&n)[0];
+        assert!(!tolerated(&plain, t));
+        let tol = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [],
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}}));
+        assert!(tolerated(&tol, t));
+        let all = pod(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": [{"operator": "Exists"}]}}),
+        );
+        assert!(tolerated(&all, t));
+        let sel = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "nodeSelector": {"disk": "ssd"}}}));
+        assert!(affinity_matches(&sel, &n));
+        let other =
+            pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "nodeSelector": {"disk": "hdd"}}}));
+        assert!(!affinity_matches(&other, &n));
+        let aff = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["nvme"]}]},
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
+        ]}}}}}));
+        assert!(affinity_matches(&aff, &n));
+        // Not ready: tainted not-ready.
+        let nr =
+            node(json!({"metadata": {"name": "n2"}, "status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
+        assert_eq!(effective_taints(&nr)[0].key, TAINT_NOT_READY);
+    }
+
+    #[test]
+    fn fit_error_message_matches_upstream() {
+        let mut reasons = BTreeMap::new();
+        reasons.insert(REASON_AFFINITY.to_string(), 1);
+        reasons.insert("node(s) had untolerated taint {node.kubernetes.io/not-ready: }".to_string(), 1);
+        assert_eq!(
+            fit_error(2, &reasons, 0),
+            "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+        );
+    }
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity(&Quantity("500m".into())), Some(0.5));
+        assert_eq!(parse_quantity(&Quantity("1Gi".into())), Some(1073741824.0));
+        assert_eq!(parse_quantity(&Quantity("110".into())), Some(110.0));
+        assert_eq!(parse_quantity(&Quantity("1e3".into())), Some(1000.0));
+        assert_eq!(parse_quantity(&Quantity("x".into())), None);
+    }
+}

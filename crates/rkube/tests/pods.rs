@@ -1,0 +1,210 @@
+//! Pods run for real (issue 4), in a network-namespace sandbox: the lesson's
+//! ReplicaSet, pod networking, the built-in images, scaling, service
+//! environment variables, exec, logs, crash back-off, readiness, cleanup and
+//! restarts. Needs root (skips otherwise).
+
+use std::time::{Duration, Instant};
+use testkit::{manifest, Kubectl, Sandbox, SandboxNode};
+
+struct Cluster {
+    node: SandboxNode,
+    sandbox: Sandbox,
+}
+
+fn cluster() -> Option<Cluster> {
+    if let Some(why) = testkit::sandbox_unavailable() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let sandbox = Sandbox::new(1).expect("sandbox");
+    let node = sandbox
+        .start_rkube(std::path::Path::new(env!("CARGO_BIN_EXE_rkube")), 1, &["--node-name", "node1"])
+        .expect("rkube up in the sandbox");
+    Some(Cluster { node, sandbox })
+}
+
+impl Cluster {
+    fn k(&self) -> Kubectl {
+        self.node.kubectl()
+    }
+    /// Run a command in the node's network namespace.
+    fn on_node(&self, cmd: &str, args: &[&str]) -> String {
+        self.sandbox
+            .exec_ok(self.sandbox.node_netns(1), cmd, args)
+            .unwrap_or_else(|e| panic!("{cmd} {args:?}: {e}\n{}", self.node.logs_tail(40)))
+    }
+    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let pods = self.k().run(["get", "pods", "-o", "yaml"]).stdout;
+        panic!(
+            "timed out after {timeout:?} waiting for {what}\n--- pods ---\n{pods}\n--- rkube log ---\n{}",
+            self.node.logs_tail(60)
+        );
+    }
+    fn ready_pods(&self, selector: &str) -> Vec<(String, String)> {
+        let out = self.k().ok([
+            "get",
+            "pods",
+            "-l",
+            selector,
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.status.podIP} {.status.conditions[?(@.type=="Ready")].status} {.metadata.deletionTimestamp}{"\n"}{end}"#,
+        ]);
+        out.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 3 && f[2] == "True").then(|| (f[0].to_string(), f[1].to_string()))
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn lesson_replicaset_runs_reachable_pods_and_scales() {
+    let Some(c) = cluster() else { return };
+    let k = c.k();
+    c.wait("node1 Ready", Duration::from_secs(30), || k.ok(["get", "nodes"]).contains(" Ready "));
+    k.ok(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
+    k.ok(["create", "-f", manifest("mynapp-rs.yml").to_str().unwrap()]);
+    c.wait("3 ready pods", Duration::from_secs(60), || c.ready_pods("app=mynapp-rs").len() == 3);
+    let pods = c.ready_pods("app=mynapp-rs");
+    let ips: std::collections::HashSet<&str> = pods.iter().map(|(_, ip)| ip.as_str()).collect();
+    assert_eq!(ips.len(), 3, "distinct pod IPs: {pods:?}");
+    for (name, ip) in &pods {
+        assert!(ip.starts_with("10.244."), "{ip}");
+        let http = c.on_node("curl", &["-s", "--max-time", "5", &format!("http://{ip}:8080/")]);
+        assert!(http.contains(&format!("Hostname: {name}")), "{http}");
+        let https = c.on_node("curl", &["-sk", "--max-time", "5", &format!("https://{ip}:8443/")]);
+        assert!(https.contains(&format!("Hostname: {name}")), "{https}");
+    }
+    let table = k.ok(["get", "pods", "-o", "wide"]);
+    assert!(
+        table.lines().filter(|l| l.contains("Running") && l.contains("1/1") && l.contains("node1")).count() == 3,
+        "{table}"
+    );
+
+    k.ok(["scale", "rs", "mynapp-rs", "--replicas=5"]);
+    c.wait("5 ready pods", Duration::from_secs(60), || c.ready_pods("app=mynapp-rs").len() == 5);
+    k.ok(["scale", "rs", "mynapp-rs", "--replicas=2"]);
+    c.wait("2 pods left", Duration::from_secs(60), || {
+        k.ok(["get", "pods", "-l", "app=mynapp-rs", "-o", "name"]).lines().count() == 2
+    });
+    let rs = k.ok(["get", "rs", "mynapp-rs", "--no-headers"]);
+    let f: Vec<&str> = rs.split_whitespace().collect();
+    assert_eq!(&f[1..4], ["2", "2", "2"], "{rs}");
+
+    // Service environment variables of a pod started after the Service.
+    let pod = &c.ready_pods("app=mynapp-rs")[0].0;
+    let env = k.ok(["exec", pod, "--", "env"]);
+    let ip = k.ok(["get", "svc", "mynapp-svc", "-o", "jsonpath={.spec.clusterIP}"]);
+    for want in [
+        format!("MYNAPP_SVC_SERVICE_HOST={ip}"),
+        "MYNAPP_SVC_SERVICE_PORT=80".to_string(),
+        format!("MYNAPP_SVC_PORT_80_TCP=tcp://{ip}:80"),
+        "MYNAPP_SVC_PORT_80_TCP_PROTO=tcp".to_string(),
+        "KUBERNETES_SERVICE_HOST=10.96.0.1".to_string(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing in:\n{env}");
+    }
+    // exec with stdin, and exit codes.
+    let out = k.ok_with_stdin(["exec", "-i", pod, "--", "sh", "-c", "cat; echo done"], "from stdin\n");
+    assert_eq!(out, "from stdin\ndone\n");
+    let failed = k.run(["exec", pod, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.status.code(), Some(3), "{}", failed.stderr);
+    assert_eq!(k.ok(["exec", pod, "--", "hostname"]).trim(), pod.as_str());
+    // Logs of the web server.
+    c.on_node("curl", &["-s", "--max-time", "5", &format!("http://{}:8080/", c.ready_pods("app=mynapp-rs")[0].1)]);
+    let logs = k.ok(["logs", pod]);
+    assert!(logs.contains("Received Request From"), "{logs}");
+    let ts = k.ok(["logs", pod, "--timestamps", "--tail", "1"]);
+    assert_eq!(ts.lines().count(), 1, "{ts}");
+    assert!(ts.starts_with("20"), "{ts}");
+
+    // Deleting the ReplicaSet leaves nothing behind on the node.
+    k.ok(["delete", "rs", "mynapp-rs"]);
+    c.wait("pods gone", Duration::from_secs(60), || k.ok(["get", "pods", "-o", "name"]).trim().is_empty());
+    let links = c.on_node("ip", &["-o", "link"]);
+    assert!(!links.contains("veth"), "veths left behind:\n{links}");
+}
+
+#[test]
+fn crash_loop_readiness_and_tool_images() {
+    let Some(c) = cluster() else { return };
+    let k = c.k();
+    let crash = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: crash\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo boom; exit 1\"]\n";
+    k.ok_with_stdin(["create", "-f", "-"], crash);
+    c.wait("CrashLoopBackOff", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "crash", "--no-headers"]).contains("CrashLoopBackOff")
+    });
+    let prev = k.ok(["logs", "crash", "--previous"]);
+    assert!(prev.contains("boom"), "{prev}");
+
+    let unready = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: unready\n  labels: {app: u}\nspec:\n  containers:\n  - name: web\n    image: registry.k8s.io/e2e-test-images/agnhost:2.52\n    args: [\"netexec\", \"--http-port=8080\"]\n    readinessProbe:\n      tcpSocket: {port: 9999}\n      periodSeconds: 1\n";
+    k.ok_with_stdin(["create", "-f", "-"], unready);
+    c.wait("unready pod running", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "unready", "--no-headers"]).contains("Running")
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let row = k.ok(["get", "pod", "unready", "--no-headers"]);
+    assert!(row.contains("0/1"), "a failing readiness probe keeps the pod NotReady: {row}");
+
+    let missing = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: noimage\nspec:\n  containers:\n  - name: c\n    image: example.com/does-not-exist:1\n";
+    k.ok_with_stdin(["create", "-f", "-"], missing);
+    c.wait("ErrImagePull", Duration::from_secs(30), || {
+        let r = k.ok(["get", "pod", "noimage", "--no-headers"]);
+        r.contains("ErrImagePull") || r.contains("ImagePullBackOff")
+    });
+
+    k.ok(["run", "tools", "--image=nicolaka/netshoot", "--", "sleep", "3600"]);
+    c.wait("tools running", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "tools", "--no-headers"]).contains("Running")
+    });
+    let resolv = k.ok(["exec", "tools", "--", "cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("nameserver 169.254.20.10")
+            && resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local")
+            && resolv.contains("ndots:5"),
+        "{resolv}"
+    );
+    let t = Instant::now();
+    k.ok(["delete", "pod", "tools", "--grace-period=1"]);
+    assert!(t.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn kill_9_and_restart_brings_pods_back_with_their_ips() {
+    let Some(mut c) = cluster() else { return };
+    let k = c.k();
+    k.ok(["create", "-f", manifest("mynapp-rs.yml").to_str().unwrap()]);
+    c.wait("3 ready pods", Duration::from_secs(60), || c.ready_pods("app=mynapp-rs").len() == 3);
+    let mut before = c.ready_pods("app=mynapp-rs");
+    before.sort();
+    c.node.kill9().expect("kill -9");
+    c.node.restart().expect("restart");
+    let k = c.k();
+    c.wait("pods ready again", Duration::from_secs(90), || c.ready_pods("app=mynapp-rs").len() == 3);
+    let mut after = c.ready_pods("app=mynapp-rs");
+    after.sort();
+    assert_eq!(before, after, "same pods, same IPs");
+    for (name, ip) in &after {
+        // The agent recreated the pods; their web servers come up right after.
+        c.wait("the pod to answer again", Duration::from_secs(30), || {
+            let out = c.sandbox.exec(
+                c.sandbox.node_netns(1),
+                "curl",
+                ["-s", "--max-time", "2", &format!("http://{ip}:8080/")],
+            );
+            out.is_ok_and(|o| o.stdout.contains(name.as_str()))
+        });
+    }
+    // Only one web server per pod: the old processes were cleaned up.
+    let n = c.on_node("sh", &["-c", "ip -o link | grep -c veth || true"]);
+    assert_eq!(n.trim(), "3", "one veth per pod");
+    let _ = k;
+}
