@@ -209,15 +209,17 @@ impl Epc {
             labels.insert(HEADLESS_LABEL.into(), String::new());
         }
         ep.metadata.labels = (!labels.is_empty()).then_some(labels);
+        let creating = current.is_none();
         let result = match current {
             None => api.create(&PostParams::default(), &ep).await,
             Some(_) => api.replace(&key.name, &PostParams::default(), &ep).await,
         };
         if let Err(e) = result {
-            if current_is_none_and_terminating(&e) {
+            // The namespace is going away: creates keep failing, drop the item.
+            if creating && util::is_namespace_terminating(&e) {
                 return Ok(());
             }
-            let (reason, msg) = if self.inf.endpoints.get_key(key).is_none() {
+            let (reason, msg) = if creating {
                 (
                     "FailedToCreateEndpoint",
                     format!("Failed to create endpoint for service {key}: {}", util::api_message(&e)),
@@ -233,10 +235,6 @@ impl Epc {
         self.tracker.commit(trigger);
         Ok(())
     }
-}
-
-fn current_is_none_and_terminating(e: &kube::Error) -> bool {
-    util::is_namespace_terminating(e)
 }
 
 /// RFC 3339 with nanoseconds trimmed, as Go's `time.RFC3339Nano`.

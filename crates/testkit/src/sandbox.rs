@@ -587,6 +587,7 @@ impl SandboxNode {
     /// SIGKILL to every process group this node started (rkube and all its
     /// children), as when the machine dies. Returns rkube's exit status if it ran.
     pub fn kill_group(&mut self) -> Result<Option<ExitStatus>> {
+        kill_pods_of(&self.data_dir);
         for c in self.child.iter().chain(&self.exited) {
             // SAFETY: the group leader is our unreaped child, so the id is still ours.
             unsafe { libc::killpg(c.id() as libc::pid_t, libc::SIGKILL) };
@@ -634,8 +635,39 @@ impl SandboxNode {
     }
 }
 
+/// Kill the pods an rkube node started: its pod infra processes (their command
+/// line names the node's data dir) and every process in their network
+/// namespaces. Pod processes start their own sessions, so killing rkube's
+/// process group does not reach them.
+pub fn kill_pods_of(data_dir: &Path) {
+    let dir = data_dir.to_string_lossy().into_owned();
+    let procs: Vec<(u32, String, Option<PathBuf>)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (pid, cmdline, std::fs::read_link(format!("/proc/{pid}/ns/net")).ok())
+        })
+        .collect();
+    let pod_nets: Vec<PathBuf> = procs
+        .iter()
+        .filter(|(_, cmd, _)| cmd.contains(" pod-infra ") && cmd.contains(&dir))
+        .filter_map(|(_, _, net)| net.clone())
+        .collect();
+    for (pid, _, net) in &procs {
+        if net.as_ref().is_some_and(|n| pod_nets.contains(n)) {
+            // SAFETY: plain kill(2) of a pid we just read; a vanished pid is harmless.
+            unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
 impl Drop for SandboxNode {
     fn drop(&mut self) {
+        kill_pods_of(&self.data_dir);
         let children: Vec<Child> = self.child.take().into_iter().chain(self.exited.drain(..)).collect();
         for c in &children {
             // SAFETY: the leader is our unreaped child, so the group id is still ours.
