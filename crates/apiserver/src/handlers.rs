@@ -726,7 +726,7 @@ pub async fn bind(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<R
         .ok_or_else(|| ApiError::bad_request("binding target name is required"))?
         .to_string();
     ctx.registry
-        .modify(r, ctx.ns(), &name, None, ctx.dry_run(), |pod| {
+        .modify(r, ctx.ns(), &name, Some("binding"), ctx.dry_run(), |pod| {
             if pod.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(ApiError::conflict(subject(r, &name), "pod is being deleted, cannot be assigned to a host"));
             }

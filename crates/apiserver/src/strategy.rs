@@ -83,6 +83,9 @@ impl Strategies {
                 }
                 return Ok(Allocation::none());
             }
+            // The binding handler built the object from the stored one: it sets
+            // spec.nodeName and the PodScheduled condition together.
+            Some("binding") if r.plural == "pods" => return Ok(Allocation::none()),
             Some("finalize") if r.plural == "namespaces" => {
                 let spec = obj.get("spec").cloned();
                 *obj = old.clone();

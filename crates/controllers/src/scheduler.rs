@@ -430,7 +430,6 @@ impl Scheduler {
                     "Scheduled",
                     format!("Successfully assigned {}/{} to {node}", key.namespace, key.name),
                 );
-                self.ensure_scheduled_condition(&api, &key.name).await;
                 Ok(())
             }
             Err(e) => {
@@ -447,26 +446,6 @@ impl Scheduler {
                 );
                 Err(e.into())
             }
-        }
-    }
-
-    /// The binding sets `PodScheduled=True` upstream; where the API server's
-    /// binding leaves it out, set it here (best effort).
-    async fn ensure_scheduled_condition(&self, api: &Api<Pod>, name: &str) {
-        let Ok(pod) = api.get_status(name).await else { return };
-        let scheduled = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True"));
-        if scheduled {
-            return;
-        }
-        let patch = json!({ "status": { "conditions": [{
-            "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": util::now(),
-        }]}});
-        if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await {
-            tracing::debug!(pod = name, error = %e, "could not set PodScheduled");
         }
     }
 
