@@ -40,6 +40,18 @@ pub struct AgentConfig {
     pub tls_key_pem: String,
     /// Bearer token the API server presents to the agent.
     pub token: String,
+    /// The node-local DNS cache, if this agent runs one.
+    pub node_local_dns: Option<NodeLocalDns>,
+}
+
+/// The node-local DNS cache (NodeLocal DNSCache, KEP-1024): a link-local
+/// address on this node that every pod uses as its nameserver.
+#[derive(Clone, Debug)]
+pub struct NodeLocalDns {
+    pub addr: Ipv4Addr,
+    pub zone: String,
+    /// Where names outside the cluster zone go.
+    pub upstream: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +107,14 @@ impl Agent {
         .await?;
         rt.recover().await?;
         let mut tasks = Vec::new();
+        if let Some(nl) = &cfg.node_local_dns {
+            match node_local_dns(&client, nl).await {
+                Ok(t) => tasks.extend(t),
+                // Pods keep resolving through their second nameserver (the
+                // cluster DNS Service); say loudly that the cache is missing.
+                Err(e) => tracing::error!(error = %e, addr = %nl.addr, "node-local DNS cache not started"),
+            }
+        }
         let (c, k) = (client.clone(), cfg.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -123,4 +143,33 @@ impl Agent {
             let _ = t.await;
         }
     }
+}
+
+/// Put the link-local address on `lo` and serve the cache there, answering the
+/// cluster zone from this node's own watch-fed view.
+async fn node_local_dns(client: &kube::Client, nl: &NodeLocalDns) -> Result<Vec<JoinHandle<()>>, String> {
+    for cmd in dns::link_local_setup(nl.addr) {
+        let (prog, args) = cmd.split_first().ok_or("empty setup command")?;
+        let out = tokio::process::Command::new(prog).args(args).output().await.map_err(|e| format!("{prog}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{}: {}", cmd.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        }
+    }
+    let view = dns::ClusterView::new_unsynced();
+    let cfg = dns::NodeLocalConfig {
+        listen: std::net::SocketAddr::from((nl.addr, 53)),
+        cluster_zone: nl.zone.clone(),
+        cluster_view: Some(view.clone()),
+        upstream: nl.upstream.clone(),
+        ..Default::default()
+    };
+    let cache = dns::NodeLocalCache::start(cfg).await.map_err(|e| e.to_string())?;
+    let client = client.clone();
+    Ok(vec![tokio::spawn(async move {
+        // Keep the cache alive as long as the view is fed.
+        let _cache = cache;
+        if let Err(e) = dns::watch(client, view).await {
+            tracing::warn!(error = %e, "node-local DNS view stopped");
+        }
+    })])
 }

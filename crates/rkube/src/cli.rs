@@ -64,15 +64,13 @@ pub struct NodeArgs {
     /// Port of the node agent's API (logs, exec), like kubelet's.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
-    /// Address of the cluster DNS Service (`.10` of the service range).
+    /// Address of the cluster DNS Service (`.10` of the service range), the
+    /// pods' second nameserver.
     #[arg(long, default_value = "10.96.0.10")]
-    pub cluster_dns: String,
+    pub cluster_dns: std::net::Ipv4Addr,
     /// Link-local address of the node-local DNS cache, the pods' nameserver.
     #[arg(long, default_value = "169.254.20.10")]
-    pub node_local_dns: String,
-    /// DNS domain of the cluster.
-    #[arg(long, default_value = "cluster.local")]
-    pub cluster_domain: String,
+    pub node_local_dns: std::net::Ipv4Addr,
     /// Bridge the pods are attached to.
     #[arg(long, default_value = "rkube0")]
     pub bridge: String,
@@ -102,12 +100,33 @@ pub struct ServerArgs {
     /// Datastore: `sqlite` (embedded, in the data dir) or `etcd://host:port,...`.
     #[arg(long, default_value = "sqlite")]
     pub datastore: String,
+    /// DNS servers for names outside the cluster, `IP[:PORT],...`
+    /// [default: the nameservers of this host's /etc/resolv.conf].
+    #[arg(long, value_delimiter = ',', value_parser = parse_dns_server)]
+    pub upstream_dns: Vec<std::net::SocketAddr>,
+    /// DNS domain of the cluster.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Port of the cluster DNS on the advertised address (0: any free port).
+    #[arg(long, default_value_t = 53)]
+    pub dns_port: u16,
+    /// Port of the cluster DNS's /metrics and /health (0: any free port).
+    #[arg(long, default_value_t = 9153)]
+    pub dns_metrics_port: u16,
     /// Pod network of the cluster; each node gets a /24 of it.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Net,
     /// How often old revisions are compacted (e.g. `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub compaction_interval: std::time::Duration,
+}
+
+/// `192.168.122.1` or `192.168.122.1:5353`.
+fn parse_dns_server(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    s.parse::<std::net::SocketAddr>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{s:?} is not an address like 192.168.122.1 or 192.168.122.1:53"))
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16), String> {

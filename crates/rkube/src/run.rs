@@ -96,6 +96,7 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
     let controllers = controllers::start_with(&api.kubeconfig, controller_cfg)
         .await
         .map_err(|e| format!("starting controllers: {e}"))?;
+    let dns_server = start_cluster_dns(&args, advertise, &api.kubeconfig).await?;
     let agent = match node {
         None => None,
         Some(node) => {
@@ -108,7 +109,14 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
                 apiserver::tls::issue_node_cert(&args.data_dir.join("pki"), &name, &[IpAddr::V4(node_ip)])
                     .map_err(|e| format!("issuing the node agent's certificate: {e}"))?;
             let client = controllers::client_from_kubeconfig(&api.kubeconfig).await.map_err(|e| e.to_string())?;
-            let cfg = agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.token.clone())?;
+            let mut cfg =
+                agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.token.clone())?;
+            cfg.dns.cluster_domain = args.cluster_domain.clone();
+            cfg.node_local_dns = Some(agent::NodeLocalDns {
+                addr: node.node_local_dns,
+                zone: args.cluster_domain.clone(),
+                upstream: upstream_dns(&args),
+            });
             Some(agent::Agent::start(client, cfg).await.map_err(|e| format!("starting the node agent: {e}"))?)
         }
     };
@@ -124,6 +132,8 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         a.shutdown().await;
     }
     controllers.shutdown().await;
+    dns_server.1.abort();
+    drop(dns_server);
     api.shutdown().await;
     eprintln!("{what}: stopped");
     Ok(())
@@ -198,13 +208,60 @@ fn agent_config(
         kubelet_port: node.kubelet_port,
         self_exe,
         bridge: node.bridge.clone(),
+        // The node-local cache first; the cluster DNS Service if the cache is down.
         dns: agent::DnsSettings {
-            cluster_dns: vec![node.node_local_dns.clone()],
-            cluster_domain: node.cluster_domain.clone(),
+            cluster_dns: vec![node.node_local_dns.to_string(), node.cluster_dns.to_string()],
+            cluster_domain: dns::DEFAULT_ZONE.to_string(),
             host_resolv_conf: host_resolv_conf(),
         },
         tls_cert_pem: cert,
         tls_key_pem: key,
         token,
+        node_local_dns: None,
     })
+}
+
+fn upstream_dns(args: &ServerArgs) -> Vec<std::net::SocketAddr> {
+    if args.upstream_dns.is_empty() {
+        dns::resolv_conf_nameservers("/etc/resolv.conf")
+    } else {
+        args.upstream_dns.clone()
+    }
+}
+
+/// The cluster DNS on the advertised address, published as `kube-dns`.
+async fn start_cluster_dns(
+    args: &ServerArgs,
+    advertise: IpAddr,
+    kubeconfig: &std::path::Path,
+) -> Result<(dns::ClusterDnsServer, tokio::task::JoinHandle<()>), String> {
+    let IpAddr::V4(listen_ip) = advertise else {
+        return Err(format!("--advertise-address {advertise}: the cluster DNS needs an IPv4 address"));
+    };
+    let cfg = dns::DnsConfig {
+        listen: vec![std::net::SocketAddr::from((listen_ip, args.dns_port))],
+        zone: args.cluster_domain.clone(),
+        upstream: upstream_dns(args),
+        metrics_listen: Some(std::net::SocketAddr::from((listen_ip, args.dns_metrics_port))),
+        ..Default::default()
+    };
+    let view = dns::ClusterView::new_unsynced();
+    let server = dns::ClusterDnsServer::start(cfg, view.clone())
+        .await
+        .map_err(|e| {
+            format!("starting the cluster DNS on {listen_ip}:{}: {e} (is another DNS server using that port? choose another with --dns-port)", args.dns_port)
+        })?;
+    let dns_port = server.local_addrs().first().map(|a| a.port()).unwrap_or(args.dns_port);
+    let metrics_port = server.metrics_addr().map(|a| a.port()).unwrap_or(args.dns_metrics_port);
+    let client = controllers::client_from_kubeconfig(kubeconfig).await.map_err(|e| e.to_string())?;
+    let cluster_ip = std::net::Ipv4Addr::from(u32::from(args.service_cidr.network()).wrapping_add(10));
+    dns::publish(&client, cluster_ip, listen_ip, dns_port, metrics_port)
+        .await
+        .map_err(|e| format!("publishing the kube-dns Service: {e}"))?;
+    let watcher = tokio::spawn(async move {
+        if let Err(e) = dns::watch(client, view).await {
+            tracing::warn!(error = %e, "cluster DNS view stopped");
+        }
+    });
+    Ok((server, watcher))
 }

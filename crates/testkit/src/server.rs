@@ -137,6 +137,8 @@ impl TestServer {
             .arg(&self.data_dir)
             .args(["--bind-address", "127.0.0.1", "--port", &port])
             .args(["--advertise-address", "127.0.0.1"])
+            // Many test servers share the loopback: no fixed DNS ports.
+            .args(["--dns-port", "0", "--dns-metrics-port", "0"])
             .args(&self.extra_args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -1,0 +1,151 @@
+//! Cluster DNS and the node-local cache (issue 6), in a network-namespace
+//! sandbox: pods resolve Services through the node-local cache on
+//! 169.254.20.10 with the search path kubelet writes; ExternalName is a CNAME;
+//! outside names go to an upstream DNS server on the LAN (dnsmasq, a test
+//! server that knows www.google.com) and are cached. Needs root and dnsmasq.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+use testkit::{manifest, Kubectl, Sandbox, SandboxNode};
+
+struct Cluster {
+    node: SandboxNode,
+    upstream: Child,
+    log: std::path::PathBuf,
+    sandbox: Sandbox,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.upstream.kill();
+        let _ = self.upstream.wait();
+    }
+}
+
+fn cluster() -> Option<Cluster> {
+    if let Some(why) = testkit::sandbox_unavailable() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    if std::process::Command::new("sh")
+        .args(["-c", "command -v dnsmasq && command -v dig"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("skipping: dnsmasq and dig are needed (scripts/install-prereqs.sh installs them)");
+        return None;
+    }
+    let sandbox = Sandbox::new(1).expect("sandbox");
+    let log = sandbox.temp_dir().join("upstream.log");
+    // The "internet" of the sandbox: one name, and a log of every query.
+    let upstream = sandbox
+        .spawn(
+            sandbox.lan_netns(),
+            "dnsmasq",
+            [
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                "--listen-address=192.168.122.1",
+                "--address=/www.google.com/142.250.0.99",
+                // dnsmasq answers its own records with TTL 0 (uncacheable) by default.
+                "--local-ttl=300",
+                "--log-queries",
+                &format!("--log-facility={}", log.display()),
+                "--pid-file=",
+                "--user=root",
+            ],
+        )
+        .expect("dnsmasq");
+    let node = sandbox
+        .start_rkube(
+            std::path::Path::new(env!("CARGO_BIN_EXE_rkube")),
+            1,
+            &["--node-name", "node1", "--upstream-dns", "192.168.122.1"],
+        )
+        .expect("rkube up");
+    Some(Cluster { node, upstream, log, sandbox })
+}
+
+impl Cluster {
+    fn k(&self) -> Kubectl {
+        self.node.kubectl()
+    }
+    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if f() {
+                return start.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out after {timeout:?} waiting for {what}\n{}", self.node.logs_tail(40));
+    }
+    fn upstream_queries(&self, name: &str) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("query[") && l.contains(name))
+            .count()
+    }
+    fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["exec", "tools", "--"];
+        full.extend_from_slice(args);
+        self.k().run(full).stdout
+    }
+}
+
+#[test]
+fn pods_resolve_services_externalname_and_outside_names() {
+    let Some(c) = cluster() else { return };
+    let k = c.k();
+    k.ok(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
+    k.ok(["create", "-f", manifest("mynapp-svc-ext-extname.yml").to_str().unwrap()]);
+    k.ok(["run", "tools", "--image=nicolaka/netshoot", "--", "sleep", "3600"]);
+    c.wait("tools running", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "tools", "--no-headers"]).contains("Running")
+    });
+    let ip = k.ok(["get", "svc", "mynapp-svc", "-o", "jsonpath={.spec.clusterIP}"]);
+
+    // FQDN, `name.ns` and the short name through the search path.
+    for name in ["mynapp-svc.default.svc.cluster.local", "mynapp-svc.default", "mynapp-svc"] {
+        let out = c.exec(&["dig", "+short", "+search", name]);
+        assert_eq!(out.trim(), ip, "{name}: {out}");
+    }
+    let out = c.exec(&["nslookup", "mynapp-svc"]);
+    assert!(out.contains(&format!("Address: {ip}")), "{out}");
+    // TCP too, and the version record.
+    assert_eq!(c.exec(&["dig", "+short", "+tcp", "mynapp-svc.default.svc.cluster.local"]).trim(), ip);
+    assert_eq!(c.exec(&["dig", "+short", "TXT", "dns-version.cluster.local"]).trim(), "\"1.1.0\"");
+    // The kube-dns Service exists where kubelet's resolv.conf expects it.
+    assert_eq!(k.ok(["get", "svc", "kube-dns", "-n", "kube-system", "-o", "jsonpath={.spec.clusterIP}"]), "10.96.0.10");
+
+    // ExternalName: a CNAME, and the target's address from upstream.
+    let out = c.exec(&["nslookup", "mynapp-svc-extname-gl"]);
+    assert!(out.contains("canonical name = www.google.com"), "{out}");
+    assert!(out.contains("142.250.0.99"), "{out}");
+
+    // Outside names are forwarded once, then served from the cache.
+    let before = c.upstream_queries("www.google.com");
+    assert_eq!(c.exec(&["dig", "+short", "www.google.com"]).trim(), "142.250.0.99");
+    let after_first = c.upstream_queries("www.google.com");
+    assert_eq!(c.exec(&["dig", "+short", "www.google.com"]).trim(), "142.250.0.99");
+    assert_eq!(c.upstream_queries("www.google.com"), after_first, "a cache hit does not reach the upstream");
+    assert!(after_first <= before + 2, "upstream asked {} times", after_first - before);
+
+    // A new Service resolves within a second; a deleted one is NXDOMAIN within a second.
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: fresh\nspec:\n  ports:\n  - port: 80\n";
+    k.ok_with_stdin(["create", "-f", "-"], svc);
+    let took = c.wait("fresh resolves", Duration::from_secs(5), || {
+        !c.exec(&["dig", "+short", "fresh.default.svc.cluster.local"]).trim().is_empty()
+    });
+    assert!(took < Duration::from_secs(1) + Duration::from_millis(500), "took {took:?} (includes kubectl exec)");
+    k.ok(["delete", "svc", "fresh"]);
+    let took = c.wait("fresh is NXDOMAIN", Duration::from_secs(5), || {
+        c.exec(&["dig", "fresh.default.svc.cluster.local"]).contains("status: NXDOMAIN")
+    });
+    assert!(took < Duration::from_secs(1) + Duration::from_millis(500), "took {took:?}");
+    let _ = &c.sandbox;
+}
