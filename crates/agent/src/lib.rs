@@ -42,6 +42,16 @@ pub struct AgentConfig {
     pub token: String,
     /// The node-local DNS cache, if this agent runs one.
     pub node_local_dns: Option<NodeLocalDns>,
+    /// The Service data plane of this node.
+    pub proxy: ProxySettings,
+}
+
+/// What the node's Service proxy needs to know about the cluster.
+#[derive(Clone, Debug)]
+pub struct ProxySettings {
+    /// The cluster's pod network (all nodes' pod CIDRs).
+    pub cluster_cidr: ipnet::Ipv4Net,
+    pub service_cidr: ipnet::Ipv4Net,
 }
 
 /// The node-local DNS cache (NodeLocal DNSCache, KEP-1024): a link-local
@@ -127,6 +137,7 @@ impl Agent {
                 }
             }
         }));
+        tasks.push(tokio::spawn(proxy_task(client.clone(), &cfg)));
         tasks.push(tokio::spawn(pods::run(client.clone(), cfg.clone(), rt.clone())));
         let srv = server::start(cfg.clone(), rt, client.clone()).await.map_err(AgentError::Server)?;
         tasks.push(srv);
@@ -172,4 +183,29 @@ async fn node_local_dns(client: &kube::Client, nl: &NodeLocalDns) -> Result<Vec<
             tracing::warn!(error = %e, "node-local DNS view stopped");
         }
     })])
+}
+
+/// The node's Service proxy (nftables), with the node set up as rkube wants it:
+/// forwarding on, and an `unreachable` route for the service CIDR so a Service IP
+/// without rules never leaks to the outside network, while the node's own
+/// connections to Service IPs go to the pod bridge and get DNATed there.
+fn proxy_task(client: kube::Client, cfg: &AgentConfig) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let pcfg = proxy::ProxyConfig {
+        node_name: cfg.node_name.clone(),
+        node_ips: vec![cfg.node_ip],
+        pod_cidr: cfg.proxy.cluster_cidr,
+        service_cidr: cfg.proxy.service_cidr,
+        node_local_dns: cfg.node_local_dns.as_ref().map(|d| (d.addr, 53)),
+        node_setup: proxy::NodeSetup {
+            service_cidr_unreachable_route: true,
+            local_service_device: Some(cfg.bridge.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    async move {
+        if let Err(e) = proxy::run(client, pcfg).await {
+            tracing::error!(error = %e, "service proxy stopped");
+        }
+    }
 }

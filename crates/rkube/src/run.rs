@@ -109,8 +109,9 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
                 apiserver::tls::issue_node_cert(&args.data_dir.join("pki"), &name, &[IpAddr::V4(node_ip)])
                     .map_err(|e| format!("issuing the node agent's certificate: {e}"))?;
             let client = controllers::client_from_kubeconfig(&api.kubeconfig).await.map_err(|e| e.to_string())?;
+            let proxy = agent::ProxySettings { cluster_cidr: args.cluster_cidr, service_cidr: args.service_cidr };
             let mut cfg =
-                agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.token.clone())?;
+                agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.token.clone(), proxy)?;
             cfg.dns.cluster_domain = args.cluster_domain.clone();
             cfg.node_local_dns = Some(agent::NodeLocalDns {
                 addr: node.node_local_dns,
@@ -191,6 +192,7 @@ fn host_resolv_conf() -> String {
     std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn agent_config(
     node: &NodeArgs,
     name: String,
@@ -199,6 +201,7 @@ fn agent_config(
     cert: String,
     key: String,
     token: String,
+    proxy: agent::ProxySettings,
 ) -> Result<agent::AgentConfig, String> {
     let self_exe = std::env::current_exe().map_err(|e| format!("finding the rkube binary: {e}"))?;
     Ok(agent::AgentConfig {
@@ -218,6 +221,7 @@ fn agent_config(
         tls_key_pem: key,
         token,
         node_local_dns: None,
+        proxy,
     })
 }
 

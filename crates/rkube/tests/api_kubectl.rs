@@ -152,32 +152,40 @@ fn scale_delete_and_garbage_collection() {
     let generation = k.ok(["get", "rs", "mynapp-rs", "-o", "jsonpath={.metadata.generation}"]);
     assert_eq!(generation, "2", "a spec change bumps the generation");
 
-    // A pod owned by the ReplicaSet goes away with it.
-    let uid = k.ok(["get", "rs", "mynapp-rs", "-o", "jsonpath={.metadata.uid}"]);
-    let pod = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: owned\n  labels: {{app: mynapp-rs}}\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: ReplicaSet\n    name: mynapp-rs\n    uid: {uid}\n    controller: true\nspec:\n  containers:\n  - name: c\n    image: minjulee226/myweb\n"
-    );
-    k.ok_with_stdin(["create", "-f", "-"], &pod);
+    // The pods the ReplicaSet controller made go away with it (background GC).
+    wait_for("the ReplicaSet's 5 pods", Duration::from_secs(20), || {
+        k.ok(["get", "pods", "-l", "app=mynapp-rs", "-o", "name"]).lines().count() == 5
+    });
     let out = k.ok(["delete", "rs", "mynapp-rs"]);
     assert!(out.contains("replicaset.apps \"mynapp-rs\" deleted"), "{out}");
+    wait_for("the owned pods to be collected", Duration::from_secs(20), || {
+        k.ok(["get", "pods", "-l", "app=mynapp-rs", "-o", "name"]).trim().is_empty()
+    });
+
+    // Any owner works; orphan propagation keeps the dependent and drops its
+    // ownerReference. (A ConfigMap owner: no controller competes for the pod.)
+    let owner = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owner\n";
+    let pod = |uid: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: owned\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: owner\n    uid: {uid}\nspec:\n  containers:\n  - name: c\n    image: minjulee226/myweb\n"
+        )
+    };
+    k.ok_with_stdin(["create", "-f", "-"], owner);
+    let uid = k.ok(["get", "cm", "owner", "-o", "jsonpath={.metadata.uid}"]);
+    k.ok_with_stdin(["create", "-f", "-"], &pod(&uid));
+    k.ok(["delete", "cm", "owner"]);
     wait_for("the owned pod to be collected", Duration::from_secs(20), || !k.run(["get", "pod", "owned"]).success());
     let err = k.fail(["get", "pod", "owned"]);
     assert!(err.contains("Error from server (NotFound): pods \"owned\" not found"), "{err}");
 
-    // Orphan propagation keeps the dependent and drops its ownerReference.
-    k.ok(["create", "-f", manifest("mynapp-rs.yml").to_str().unwrap()]);
-    let uid = k.ok(["get", "rs", "mynapp-rs", "-o", "jsonpath={.metadata.uid}"]);
-    k.ok_with_stdin(["create", "-f", "-"], &pod.replace(&uid_placeholder(&pod), &uid));
-    k.ok(["delete", "rs", "mynapp-rs", "--cascade=orphan"]);
+    k.ok_with_stdin(["create", "-f", "-"], owner);
+    let uid = k.ok(["get", "cm", "owner", "-o", "jsonpath={.metadata.uid}"]);
+    k.ok_with_stdin(["create", "-f", "-"], &pod(&uid));
+    k.ok(["delete", "cm", "owner", "--cascade=orphan"]);
     wait_for("the orphaned pod to lose its owner", Duration::from_secs(20), || {
         k.ok(["get", "pod", "owned", "-o", "jsonpath={.metadata.ownerReferences}"]).is_empty()
     });
-    assert!(!k.run(["get", "rs", "mynapp-rs"]).success());
-}
-
-/// The uid line of the pod manifest (replaced for the second owner).
-fn uid_placeholder(pod: &str) -> String {
-    pod.lines().find_map(|l| l.trim().strip_prefix("uid: ")).unwrap_or_default().to_string()
+    assert!(!k.run(["get", "cm", "owner"]).success());
 }
 
 #[test]

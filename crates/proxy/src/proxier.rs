@@ -1,0 +1,630 @@
+//! The syncer: desired model -> one `nft -f -` transaction, full or incremental, plus the
+//! UDP conntrack cleanup upstream does after each sync.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use crate::exec;
+use crate::metrics;
+use crate::model::{Endpoint, Protocol, ServicePortInfo};
+use crate::render::{self, element_text, Fragment, Groups, MapId, Script};
+use crate::{ProxyConfig, ProxyError};
+
+/// What one [`Proxier::sync`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// The whole table was rewritten (first sync, or the one after a failure).
+    pub full: bool,
+    /// Wall time of the sync (compute + `nft` + conntrack cleanup).
+    pub duration: Duration,
+    /// Of which running `nft` (zero when there was nothing to send).
+    pub nft_duration: Duration,
+    /// Elementary nft statements sent: commands, counting each element of an element command.
+    pub statements: usize,
+    /// Service ports in the desired state.
+    pub services: usize,
+    /// Endpoints the table DNATs to (sum over service ports).
+    pub endpoints: usize,
+    /// Service ports whose rules or elements changed (all of them on a full sync).
+    pub changed_services: usize,
+    /// Rules in the table after the sync.
+    pub rules: usize,
+    /// Chains in the table after the sync.
+    pub chains: usize,
+    /// `conntrack -D` invocations for stale UDP flows.
+    pub conntrack_deletions: usize,
+}
+
+/// FNV-1a: the maps below are keyed by our own strings and hashes, and a sync with
+/// 10,000 services does tens of thousands of lookups (SipHash + key allocations were most
+/// of a no-change sync).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // Keys that are already hashes (see `identity_hash`) are used as they are.
+        self.0 ^= v;
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+/// Hash of a service port's identity (namespace, name, port name, protocol), computed
+/// without allocating.
+fn identity_hash(info: &ServicePortInfo) -> u64 {
+    let mut h = Fnv::default();
+    for part in [info.namespace.as_str(), info.name.as_str(), info.port_name.as_str(), info.protocol.as_str()] {
+        h.write(part.as_bytes());
+        h.write(&[0xff]);
+    }
+    h.finish()
+}
+
+fn same_identity(a: &ServicePortInfo, b: &ServicePortInfo) -> bool {
+    a.protocol == b.protocol && a.port_name == b.port_name && a.name == b.name && a.namespace == b.namespace
+}
+
+struct SvcState {
+    /// The sync that last saw this service port in the desired state.
+    generation: u64,
+    owner: u32,
+    info: ServicePortInfo,
+    eps: Vec<Endpoint>,
+    frag: Fragment,
+}
+
+/// Elements of the managed maps/sets, with the service ports that want each key (the
+/// first one's value is in the table; later ones take over when it goes away).
+#[derive(Default)]
+struct ElemStore {
+    entries: FastMap<ElemKey, Vec<(u32, Option<String>)>>,
+}
+
+/// A map or set and an element key in it.
+type ElemKey = (MapId, String);
+
+type Effective = Option<Option<String>>;
+
+impl ElemStore {
+    fn effective(&self, k: &(MapId, String)) -> Effective {
+        self.entries.get(k).and_then(|v| v.first()).map(|(_, val)| val.clone())
+    }
+
+    fn insert(&mut self, owner: u32, k: (MapId, String), val: Option<String>) {
+        let v = self.entries.entry(k).or_default();
+        match v.iter_mut().find(|(o, _)| *o == owner) {
+            Some(e) => e.1 = val,
+            None => v.push((owner, val)),
+        }
+    }
+
+    fn remove(&mut self, owner: u32, k: &(MapId, String)) {
+        if let Some(v) = self.entries.get_mut(k) {
+            v.retain(|(o, _)| *o != owner);
+            if v.is_empty() {
+                self.entries.remove(k);
+            }
+        }
+    }
+
+    fn by_map(&self) -> BTreeMap<MapId, Vec<String>> {
+        let mut out: BTreeMap<MapId, Vec<String>> = BTreeMap::new();
+        for ((map, key), owners) in &self.entries {
+            if let Some((_, val)) = owners.first() {
+                out.entry(*map).or_default().push(element_text(*map, key, val.as_deref()));
+            }
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Service ports by `identity_hash` (a bucket holds the rare collisions).
+    services: FastMap<u64, Vec<SvcState>>,
+    elems: ElemStore,
+    next_owner: u32,
+    generation: u64,
+}
+
+impl State {
+    fn all(&self) -> impl Iterator<Item = &SvcState> {
+        self.services.values().flatten()
+    }
+}
+
+/// The changes of one partial sync, in the order they go into the transaction.
+#[derive(Default)]
+struct Ops {
+    add_sets: Vec<(String, u32)>,
+    add_chains: Vec<String>,
+    flush_chains: Vec<String>,
+    rules: Vec<(String, Vec<String>)>,
+    del_chains: Vec<String>,
+    del_sets: Vec<String>,
+    touched: FastMap<(MapId, String), Effective>,
+}
+
+/// A stale UDP conntrack entry filter (upstream `pkg/proxy/conntrack/cleanup.go`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum CtJob {
+    /// Flows to a service VIP that had no endpoints before (they were not DNATed).
+    Dst {
+        ip: Ipv4Addr,
+        port: u16,
+    },
+    NodePort {
+        port: u16,
+    },
+    /// Flows DNATed to an endpoint that went away.
+    DstEndpoint {
+        ip: Ipv4Addr,
+        port: u16,
+        ep: (Ipv4Addr, u16),
+    },
+    NodePortEndpoint {
+        port: u16,
+        ep: (Ipv4Addr, u16),
+    },
+}
+
+impl CtJob {
+    fn args(&self) -> Vec<String> {
+        let mut a: Vec<String> = vec!["-D".into(), "-p".into(), "udp".into()];
+        let mut push = |k: &str, v: String| {
+            a.push(k.to_string());
+            a.push(v);
+        };
+        match self {
+            CtJob::Dst { ip, port } => {
+                push("--orig-dst", ip.to_string());
+                push("--orig-port-dst", port.to_string());
+            }
+            CtJob::NodePort { port } => push("--orig-port-dst", port.to_string()),
+            CtJob::DstEndpoint { ip, port, ep } => {
+                push("--orig-dst", ip.to_string());
+                push("--orig-port-dst", port.to_string());
+                push("--reply-src", ep.0.to_string());
+                push("--reply-port-src", ep.1.to_string());
+            }
+            CtJob::NodePortEndpoint { port, ep } => {
+                push("--orig-port-dst", port.to_string());
+                push("--reply-src", ep.0.to_string());
+                push("--reply-port-src", ep.1.to_string());
+            }
+        }
+        a
+    }
+}
+
+fn vips(info: &ServicePortInfo) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    std::iter::once(info.cluster_ip)
+        .chain(info.external_ips.iter().copied())
+        .chain(info.load_balancer_ips.iter().copied())
+}
+
+fn conntrack_jobs(
+    old: Option<(&ServicePortInfo, &Fragment)>,
+    new: Option<(&ServicePortInfo, &Fragment)>,
+    out: &mut Vec<CtJob>,
+) {
+    let proto = new.or(old).map(|(i, _)| i.protocol);
+    if proto != Some(Protocol::Udp) {
+        return;
+    }
+    let old_active = old.is_some_and(|(_, f)| f.has_any);
+    if let Some((info, f)) = new {
+        if f.has_any && !old_active {
+            out.extend(vips(info).map(|ip| CtJob::Dst { ip, port: info.port }));
+            if let Some(port) = info.node_port {
+                out.push(CtJob::NodePort { port });
+            }
+        }
+    }
+    if let Some((info, f)) = old {
+        let still: HashSet<(Ipv4Addr, u16)> =
+            new.map(|(_, n)| n.reachable.iter().copied().collect()).unwrap_or_default();
+        for ep in f.reachable.iter().filter(|e| !still.contains(e)) {
+            out.extend(vips(info).map(|ip| CtJob::DstEndpoint { ip, port: info.port, ep: *ep }));
+            if let Some(port) = info.node_port {
+                out.push(CtJob::NodePortEndpoint { port, ep: *ep });
+            }
+        }
+    }
+}
+
+/// Programs one nftables table from the desired state, keeping the last committed state
+/// in memory (it never reads the table back).
+pub struct Proxier {
+    cfg: ProxyConfig,
+    /// The committed state; `None` means unknown (first sync or after a failure): the next
+    /// sync rewrites the whole table.
+    state: Option<State>,
+    groups: Groups,
+    last_transaction: String,
+    nft_duration: Duration,
+}
+
+impl Proxier {
+    /// A proxier for `cfg`. Nothing is written until the first [`Proxier::sync`].
+    pub fn new(cfg: ProxyConfig) -> Proxier {
+        Proxier {
+            cfg,
+            state: None,
+            groups: Groups::default(),
+            last_transaction: String::new(),
+            nft_duration: Duration::ZERO,
+        }
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.cfg
+    }
+
+    /// The text of the last transaction sent to `nft` (for debugging and tests).
+    pub fn last_transaction(&self) -> &str {
+        &self.last_transaction
+    }
+
+    /// The next sync will rewrite the whole table.
+    pub fn needs_full_sync(&self) -> bool {
+        self.state.is_none()
+    }
+
+    /// Forget the committed state so the next sync rewrites the whole table.
+    pub fn force_full_sync(&mut self) {
+        self.state = None;
+    }
+
+    /// Makes the table match `desired` in one atomic `nft -f -` transaction: the whole
+    /// table when the committed state is unknown, otherwise only the difference. On
+    /// failure the state becomes unknown, so the next sync is a full one.
+    pub fn sync(&mut self, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> Result<SyncStats, ProxyError> {
+        let start = Instant::now();
+        self.nft_duration = Duration::ZERO;
+        let (res, full) = match self.state.take() {
+            None => (self.sync_full(desired), true),
+            Some(state) => (self.sync_partial(state, desired), false),
+        };
+        let duration = start.elapsed();
+        metrics::record_sync(full, duration, res.as_ref().ok());
+        let nft_duration = self.nft_duration;
+        res.map(|s| SyncStats { duration, nft_duration, ..s })
+    }
+
+    fn run_nft(&mut self, script: Script) -> Result<(), ProxyError> {
+        let start = Instant::now();
+        let out = exec::run(&self.cfg.nft, &["-f", "-"], Some(script.text.as_bytes()), self.cfg.netns.as_deref())
+            .map_err(|e| ProxyError::io(format!("running {}", self.cfg.nft.display()), e));
+        self.nft_duration = start.elapsed();
+        self.last_transaction = script.text;
+        let out = out?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr: String = stderr.lines().take(20).collect::<Vec<_>>().join("\n");
+        Err(ProxyError::Nft { status: out.status.to_string(), stderr })
+    }
+
+    fn sync_full(&mut self, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> Result<SyncStats, ProxyError> {
+        let (state, groups, script) = build_full(&self.cfg, desired);
+        let statements = script.statements;
+        self.run_nft(script)?;
+        let services = state.all().count();
+        let stats = self.stats(&state, true, statements, services, 0);
+        self.groups = groups;
+        self.state = Some(state);
+        Ok(stats)
+    }
+
+    fn sync_partial(
+        &mut self,
+        mut state: State,
+        desired: &[(ServicePortInfo, Vec<Endpoint>)],
+    ) -> Result<SyncStats, ProxyError> {
+        let mut ops = Ops::default();
+        let mut ct: Vec<CtJob> = Vec::new();
+        let mut changed = 0usize;
+        let mut services = 0usize;
+        state.generation += 1;
+        let generation = state.generation;
+        let State { services: by_hash, elems, next_owner, .. } = &mut state;
+        for (info, eps) in desired {
+            let bucket = by_hash.entry(identity_hash(info)).or_default();
+            match bucket.iter_mut().find(|s| same_identity(&s.info, info)) {
+                Some(s) if s.generation == generation => {} // listed twice: the first one counts
+                Some(s) if s.info == *info && s.eps == *eps => {
+                    s.generation = generation;
+                    services += 1;
+                }
+                Some(s) => {
+                    s.generation = generation;
+                    services += 1;
+                    let frag = render::compile(&self.cfg, info, eps, Some(&s.frag), &mut self.groups);
+                    if diff_fragment(elems, s.owner, Some(&s.frag), Some(&frag), &mut ops) {
+                        changed += 1;
+                    }
+                    release_groups(&mut self.groups, &s.frag, Some(&frag));
+                    conntrack_jobs(Some((&s.info, &s.frag)), Some((info, &frag)), &mut ct);
+                    s.info = info.clone();
+                    s.eps = eps.clone();
+                    s.frag = frag;
+                }
+                None => {
+                    services += 1;
+                    let frag = render::compile(&self.cfg, info, eps, None, &mut self.groups);
+                    let owner = *next_owner;
+                    *next_owner += 1;
+                    diff_fragment(elems, owner, None, Some(&frag), &mut ops);
+                    changed += 1;
+                    conntrack_jobs(None, Some((info, &frag)), &mut ct);
+                    bucket.push(SvcState { generation, owner, info: info.clone(), eps: eps.clone(), frag });
+                }
+            }
+        }
+        // Service ports no longer desired.
+        by_hash.retain(|_, bucket| {
+            bucket.retain(|s| {
+                if s.generation == generation {
+                    return true;
+                }
+                diff_fragment(elems, s.owner, Some(&s.frag), None, &mut ops);
+                release_groups(&mut self.groups, &s.frag, None);
+                conntrack_jobs(Some((&s.info, &s.frag)), None, &mut ct);
+                changed += 1;
+                false
+            });
+            !bucket.is_empty()
+        });
+        let script = self.partial_script(&state, ops);
+        let statements = script.statements;
+        if statements > 0 {
+            if let Err(e) = self.run_nft(script) {
+                // The state in memory no longer says what the kernel has: rewrite it all next time.
+                self.groups = Groups::default();
+                return Err(e);
+            }
+        }
+        let deletions = self.conntrack_cleanup(&ct);
+        let stats = self.stats(&state, false, statements, services, deletions);
+        self.state = Some(state);
+        Ok(SyncStats { changed_services: changed, ..stats })
+    }
+
+    fn partial_script(&self, state: &State, ops: Ops) -> Script {
+        let t = format!("ip {}", self.cfg.table);
+        let mut s = Script::default();
+        for (name, timeout) in &ops.add_sets {
+            s.cmd(&render::affinity_set_command(&t, name, *timeout));
+        }
+        for c in &ops.add_chains {
+            s.cmd(&format!("add chain {t} {c}"));
+        }
+        for c in &ops.flush_chains {
+            s.cmd(&format!("flush chain {t} {c}"));
+        }
+        for (c, rules) in &ops.rules {
+            for r in rules {
+                s.cmd(&format!("add rule {t} {c} {r}"));
+            }
+        }
+        let mut dels: BTreeMap<MapId, Vec<String>> = BTreeMap::new();
+        let mut adds: BTreeMap<MapId, Vec<String>> = BTreeMap::new();
+        let mut touched: Vec<(&(MapId, String), &Effective)> = ops.touched.iter().collect();
+        touched.sort();
+        for (k, before) in touched {
+            let after = state.elems.effective(k);
+            if *before == after {
+                continue;
+            }
+            if before.is_some() {
+                dels.entry(k.0).or_default().push(k.1.clone());
+            }
+            if let Some(v) = after {
+                adds.entry(k.0).or_default().push(element_text(k.0, &k.1, v.as_deref()));
+            }
+        }
+        for (m, items) in &dels {
+            s.elements("delete", &t, *m, items);
+        }
+        for (m, items) in &adds {
+            s.elements("add", &t, *m, items);
+        }
+        for c in &ops.del_chains {
+            s.cmd(&format!("delete chain {t} {c}"));
+        }
+        for name in &ops.del_sets {
+            s.cmd(&format!("delete set {t} {name}"));
+        }
+        s
+    }
+
+    fn stats(&self, state: &State, full: bool, statements: usize, services: usize, deletions: usize) -> SyncStats {
+        let (base_rules, base_chains) = render::base_counts(&self.cfg);
+        let mut rules = base_rules;
+        let mut chains = base_chains;
+        let mut endpoints = 0;
+        for s in state.all() {
+            rules += s.frag.rule_count();
+            chains += s.frag.chains.len();
+            endpoints += s.frag.reachable.len();
+        }
+        SyncStats {
+            full,
+            duration: Duration::ZERO,
+            nft_duration: Duration::ZERO,
+            statements,
+            services,
+            endpoints,
+            changed_services: if full { services } else { 0 },
+            rules,
+            chains,
+            conntrack_deletions: deletions,
+        }
+    }
+
+    /// Deletes stale UDP conntrack entries; failures are logged, never fatal.
+    fn conntrack_cleanup(&self, jobs: &[CtJob]) -> usize {
+        let mut done = 0;
+        let mut seen: HashSet<&CtJob> = HashSet::new();
+        for job in jobs {
+            if !seen.insert(job) {
+                continue;
+            }
+            let args = job.args();
+            let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            match exec::run(&self.cfg.conntrack, &argv, None, self.cfg.netns.as_deref()) {
+                Ok(out) => {
+                    let stderr = String::from_utf8_lossy(&out.stderr);
+                    // conntrack exits 1 when nothing matched ("0 flow entries have been deleted").
+                    if out.status.success() || stderr.contains("0 flow entries") {
+                        done += 1;
+                    } else {
+                        tracing::warn!(args = ?args, stderr = %stderr.trim(), "conntrack cleanup failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, conntrack = %self.cfg.conntrack.display(), "cannot run conntrack");
+                    break;
+                }
+            }
+        }
+        done
+    }
+}
+
+/// The transaction a full sync of `desired` sends (pure; for tests and debugging).
+pub fn render_full(cfg: &ProxyConfig, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> String {
+    build_full(cfg, desired).2.text
+}
+
+fn build_full(cfg: &ProxyConfig, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> (State, Groups, Script) {
+    let mut groups = Groups::default();
+    let mut state = State { generation: 1, ..State::default() };
+    // (hash, index in bucket) in desired order, for a deterministic script.
+    let mut order: Vec<(u64, usize)> = Vec::with_capacity(desired.len());
+    for (info, eps) in desired {
+        let h = identity_hash(info);
+        let bucket = state.services.entry(h).or_default();
+        if bucket.iter().any(|s| same_identity(&s.info, info)) {
+            continue;
+        }
+        let frag = render::compile(cfg, info, eps, None, &mut groups);
+        let owner = state.next_owner;
+        state.next_owner += 1;
+        for (m, k, v) in &frag.elements {
+            state.elems.insert(owner, (*m, k.clone()), v.clone());
+        }
+        order.push((h, bucket.len()));
+        bucket.push(SvcState { generation: 1, owner, info: info.clone(), eps: eps.clone(), frag });
+    }
+    let frags = order.iter().filter_map(|(h, i)| state.services.get(h).and_then(|b| b.get(*i)).map(|s| &s.frag));
+    let script = render::full_script(cfg, frags, &state.elems.by_map());
+    (state, groups, script)
+}
+
+fn release_groups(groups: &mut Groups, old: &Fragment, new: Option<&Fragment>) {
+    for g in &old.groups {
+        if !new.is_some_and(|n| n.groups.iter().any(|ng| ng.id == g.id)) {
+            groups.release(g.id);
+        }
+    }
+}
+
+/// Records the changes from `old` to `new` for one owner; returns whether anything changed.
+fn diff_fragment(
+    elems: &mut ElemStore,
+    owner: u32,
+    old: Option<&Fragment>,
+    new: Option<&Fragment>,
+    ops: &mut Ops,
+) -> bool {
+    let empty = Fragment::default();
+    let old = old.unwrap_or(&empty);
+    let new = new.unwrap_or(&empty);
+    let mut changed = false;
+
+    let old_chains: HashMap<&str, &Vec<String>> = old.chains.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let new_names: HashSet<&str> = new.chains.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, rules) in &new.chains {
+        match old_chains.get(name.as_str()) {
+            None => {
+                ops.add_chains.push(name.clone());
+                ops.rules.push((name.clone(), rules.clone()));
+                changed = true;
+            }
+            Some(r) if *r != rules => {
+                ops.flush_chains.push(name.clone());
+                ops.rules.push((name.clone(), rules.clone()));
+                changed = true;
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, _) in &old.chains {
+        if !new_names.contains(name.as_str()) {
+            ops.flush_chains.push(name.clone());
+            ops.del_chains.push(name.clone());
+            changed = true;
+        }
+    }
+
+    let old_sets: HashSet<&str> = old.affinity_sets.iter().map(|(n, _)| n.as_str()).collect();
+    let new_sets: HashSet<&str> = new.affinity_sets.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, timeout) in &new.affinity_sets {
+        if !old_sets.contains(name.as_str()) {
+            ops.add_sets.push((name.clone(), *timeout));
+            changed = true;
+        }
+    }
+    for (name, _) in &old.affinity_sets {
+        if !new_sets.contains(name.as_str()) {
+            ops.del_sets.push(name.clone());
+            changed = true;
+        }
+    }
+
+    let old_elems: HashMap<(MapId, &str), &Option<String>> =
+        old.elements.iter().map(|(m, k, v)| ((*m, k.as_str()), v)).collect();
+    let new_elems: HashSet<(MapId, &str)> = new.elements.iter().map(|(m, k, _)| (*m, k.as_str())).collect();
+    for (m, k, _) in &old.elements {
+        if !new_elems.contains(&(*m, k.as_str())) {
+            let key = (*m, k.clone());
+            let before = elems.effective(&key);
+            ops.touched.entry(key.clone()).or_insert(before);
+            elems.remove(owner, &key);
+            changed = true;
+        }
+    }
+    for (m, k, v) in &new.elements {
+        if old_elems.get(&(*m, k.as_str())).is_some_and(|ov| *ov == v) {
+            continue;
+        }
+        let key = (*m, k.clone());
+        let before = elems.effective(&key);
+        ops.touched.entry(key.clone()).or_insert(before);
+        elems.insert(owner, key, v.clone());
+        changed = true;
+    }
+    changed
+}

@@ -1,0 +1,159 @@
+//! The Service data plane (issue 5) and the lesson's Services end to end, in a
+//! network-namespace sandbox with `rkube up`: ClusterIP load balancing from a
+//! pod and from the node, ClientIP session affinity, multi-port, NodePort from
+//! outside the cluster, refusal without endpoints, scaling, and Services by DNS
+//! name. Needs root.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use testkit::{manifest, Kubectl, Sandbox, SandboxNode};
+
+struct Cluster {
+    node: SandboxNode,
+    sandbox: Sandbox,
+}
+
+fn cluster() -> Option<Cluster> {
+    if let Some(why) = testkit::sandbox_unavailable() {
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let sandbox = Sandbox::new(1).expect("sandbox");
+    let node = sandbox
+        .start_rkube(std::path::Path::new(env!("CARGO_BIN_EXE_rkube")), 1, &["--node-name", "node1"])
+        .expect("rkube up");
+    Some(Cluster { node, sandbox })
+}
+
+/// `Hostname: <pod>` of a myweb answer.
+fn hostname(answer: &str) -> Option<String> {
+    answer.lines().find_map(|l| l.strip_prefix("Hostname: ")).map(|h| h.trim().to_string())
+}
+
+impl Cluster {
+    fn k(&self) -> Kubectl {
+        self.node.kubectl()
+    }
+    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out after {timeout:?} waiting for {what}\n{}", self.node.logs_tail(40));
+    }
+    fn ready(&self, n: usize) {
+        let k = self.k();
+        self.wait(&format!("{n} ready pods"), Duration::from_secs(60), || {
+            k.ok([
+                "get",
+                "pods",
+                "-l",
+                "app=mynapp-rs",
+                "-o",
+                r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
+            ])
+            .lines()
+            .filter(|l| *l == "True")
+            .count()
+                == n
+        });
+    }
+    /// Hostnames answering `n` requests to `url` from the tools pod (one curl per request).
+    fn hostnames_via_pod(&self, url: &str, n: usize) -> Vec<String> {
+        let script = format!("for i in $(seq {n}); do curl -sk --max-time 2 {url}; done");
+        let out = self.k().ok(["exec", "tools", "--", "sh", "-c", &script]);
+        out.split("Message:").filter_map(hostname).collect()
+    }
+    fn curl_in(&self, netns: &str, url: &str) -> testkit::Output {
+        self.sandbox.exec(netns, "curl", ["-sk", "--max-time", "3", url]).expect("curl")
+    }
+}
+
+#[test]
+fn lesson_services_load_balance_and_reach_from_outside() {
+    let Some(c) = cluster() else { return };
+    let k = c.k();
+    for f in [
+        "mynapp-svc.yml",
+        "mynapp-rs.yml",
+        "mynapp-svc-session-affinity.yml",
+        "mynapp-svc-multiport.yml",
+        "mynapp-svc-ext-nodeport.yml",
+    ] {
+        k.ok(["create", "-f", manifest(f).to_str().unwrap()]);
+    }
+    k.ok(["run", "tools", "--image=nicolaka/netshoot", "--", "sleep", "3600"]);
+    c.ready(3);
+    c.wait("tools running", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "tools", "--no-headers"]).contains("Running")
+    });
+    let pods: HashSet<String> = k
+        .ok(["get", "pods", "-l", "app=mynapp-rs", "-o", "jsonpath={.items[*].metadata.name}"])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let ep = k.ok(["get", "endpoints", "mynapp-svc", "--no-headers"]);
+    assert_eq!(ep.split_whitespace().nth(1).map(|e| e.split(',').count()), Some(3), "{ep}");
+
+    // ClusterIP from a pod: every pod answers over 100 requests.
+    let ip = k.ok(["get", "svc", "mynapp-svc", "-o", "jsonpath={.spec.clusterIP}"]);
+    let seen: HashSet<String> = c.hostnames_via_pod(&format!("http://{ip}/"), 100).into_iter().collect();
+    assert_eq!(seen, pods, "load balanced over all pods from a pod");
+    // ... and from the node itself.
+    let mut from_node = HashSet::new();
+    for _ in 0..60 {
+        let out = c.curl_in(c.sandbox.node_netns(1), &format!("http://{ip}/"));
+        from_node.extend(hostname(&out.stdout));
+    }
+    assert_eq!(from_node, pods, "load balanced over all pods from the node");
+    // By DNS name, as the lesson does.
+    let by_name = c.hostnames_via_pod("http://mynapp-svc.default.svc.cluster.local/", 3);
+    assert_eq!(by_name.len(), 3, "curl by service name");
+
+    // Session affinity: one client stays on one pod.
+    let aff = k.ok(["get", "svc", "mynapp-svc-ses-aff", "-o", "jsonpath={.spec.clusterIP}"]);
+    let stuck: HashSet<String> = c.hostnames_via_pod(&format!("http://{aff}/"), 50).into_iter().collect();
+    assert_eq!(stuck.len(), 1, "ClientIP affinity: {stuck:?}");
+
+    // Multi-port: both ports of one Service.
+    let mp = k.ok(["get", "svc", "mynapp-svc-mp", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(c.hostnames_via_pod(&format!("http://{mp}:80/"), 3).len(), 3);
+    assert_eq!(c.hostnames_via_pod(&format!("https://{mp}:443/"), 3).len(), 3);
+
+    // NodePort from outside the cluster (the client namespace on the LAN).
+    let node_ip = c.sandbox.node_ip(1);
+    let mut outside = HashSet::new();
+    for _ in 0..40 {
+        let out = c.curl_in(c.sandbox.client_netns(), &format!("http://{node_ip}:31111/"));
+        outside.extend(hostname(&out.stdout));
+    }
+    assert_eq!(outside, pods, "NodePort reaches every pod from outside");
+
+    // Scaling: the rules follow.
+    k.ok(["scale", "rs", "mynapp-rs", "--replicas=5"]);
+    c.ready(5);
+    let t = Instant::now();
+    c.wait("5 backends", Duration::from_secs(20), || {
+        let seen: HashSet<String> = c.hostnames_via_pod(&format!("http://{ip}/"), 40).into_iter().collect();
+        seen.len() == 5
+    });
+    eprintln!("5 backends reachable {:?} after all pods were Ready", t.elapsed());
+
+    // A Service with no endpoints refuses at once.
+    let empty = "apiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec:\n  selector: {app: nothing}\n  ports:\n  - port: 80\n";
+    k.ok_with_stdin(["create", "-f", "-"], empty);
+    let eip = k.ok(["get", "svc", "empty", "-o", "jsonpath={.spec.clusterIP}"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let out = k.run(["exec", "tools", "--", "curl", "-s", "--max-time", "5", &format!("http://{eip}/")]);
+    assert_eq!(out.status.code(), Some(7), "connection refused, not a timeout: {}", out.stderr);
+    assert!(t.elapsed() < Duration::from_secs(3));
+
+    // DNS to the node-local cache is not tracked by conntrack.
+    k.ok(["exec", "tools", "--", "dig", "+short", "mynapp-svc.default.svc.cluster.local"]);
+    let ct = c.sandbox.exec(c.sandbox.node_netns(1), "conntrack", ["-L", "-d", "169.254.20.10"]).expect("conntrack");
+    assert!(!ct.stdout.contains("dport=53"), "conntrack entries for the node-local DNS:\n{}", ct.stdout);
+}
