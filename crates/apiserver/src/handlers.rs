@@ -438,6 +438,14 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
                         Some(Err(_)) => return,
                         Some(Ok(ev)) => {
                             last_rev = ev.revision();
+                            // Plain JSON without selectors: splice the stored bytes.
+                            let raw = if table.is_none() { watch::raw_line(&ev, &filter) } else { None };
+                            if let Some(line) = raw {
+                                if tx.send(Bytes::from(line)).await.is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
                             match watch::translate(&ev, &filter) {
                                 Ok(Some((t, obj))) => watch::event_line(t, &render(obj)),
                                 Ok(None) => continue,
