@@ -157,3 +157,48 @@ fn lesson_services_load_balance_and_reach_from_outside() {
     let ct = c.sandbox.exec(c.sandbox.node_netns(1), "conntrack", ["-L", "-d", "169.254.20.10"]).expect("conntrack");
     assert!(!ct.stdout.contains("dport=53"), "conntrack entries for the node-local DNS:\n{}", ct.stdout);
 }
+
+#[test]
+fn udp_client_ip_preservation_and_hairpin() {
+    let Some(c) = cluster() else { return };
+    let k = c.k();
+    let netexec = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: netexec\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {app: netexec}\n  template:\n    metadata:\n      labels: {app: netexec}\n    spec:\n      containers:\n      - name: netexec\n        image: registry.k8s.io/e2e-test-images/agnhost:2.52\n        args: [\"netexec\", \"--http-port=8080\", \"--udp-port=8081\"]\n        ports:\n        - {name: http, containerPort: 8080}\n        - {name: udp, containerPort: 8081, protocol: UDP}\n";
+    k.ok_with_stdin(["create", "-f", "-"], netexec);
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: netexec\nspec:\n  type: NodePort\n  externalTrafficPolicy: Local\n  selector: {app: netexec}\n  ports:\n  - {name: http, port: 80, targetPort: http, nodePort: 30080}\n  - {name: udp, port: 81, targetPort: udp, protocol: UDP}\n";
+    k.ok_with_stdin(["create", "-f", "-"], svc);
+    c.wait("2 netexec pods ready", Duration::from_secs(60), || {
+        k.ok(["get", "endpoints", "netexec", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]).split_whitespace().count()
+            == 2
+    });
+    let ip = k.ok(["get", "svc", "netexec", "-o", "jsonpath={.spec.clusterIP}"]);
+    let pods: Vec<String> = k
+        .ok(["get", "pods", "-l", "app=netexec", "-o", "jsonpath={.items[*].metadata.name}"])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+
+    // externalTrafficPolicy: Local keeps the client's own address.
+    let node_ip = c.sandbox.node_ip(1);
+    let mut answered = false;
+    for _ in 0..20 {
+        let out = c.curl_in(c.sandbox.client_netns(), &format!("http://{node_ip}:30080/clientip"));
+        if !out.stdout.is_empty() {
+            assert!(out.stdout.starts_with("192.168.122.100:"), "client IP preserved: {}", out.stdout);
+            answered = true;
+        }
+    }
+    assert!(answered, "the NodePort answered");
+
+    // UDP through the ClusterIP (agnhost answers `hostname` over UDP).
+    let script = format!("exec 3<>/dev/udp/{ip}/81; echo hostname >&3; timeout 3 dd bs=256 count=1 status=none <&3");
+    let out = c.sandbox.exec(c.sandbox.node_netns(1), "bash", ["-c", &script]).expect("bash");
+    assert!(pods.iter().any(|p| out.stdout.contains(p.as_str())), "UDP answer {:?} names a pod", out.stdout);
+
+    // Hairpin: a pod reaching its own Service also lands on itself, and works.
+    let me = &pods[0];
+    let loop_ = format!("for i in $(seq 30); do curl -s --max-time 2 http://{ip}/hostname; echo; done");
+    let out = k.ok(["exec", me, "--", "sh", "-c", &loop_]);
+    let answers: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(answers.len(), 30, "every request answered: {out}");
+    assert!(answers.contains(&me.as_str()), "some requests reach the pod itself: {out}");
+}
