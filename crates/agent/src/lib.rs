@@ -122,7 +122,19 @@ impl Agent {
                 Ok(t) => tasks.extend(t),
                 // Pods keep resolving through their second nameserver (the
                 // cluster DNS Service); say loudly that the cache is missing.
-                Err(e) => tracing::error!(error = %e, addr = %nl.addr, "node-local DNS cache not started"),
+                Err(e) => {
+                    tracing::error!(error = %e, addr = %nl.addr, "node-local DNS cache not started");
+                    node::warn_event(
+                        &client,
+                        &cfg,
+                        "NodeLocalDNSUnavailable",
+                        &format!(
+                            "node-local DNS cache on {}:53 not started: {e}; pods fall back to the cluster DNS Service",
+                            nl.addr
+                        ),
+                    )
+                    .await;
+                }
             }
         }
         let (c, k) = (client.clone(), cfg.clone());

@@ -139,3 +139,21 @@ pub async fn pod_cidr(client: &kube::Client, cfg: &AgentConfig) -> Result<Option
     let node = api.get(&cfg.node_name).await?;
     Ok(node.spec.and_then(|s| s.pod_cidr).and_then(|c| c.parse().ok()))
 }
+
+/// A Warning Event about this Node (what `kubectl describe node` shows).
+pub async fn warn_event(client: &kube::Client, cfg: &AgentConfig, reason: &str, message: &str) {
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let now = now();
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": { "generateName": format!("{}.", cfg.node_name), "namespace": "default" },
+        "involvedObject": { "kind": "Node", "name": cfg.node_name, "uid": cfg.node_name, "apiVersion": "v1" },
+        "reason": reason, "message": message, "type": "Warning",
+        "source": { "component": "rkube-agent", "host": cfg.node_name },
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    let Ok(ev) = serde_json::from_value(ev) else { return };
+    if let Err(e) = api.create(&PostParams::default(), &ev).await {
+        tracing::warn!(error = %e, reason, "could not record node event");
+    }
+}

@@ -413,7 +413,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) dir=$2; shift 2;;
     --port) port=$2; shift 2;;
-    --bind-address|--advertise-address) shift 2;;
+    --bind-address|--advertise-address|--dns-port|--dns-metrics-port) shift 2;;
     *) echo "unknown flag $1" >&2; exit 2;;
   esac
 done
