@@ -482,8 +482,11 @@ impl PodWorker {
             argv,
             env,
             working_dir: c.working_dir.clone().map(PathBuf::from),
-            memory_limit: limits.get("memory").and_then(|q| parse_quantity(&q.0)).map(|v| v as u64),
-            cpu_limit_millis: limits.get("cpu").and_then(|q| parse_quantity(&q.0)).map(|v| (v * 1000.0) as u64),
+            memory_limit: limits.get("memory").and_then(|q| apimachinery::quantity::parse(&q.0)).map(|v| v as u64),
+            cpu_limit_millis: limits
+                .get("cpu")
+                .and_then(|q| apimachinery::quantity::parse(&q.0))
+                .map(|v| (v * 1000.0) as u64),
             log_path,
         };
         self.shared.runtime.start_container(sandbox, &spec).await.map_err(|e| e.to_string())
@@ -678,28 +681,6 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// A Kubernetes quantity as a number (`128Mi` -> 134217728, `500m` -> 0.5).
-pub fn parse_quantity(q: &str) -> Option<f64> {
-    let q = q.trim();
-    let split = q.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+')).unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
 /// Where a container's log for one run is kept.
 pub fn container_log_path(data_dir: &std::path::Path, uid: &str, container: &str, restart: i32) -> PathBuf {
     data_dir.join("logs").join(uid).join(container).join(format!("{restart}.log"))
@@ -713,13 +694,5 @@ mod tests {
     fn expands_like_kubelet() {
         let vars = BTreeMap::from([("A".to_string(), "x".to_string())]);
         assert_eq!(expand("$(A)-$(B)-$$(A)-$", &vars), "x-$(B)-$(A)-$");
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity("128Mi"), Some(134217728.0));
-        assert_eq!(parse_quantity("500m"), Some(0.5));
-        assert_eq!(parse_quantity("2"), Some(2.0));
-        assert_eq!(parse_quantity("1Zz"), None);
     }
 }

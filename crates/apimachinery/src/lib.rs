@@ -9,6 +9,7 @@ pub mod allocator;
 pub mod field;
 pub mod names;
 pub mod protobuf;
+pub mod quantity;
 pub mod selector;
 pub mod service;
 pub mod strategic_merge;

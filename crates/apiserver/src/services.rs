@@ -68,6 +68,20 @@ fn to_value(svc: &Service) -> Result<Value, Errors> {
     serde_json::to_value(svc).map_err(|e| vec![FieldError::internal("spec", e.to_string())])
 }
 
+/// The typed Service back into the request's object; a failure gives back what was taken.
+fn write_back(svc: &Service, obj: &mut Value, alloc: Allocation) -> Result<Allocation, Errors> {
+    match to_value(svc) {
+        Ok(v) => {
+            *obj = v;
+            Ok(alloc)
+        }
+        Err(e) => {
+            alloc.release();
+            Err(e)
+        }
+    }
+}
+
 fn alloc_errors(e: AllocateError) -> Errors {
     match e {
         AllocateError::Invalid(errs) => errs,
@@ -112,16 +126,7 @@ impl ServiceAllocator {
         let taken = rules::allocate_create(&mut svc, ips, ports).map_err(alloc_errors)?;
         drop(pools);
         let alloc = Allocation { pools: Some(self.pools.clone()), taken, freed: Default::default() };
-        match to_value(&svc) {
-            Ok(v) => {
-                *obj = v;
-                Ok(alloc)
-            }
-            Err(e) => {
-                alloc.release();
-                Err(e)
-            }
-        }
+        write_back(&svc, obj, alloc)
     }
 
     /// Update: keep allocated values, allocate/release on type and port changes, validate.
@@ -140,16 +145,7 @@ impl ServiceAllocator {
             alloc.release();
             return Err(errs);
         }
-        match to_value(&svc) {
-            Ok(v) => {
-                *obj = v;
-                Ok(alloc)
-            }
-            Err(e) => {
-                alloc.release();
-                Err(e)
-            }
-        }
+        write_back(&svc, obj, alloc)
     }
 
     /// A Service was deleted: free its IP and ports.

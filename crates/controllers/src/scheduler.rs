@@ -17,7 +17,6 @@ use crate::{metrics, util, Ctx, SyncError};
 use k8s_openapi::api::core::v1::{
     Binding, Node, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference, Pod, Taint, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -203,33 +202,6 @@ fn affinity_matches(pod: &Pod, node: &Node) -> bool {
     }
 }
 
-/// A quantity in base units (cores, bytes), e.g. `500m` = 0.5, `1Gi` = 2^30.
-fn parse_quantity(q: &Quantity) -> Option<f64> {
-    let s = q.0.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
 /// A pod's effective request of `resource` (sum of containers, at least the
 /// largest init container).
 fn pod_request(pod: &Pod, resource: &str) -> f64 {
@@ -239,7 +211,7 @@ fn pod_request(pod: &Pod, resource: &str) -> f64 {
             .as_ref()
             .and_then(|r| r.requests.as_ref())
             .and_then(|r| r.get(resource))
-            .and_then(parse_quantity)
+            .and_then(apimachinery::quantity::value)
             .unwrap_or(0.0)
     };
     let sum: f64 = spec.containers.iter().map(req).sum();
@@ -330,7 +302,7 @@ impl Scheduler {
         }
         // NodeResourcesFit.
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
-        if let Some(max) = allocatable.get("pods").and_then(parse_quantity) {
+        if let Some(max) = allocatable.get("pods").and_then(apimachinery::quantity::value) {
             if (pods.len() + extra + 1) as f64 > max {
                 return Some(REASON_TOO_MANY_PODS.into());
             }
@@ -341,7 +313,7 @@ impl Scheduler {
             if want <= 0.0 {
                 continue;
             }
-            let Some(have) = allocatable.get(res).and_then(parse_quantity) else { continue };
+            let Some(have) = allocatable.get(res).and_then(apimachinery::quantity::value) else { continue };
             let used: f64 = pods.iter().map(|p| pod_request(p, res)).sum();
             if used + want > have {
                 insufficient.push(format!("Insufficient {res}"));
@@ -559,14 +531,5 @@ mod tests {
             fit_error(2, &reasons, 0),
             "0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
         );
-    }
-
-    #[test]
-    fn quantities() {
-        assert_eq!(parse_quantity(&Quantity("500m".into())), Some(0.5));
-        assert_eq!(parse_quantity(&Quantity("1Gi".into())), Some(1073741824.0));
-        assert_eq!(parse_quantity(&Quantity("110".into())), Some(110.0));
-        assert_eq!(parse_quantity(&Quantity("1e3".into())), Some(1000.0));
-        assert_eq!(parse_quantity(&Quantity("x".into())), None);
     }
 }
