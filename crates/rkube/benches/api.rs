@@ -67,7 +67,9 @@ async fn main() {
     let store_list = t.elapsed();
     assert_eq!(l.kvs.len(), n);
 
-    let server = TestServer::start(env!("CARGO_BIN_EXE_rkube")).expect("rkube server");
+    // The API server alone: controllers would add their own writes (an
+    // Endpoints and an EndpointSlice per Service) to what is measured.
+    let server = TestServer::start_with_args(env!("CARGO_BIN_EXE_rkube"), &["--api-only"]).expect("rkube server");
     let client = controllers::client_from_kubeconfig(&server.kubeconfig_path()).await.expect("client");
     let api: Api<Service> = Api::namespaced(client.clone(), "default");
 

@@ -116,6 +116,10 @@ pub struct ServerArgs {
     /// Pod network of the cluster; each node gets a /24 of it.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Net,
+    /// Run the API server alone: no controllers and no cluster DNS (to measure or
+    /// debug the API server by itself).
+    #[arg(long)]
+    pub api_only: bool,
     /// How often old revisions are compacted (e.g. `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub compaction_interval: std::time::Duration,

@@ -92,11 +92,21 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         args.data_dir.display()
     );
     let api = apiserver::ApiServer::start(cfg, store).await.map_err(|e| e.to_string())?;
+    if args.api_only && node.is_some() {
+        return Err("--api-only runs no controllers, so it cannot run a node: use `rkube server --api-only`".into());
+    }
     let controller_cfg = controllers::ControllerConfig { cluster_cidr: args.cluster_cidr, ..Default::default() };
-    let controllers = controllers::start_with(&api.kubeconfig, controller_cfg)
-        .await
-        .map_err(|e| format!("starting controllers: {e}"))?;
-    let dns_server = start_cluster_dns(&args, advertise, &api.kubeconfig).await?;
+    let controllers = if args.api_only {
+        None
+    } else {
+        Some(
+            controllers::start_with(&api.kubeconfig, controller_cfg)
+                .await
+                .map_err(|e| format!("starting controllers: {e}"))?,
+        )
+    };
+    let dns_server =
+        if args.api_only { None } else { Some(start_cluster_dns(&args, advertise, &api.kubeconfig).await?) };
     let agent = match node {
         None => None,
         Some(node) => {
@@ -132,9 +142,13 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
     if let Some(a) = agent {
         a.shutdown().await;
     }
-    controllers.shutdown().await;
-    dns_server.1.abort();
-    drop(dns_server);
+    if let Some(c) = controllers {
+        c.shutdown().await;
+    }
+    if let Some((server, watcher)) = dns_server {
+        watcher.abort();
+        drop(server);
+    }
     api.shutdown().await;
     eprintln!("{what}: stopped");
     Ok(())
