@@ -122,6 +122,23 @@ fn lesson_replicaset_runs_reachable_pods_and_scales() {
     c.on_node("curl", &["-s", "--max-time", "5", &format!("http://{}:8080/", c.ready_pods("app=mynapp-rs")[0].1)]);
     let logs = k.ok(["logs", pod]);
     assert!(logs.contains("Received Request From"), "{logs}");
+    // `logs -f` streams new lines as they are written.
+    let mut follow = k.spawn(["logs", "-f", "--tail", "0", pod]);
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let pod_ip = c.ready_pods("app=mynapp-rs").into_iter().find(|(n, _)| n == pod).map(|(_, ip)| ip).expect("pod ip");
+    c.on_node("curl", &["-s", "--max-time", "5", &format!("http://{pod_ip}:8080/followed")]);
+    let line = rx.recv_timeout(Duration::from_secs(10));
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(line.is_ok(), "logs -f printed the new request's log line");
     let ts = k.ok(["logs", pod, "--timestamps", "--tail", "1"]);
     assert_eq!(ts.lines().count(), 1, "{ts}");
     assert!(ts.starts_with("20"), "{ts}");
