@@ -40,6 +40,9 @@ pub struct AgentConfig {
     pub tls_key_pem: String,
     /// Bearer token the API server presents to the agent.
     pub token: String,
+    /// SHA-256 of a self-signed serving certificate, published on the Node so
+    /// the API server can pin it (agents without access to the cluster CA).
+    pub serving_cert_pin: Option<String>,
     /// The node-local DNS cache, if this agent runs one.
     pub node_local_dns: Option<NodeLocalDns>,
     /// The Service data plane of this node.

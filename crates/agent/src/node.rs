@@ -79,10 +79,15 @@ pub async fn register(client: &kube::Client, cfg: &AgentConfig) -> Result<(), ku
         "kubernetes.io/os": "linux",
         "kubernetes.io/arch": if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH },
     });
+    // The API server pins a self-signed serving certificate by this annotation.
+    let annotations = match &cfg.serving_cert_pin {
+        Some(pin) => json!({ "rkube.io/serving-cert-sha256": pin }),
+        None => json!({ "rkube.io/serving-cert-sha256": null }),
+    };
     if api.get_opt(&cfg.node_name).await?.is_none() {
         let node: Node = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Node",
-            "metadata": { "name": cfg.node_name, "labels": labels },
+            "metadata": { "name": cfg.node_name, "labels": labels, "annotations": cfg.serving_cert_pin.as_ref().map(|p| json!({ "rkube.io/serving-cert-sha256": p })) },
         }))
         .map_err(kube::Error::SerdeError)?;
         match api.create(&PostParams::default(), &node).await {
@@ -91,8 +96,8 @@ pub async fn register(client: &kube::Client, cfg: &AgentConfig) -> Result<(), ku
             Err(e) => return Err(e),
         }
     } else {
-        api.patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(json!({ "metadata": { "labels": labels } })))
-            .await?;
+        let patch = json!({ "metadata": { "labels": labels, "annotations": annotations } });
+        api.patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     }
     report(client, cfg, true).await
 }

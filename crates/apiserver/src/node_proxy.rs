@@ -27,12 +27,20 @@ pub struct NodeClient {
 
 const KUBELET_DEFAULT_PORT: u16 = 10250;
 
+/// Node annotation with the SHA-256 of a self-signed agent serving certificate
+/// (agents that joined from another machine cannot get one signed by the CA).
+pub const SERVING_CERT_PIN: &str = "rkube.io/serving-cert-sha256";
+
+/// Where and how to reach a pod's node agent.
+struct Target {
+    address: String,
+    port: u16,
+    container: String,
+    pin: Option<String>,
+}
+
 /// Where the pod runs: (node address, kubelet port, container name).
-async fn locate(
-    reg: &Registry,
-    rr: &ResourceRequest,
-    container: Option<&str>,
-) -> Result<(String, u16, String), ApiError> {
+async fn locate(reg: &Registry, rr: &ResourceRequest, container: Option<&str>) -> Result<Target, ApiError> {
     let pods = rr.resource;
     let name = rr.name.as_deref().unwrap_or_default();
     let pod = reg.get(pods, rr.namespace.as_deref(), name).await?.object;
@@ -84,21 +92,31 @@ async fn locate(
         .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p != 0)
         .unwrap_or(KUBELET_DEFAULT_PORT);
-    Ok((address, port, container))
+    let pin = node
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(SERVING_CERT_PIN))
+        .and_then(Value::as_str)
+        .map(String::from);
+    Ok(Target { address, port, container, pin })
 }
 
 async fn connect(
     nc: &NodeClient,
     address: &str,
     port: u16,
+    pin: Option<&str>,
 ) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
     let unreachable = |e: String| ApiError::new(502, "InternalError", format!("error dialing backend: {e}"));
+    let tls_config = match pin {
+        Some(p) => crate::tls::pinned_client_config(p).map_err(|e| unreachable(e.to_string()))?,
+        None => nc.tls.clone(),
+    };
     let tcp = tokio::net::TcpStream::connect((address, port))
         .await
         .map_err(|e| unreachable(format!("dial tcp {address}:{port}: {e}")))?;
     let server_name =
         rustls_pki_types::ServerName::try_from(address.to_string()).map_err(|e| unreachable(e.to_string()))?;
-    let tls = tokio_rustls::TlsConnector::from(nc.tls.clone())
+    let tls = tokio_rustls::TlsConnector::from(tls_config)
         .connect(server_name, tcp)
         .await
         .map_err(|e| unreachable(format!("tls: {e}")))?;
@@ -122,7 +140,7 @@ pub async fn forward(
     let query = req.uri().query().unwrap_or("").to_string();
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let container = params.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
-    let (address, port, container) = locate(reg, rr, container).await?;
+    let Target { address, port, container, pin } = locate(reg, rr, container).await?;
     let ns = rr.namespace.as_deref().unwrap_or("default");
     let name = rr.name.as_deref().unwrap_or_default();
     let path = match rr.subresource.as_deref() {
@@ -130,7 +148,7 @@ pub async fn forward(
         Some("exec") => format!("/exec/{ns}/{name}/{container}"),
         _ => return Err(ApiError::path_not_found()),
     };
-    let mut sender = connect(nc, &address, port).await?;
+    let mut sender = connect(nc, &address, port, pin.as_deref()).await?;
     let mut out = Request::builder().method(req.method()).uri(format!("{path}?{query}"));
     for h in [
         http::header::UPGRADE,

@@ -155,3 +155,85 @@ pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Resul
     write(&dir.join("apiserver.key"), &key, true)?;
     Ok(Certs { ca_pem, server_config: server_config(&cert, &key)? })
 }
+
+/// Hex SHA-256 of a certificate's DER: how a node agent's self-signed serving
+/// certificate is pinned in its Node object.
+pub fn sha256_hex(der: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A self-signed serving certificate for a node agent that joins from another
+/// machine (it cannot reach the CA key): (certificate PEM, key PEM, SHA-256 pin).
+pub fn self_signed_node_cert(node_name: &str, ips: &[IpAddr]) -> Result<(String, String, String), TlsError> {
+    let gen = |what| move |source| TlsError::Generate { what, source };
+    let mut params = CertificateParams::new(vec![node_name.to_string()]).map_err(gen("node SAN"))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("system:node:{node_name}"));
+    params.distinguished_name = dn;
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2124, 1, 1);
+    for ip in ips {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    let key = KeyPair::generate().map_err(gen("node key"))?;
+    let cert = params.self_signed(&key).map_err(gen("node certificate"))?;
+    Ok((cert.pem(), key.serialize_pem(), sha256_hex(cert.der())))
+}
+
+/// Accepts exactly the certificate whose SHA-256 is pinned, with the usual
+/// handshake signature checks.
+#[derive(Debug)]
+struct Pinned {
+    sha256: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if sha256_hex(end_entity.as_ref()) == self.sha256 {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A client configuration that trusts one pinned certificate (API server ->
+/// a node agent that joined with a self-signed serving certificate).
+pub fn pinned_client_config(sha256: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Pinned { sha256: sha256.to_string(), provider: provider.clone() });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

@@ -31,6 +31,8 @@ pub enum Command {
     Up(UpArgs),
     /// Start the control plane: API server and controllers.
     Server(ServerArgs),
+    /// Start a node agent that joins an existing cluster (`rkube server` or `rkube up`).
+    Agent(AgentArgs),
     /// Print the rkube and Kubernetes versions.
     Version,
     /// Run a built-in image's program (used inside pods).
@@ -74,6 +76,41 @@ pub struct NodeArgs {
     /// Bridge the pods are attached to.
     #[arg(long, default_value = "rkube0")]
     pub bridge: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// URL of the API server, e.g. https://192.168.122.11:6443.
+    #[arg(long)]
+    pub server: String,
+    /// Token to join with: the server's `<data-dir>/admin.token`.
+    #[arg(long, env = "RKUBE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The cluster CA to trust for the API server: the server's `<data-dir>/pki/ca.crt`.
+    #[arg(long)]
+    pub ca_file: PathBuf,
+    /// Where the agent keeps its state (pod IPs, logs).
+    #[arg(long, default_value = "/var/lib/rkube-agent", env = "RKUBE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// This node's address on the nodes' network
+    /// [default: the first non-loopback IPv4 address of this host].
+    #[arg(long)]
+    pub node_ip: Option<std::net::Ipv4Addr>,
+    /// Range of ClusterIPs (as given to the server).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: Ipv4Net,
+    /// Pod network of the cluster (as given to the server).
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Ipv4Net,
+    /// DNS servers for names outside the cluster, `IP[:PORT],...`
+    /// [default: the nameservers of this host's /etc/resolv.conf].
+    #[arg(long, value_delimiter = ',', value_parser = parse_dns_server)]
+    pub upstream_dns: Vec<std::net::SocketAddr>,
+    /// DNS domain of the cluster.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    #[command(flatten)]
+    pub node: NodeArgs,
 }
 
 #[derive(Args, Debug, Clone)]

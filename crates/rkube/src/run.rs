@@ -1,7 +1,7 @@
 //! Running the commands: logging, the datastore, the API server and the
 //! controllers, readiness messages and clean shutdown on SIGTERM/SIGINT.
 
-use crate::cli::{Cli, Command, LogFormat, NodeArgs, ServerArgs};
+use crate::cli::{AgentArgs, Cli, Command, LogFormat, NodeArgs, ServerArgs};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         Command::Up(args) => block_on(serve_async(args.server, Some(args.node), "rkube up")),
         Command::Server(args) => block_on(serve_async(args, None, "rkube server")),
+        Command::Agent(args) => block_on(agent_async(args)),
         Command::Image { .. } | Command::PodInfra { .. } => ExitCode::FAILURE,
     }
 }
@@ -126,7 +127,7 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
             cfg.node_local_dns = Some(agent::NodeLocalDns {
                 addr: node.node_local_dns,
                 zone: args.cluster_domain.clone(),
-                upstream: upstream_dns(&args),
+                upstream: upstream_dns(&args.upstream_dns),
             });
             Some(agent::Agent::start(client, cfg).await.map_err(|e| format!("starting the node agent: {e}"))?)
         }
@@ -235,15 +236,16 @@ fn agent_config(
         tls_key_pem: key,
         token,
         node_local_dns: None,
+        serving_cert_pin: None,
         proxy,
     })
 }
 
-fn upstream_dns(args: &ServerArgs) -> Vec<std::net::SocketAddr> {
-    if args.upstream_dns.is_empty() {
+fn upstream_dns(given: &[std::net::SocketAddr]) -> Vec<std::net::SocketAddr> {
+    if given.is_empty() {
         dns::resolv_conf_nameservers("/etc/resolv.conf")
     } else {
-        args.upstream_dns.clone()
+        given.to_vec()
     }
 }
 
@@ -259,7 +261,7 @@ async fn start_cluster_dns(
     let cfg = dns::DnsConfig {
         listen: vec![std::net::SocketAddr::from((listen_ip, args.dns_port))],
         zone: args.cluster_domain.clone(),
-        upstream: upstream_dns(args),
+        upstream: upstream_dns(&args.upstream_dns),
         metrics_listen: Some(std::net::SocketAddr::from((listen_ip, args.dns_metrics_port))),
         ..Default::default()
     };
@@ -282,4 +284,74 @@ async fn start_cluster_dns(
         }
     });
     Ok((server, watcher))
+}
+
+/// `rkube agent`: a node joining a cluster from another machine. It trusts the
+/// API server through the cluster CA file, and since it cannot get a serving
+/// certificate signed by that CA it makes a self-signed one and publishes its
+/// SHA-256 on its Node, which the API server pins for logs and exec.
+async fn agent_async(args: AgentArgs) -> Result<(), String> {
+    let ca = std::fs::read_to_string(&args.ca_file).map_err(|e| {
+        format!("reading --ca-file {}: {e} (copy the server's <data-dir>/pki/ca.crt)", args.ca_file.display())
+    })?;
+    let node_ip = match args.node_ip {
+        Some(ip) => ip,
+        None => match default_advertise_address() {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(ip) => return Err(format!("{ip}: the node agent needs an IPv4 address; set --node-ip")),
+        },
+    };
+    let name = args.node.node_name.clone().unwrap_or_else(host_name);
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
+    })?;
+    let kubeconfig = args.data_dir.join("kubeconfig.yaml");
+    let ca_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca.as_bytes());
+    let yaml = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: node\n  user:\n    token: {}\ncontexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: node\ncurrent-context: rkube\n",
+        args.server, args.token
+    );
+    write_private(&kubeconfig, &yaml)?;
+    let client = controllers::client_from_kubeconfig(&kubeconfig).await.map_err(|e| e.to_string())?;
+    client.apiserver_version().await.map_err(|e| format!("cannot reach the API server at {}: {e}", args.server))?;
+    let (cert, key, pin) = apiserver::tls::self_signed_node_cert(&name, &[IpAddr::V4(node_ip)])
+        .map_err(|e| format!("making the agent's serving certificate: {e}"))?;
+    let proxy = agent::ProxySettings { cluster_cidr: args.cluster_cidr, service_cidr: args.service_cidr };
+    let mut cfg = agent_config(
+        &args.node,
+        name.clone(),
+        node_ip,
+        args.data_dir.join("agent"),
+        cert,
+        key,
+        args.token.clone(),
+        proxy,
+    )?;
+    cfg.serving_cert_pin = Some(pin);
+    cfg.dns.cluster_domain = args.cluster_domain.clone();
+    cfg.node_local_dns = Some(agent::NodeLocalDns {
+        addr: args.node.node_local_dns,
+        zone: args.cluster_domain.clone(),
+        upstream: upstream_dns(&args.upstream_dns),
+    });
+    eprintln!("rkube agent: joining {} as node {name} ({node_ip})", args.server);
+    let agent = agent::Agent::start(client, cfg).await.map_err(|e| format!("starting the node agent: {e}"))?;
+    println!("rkube agent: node {name} is Ready in the cluster at {}", args.server);
+    wait_for_signal().await;
+    eprintln!("rkube agent: shutting down");
+    agent.shutdown().await;
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    f.write_all(contents.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
