@@ -616,22 +616,7 @@ impl SandboxNode {
 
     /// The last `lines` lines of stdout and of stderr.
     pub fn logs_tail(&self, lines: usize) -> String {
-        let mut out = String::new();
-        for name in [STDOUT_LOG, STDERR_LOG] {
-            let path = self.work_dir.join(name);
-            let text = std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            let skip = all.len().saturating_sub(lines);
-            out.push_str(&format!("--- {} ---\n", path.display()));
-            if skip > 0 {
-                out.push_str(&format!("[... {skip} lines omitted ...]\n"));
-            }
-            for l in &all[skip..] {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
+        crate::server::tail_logs(&self.work_dir, lines)
     }
 }
 

@@ -272,22 +272,7 @@ impl TestServer {
 
     /// The last `lines` lines of stdout and of stderr.
     pub fn logs_tail(&self, lines: usize) -> String {
-        let mut out = String::new();
-        for name in [STDOUT_LOG, STDERR_LOG] {
-            let path = self.work_dir.join(name);
-            let text = std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-            let all: Vec<&str> = text.lines().collect();
-            let skip = all.len().saturating_sub(lines);
-            out.push_str(&format!("--- {} ---\n", path.display()));
-            if skip > 0 {
-                out.push_str(&format!("[... {skip} lines omitted ...]\n"));
-            }
-            for l in &all[skip..] {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
+        crate::server::tail_logs(&self.work_dir, lines)
     }
 }
 
@@ -367,6 +352,26 @@ pub(crate) fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
         .send((cmd, reply_tx))
         .map_err(|_| io::Error::other("testkit spawner thread is gone"))?;
     reply_rx.recv().map_err(|_| io::Error::other("testkit spawner thread is gone"))?
+}
+
+/// The last `lines` lines of the stdout and stderr logs kept in `work_dir`.
+pub(crate) fn tail_logs(work_dir: &Path, lines: usize) -> String {
+    let mut out = String::new();
+    for name in [STDOUT_LOG, STDERR_LOG] {
+        let path = work_dir.join(name);
+        let text = std::fs::read(&path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let skip = all.len().saturating_sub(lines);
+        out.push_str(&format!("--- {} ---\n", path.display()));
+        if skip > 0 {
+            out.push_str(&format!("[... {skip} lines omitted ...]\n"));
+        }
+        for l in &all[skip..] {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 #[cfg(test)]
