@@ -143,11 +143,29 @@ fn lesson_replicaset_runs_reachable_pods_and_scales() {
     assert_eq!(ts.lines().count(), 1, "{ts}");
     assert!(ts.starts_with("20"), "{ts}");
 
-    // Deleting the ReplicaSet leaves nothing behind on the node.
+    // Deleting the ReplicaSet leaves nothing behind on the node: no veth, no
+    // IP assignment, no cgroup, no pod network namespace process.
+    let uids = k.ok(["get", "pods", "-l", "app=mynapp-rs", "-o", "jsonpath={.items[*].metadata.uid}"]);
+    let cgroup_of = |uid: &str| -> Vec<std::path::PathBuf> {
+        ["memory", "cpu", "pids", "unified", ""]
+            .iter()
+            .map(|h| std::path::Path::new("/sys/fs/cgroup").join(h).join("rkube").join(uid))
+            .filter(|d| d.exists())
+            .collect()
+    };
+    let first = uids.split_whitespace().next().expect("a pod");
+    assert!(!cgroup_of(first).is_empty(), "a running pod has a cgroup");
     k.ok(["delete", "rs", "mynapp-rs"]);
     c.wait("pods gone", Duration::from_secs(60), || k.ok(["get", "pods", "-o", "name"]).trim().is_empty());
     let links = c.on_node("ip", &["-o", "link"]);
     assert!(!links.contains("veth"), "veths left behind:\n{links}");
+    let ipam = std::fs::read_to_string(c.node.data_dir().join("agent/runtime/ipam.json")).expect("ipam state");
+    for uid in uids.split_whitespace() {
+        assert!(!ipam.contains(uid), "IP of {uid} not released: {ipam}");
+        assert!(cgroup_of(uid).is_empty(), "cgroups left behind: {:?}", cgroup_of(uid));
+        let infra = std::process::Command::new("pgrep").args(["-f", &format!("pod-infra --uid {uid}")]).output().expect("pgrep");
+        assert!(infra.stdout.is_empty(), "infra process of {uid} left behind");
+    }
 }
 
 #[test]
