@@ -163,7 +163,10 @@ fn lesson_replicaset_runs_reachable_pods_and_scales() {
     for uid in uids.split_whitespace() {
         assert!(!ipam.contains(uid), "IP of {uid} not released: {ipam}");
         assert!(cgroup_of(uid).is_empty(), "cgroups left behind: {:?}", cgroup_of(uid));
-        let infra = std::process::Command::new("pgrep").args(["-f", &format!("pod-infra --uid {uid}")]).output().expect("pgrep");
+        let infra = std::process::Command::new("pgrep")
+            .args(["-f", &format!("pod-infra --uid {uid}")])
+            .output()
+            .expect("pgrep");
         assert!(infra.stdout.is_empty(), "infra process of {uid} left behind");
     }
 }
