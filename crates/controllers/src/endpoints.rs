@@ -121,13 +121,7 @@ impl Epc {
             return Ok(());
         }
         let Some(selector) = spec.selector.as_ref() else { return Ok(()) };
-        let pods: Vec<Arc<Pod>> = self
-            .inf
-            .pods
-            .list_ns(&key.namespace)
-            .into_iter()
-            .filter(|p| util::map_selector_matches(selector, p.metadata.labels.as_ref()))
-            .collect();
+        let pods: Vec<Arc<Pod>> = self.inf.pods_selected_by(&key.namespace, selector);
         let trigger = self.tracker.compute(key, &svc, &pods);
         let publish = spec.publish_not_ready_addresses.unwrap_or(false);
         let ports = spec.ports.clone().unwrap_or_default();

@@ -484,13 +484,7 @@ impl Esc {
             return Ok(());
         }
         let Some(selector) = spec.selector.as_ref() else { return Ok(()) };
-        let pods: Vec<Arc<Pod>> = self
-            .inf
-            .pods
-            .list_ns(&key.namespace)
-            .into_iter()
-            .filter(|p| util::map_selector_matches(selector, p.metadata.labels.as_ref()))
-            .collect();
+        let pods: Vec<Arc<Pod>> = self.inf.pods_selected_by(&key.namespace, selector);
         let slices: Vec<Arc<EndpointSlice>> = self
             .inf
             .slices

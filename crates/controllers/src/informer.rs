@@ -212,6 +212,19 @@ pub struct Informers {
 }
 
 impl Informers {
+    /// The pods of `namespace` whose labels match a Service's `spec.selector`.
+    pub fn pods_selected_by(
+        &self,
+        namespace: &str,
+        selector: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<Arc<Pod>> {
+        self.pods
+            .list_ns(namespace)
+            .into_iter()
+            .filter(|p| crate::util::map_selector_matches(selector, p.metadata.labels.as_ref()))
+            .collect()
+    }
+
     pub fn new(client: &kube::Client) -> Arc<Self> {
         Arc::new(Informers {
             pods: Informer::new(Api::all(client.clone())),
