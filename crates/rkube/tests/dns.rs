@@ -149,3 +149,50 @@ fn pods_resolve_services_externalname_and_outside_names() {
     assert!(took < Duration::from_secs(1) + Duration::from_millis(500), "took {took:?}");
     let _ = &c.sandbox;
 }
+
+#[test]
+fn headless_srv_ptr_and_pod_records_from_a_pod() {
+    let Some(c) = cluster() else { return };
+    let k = c.k();
+    k.ok(["create", "-f", manifest("mynapp-svc.yml").to_str().unwrap()]);
+    k.ok(["create", "-f", manifest("mynapp-rs.yml").to_str().unwrap()]);
+    let headless = "apiVersion: v1\nkind: Service\nmetadata:\n  name: hl\nspec:\n  clusterIP: None\n  selector: {app: mynapp-rs}\n  ports:\n  - {name: http, port: 80, targetPort: 8080}\n";
+    k.ok_with_stdin(["create", "-f", "-"], headless);
+    let empty = "apiVersion: v1\nkind: Service\nmetadata:\n  name: hl-empty\nspec:\n  clusterIP: None\n  selector: {app: nothing}\n  ports:\n  - {name: http, port: 80}\n";
+    k.ok_with_stdin(["create", "-f", "-"], empty);
+    k.ok(["run", "tools", "--image=nicolaka/netshoot", "--", "sleep", "3600"]);
+    c.wait("tools running", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "tools", "--no-headers"]).contains("Running")
+    });
+    c.wait("3 endpoints", Duration::from_secs(60), || {
+        k.ok(["get", "endpoints", "hl", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]).split_whitespace().count() == 3
+    });
+    let mut pod_ips: Vec<String> = k
+        .ok(["get", "pods", "-l", "app=mynapp-rs", "-o", "jsonpath={.items[*].status.podIP}"])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    pod_ips.sort();
+
+    // Headless: one A record per ready endpoint; none ready -> NXDOMAIN.
+    let mut a: Vec<String> =
+        c.exec(&["dig", "+short", "hl.default.svc.cluster.local"]).lines().map(String::from).collect();
+    a.sort();
+    assert_eq!(a, pod_ips);
+    assert!(c.exec(&["dig", "hl-empty.default.svc.cluster.local"]).contains("status: NXDOMAIN"));
+    // SRV for the named port: one per endpoint.
+    let srv = c.exec(&["dig", "+short", "SRV", "_http._tcp.hl.default.svc.cluster.local"]);
+    assert_eq!(srv.lines().count(), 3, "{srv}");
+    // Headless SRV records carry the endpoint port (the spec; CoreDNS does the same).
+    assert!(srv.lines().all(|l| l.contains(" 8080 ") && l.ends_with(".hl.default.svc.cluster.local.")), "{srv}");
+    // PTR of the ClusterIP.
+    let ip = k.ok(["get", "svc", "mynapp-svc", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert_eq!(c.exec(&["dig", "+short", "-x", &ip]).trim(), "mynapp-svc.default.svc.cluster.local.");
+    // Pod records, only for pods that exist.
+    let dashed = pod_ips[0].replace('.', "-");
+    assert_eq!(c.exec(&["dig", "+short", &format!("{dashed}.default.pod.cluster.local")]).trim(), pod_ips[0]);
+    assert!(c.exec(&["dig", "10-244-99-99.default.pod.cluster.local"]).contains("status: NXDOMAIN"));
+    // Negative answers carry the SOA.
+    let neg = c.exec(&["dig", "nope.default.svc.cluster.local"]);
+    assert!(neg.contains("status: NXDOMAIN") && neg.contains("SOA"), "{neg}");
+}
