@@ -187,6 +187,10 @@ fn headless_srv_ptr_and_pod_records_from_a_pod() {
     assert!(srv.lines().all(|l| l.contains(" 8080 ") && l.ends_with(".hl.default.svc.cluster.local.")), "{srv}");
     // PTR of the ClusterIP.
     let ip = k.ok(["get", "svc", "mynapp-svc", "-o", "jsonpath={.spec.clusterIP}"]);
+    // The pods' second nameserver, the kube-dns Service (through the proxy),
+    // answers too: pods still resolve when the node-local cache is down.
+    assert_eq!(c.exec(&["dig", "+short", "@10.96.0.10", "mynapp-svc.default.svc.cluster.local"]).trim(), ip);
+    assert_eq!(c.exec(&["dig", "+short", "+tcp", "@10.96.0.10", "mynapp-svc.default.svc.cluster.local"]).trim(), ip);
     assert_eq!(c.exec(&["dig", "+short", "-x", &ip]).trim(), "mynapp-svc.default.svc.cluster.local.");
     // Pod records, only for pods that exist.
     let dashed = pod_ips[0].replace('.', "-");
