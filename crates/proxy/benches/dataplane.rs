@@ -6,7 +6,6 @@
 //! Run: `cargo bench -p proxy --bench dataplane`.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use common::{root_or_skip, Sandbox};
