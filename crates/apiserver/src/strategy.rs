@@ -190,18 +190,10 @@ fn validate_meta(r: &Resource, obj: &Value) -> Errors {
         _ => apimachinery::names::is_dns1123_subdomain(name),
     };
     let mut errs: Errors = msgs.into_iter().map(|m| FieldError::invalid("metadata.name", name, m)).collect();
-    if let Some(labels) = obj.pointer("/metadata/labels").and_then(Value::as_object) {
-        for (k, v) in labels {
-            for m in apimachinery::names::is_qualified_name(k) {
-                errs.push(FieldError::invalid("metadata.labels", k.as_str(), m));
-            }
-            if let Some(v) = v.as_str() {
-                for m in apimachinery::names::is_valid_label_value(v) {
-                    errs.push(FieldError::invalid("metadata.labels", v, m));
-                }
-            }
-        }
-    }
+    // Decoding through the Kubernetes type already made every label a string.
+    let labels: std::collections::BTreeMap<String, String> =
+        obj.pointer("/metadata/labels").and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
+    errs.extend(apimachinery::names::validate_labels(&labels, "metadata.labels"));
     errs
 }
 
