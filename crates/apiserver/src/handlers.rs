@@ -101,30 +101,33 @@ impl Ctx<'_> {
     }
 
     fn table(&self, objs: &[Value], include: Include, list_meta: Option<Value>) -> Value {
-        let r = self.r();
-        let now = jiff::Timestamp::now();
-        let columns =
-            apimachinery::table::columns(r.group, r.plural).unwrap_or_else(apimachinery::table::default_columns);
-        let rows: Vec<Value> = objs
-            .iter()
-            .map(|o| {
-                let mut row = json!({ "cells": apimachinery::table::cells(r.group, r.plural, o, now) });
-                match include {
-                    Include::None => {}
-                    Include::Metadata => row["object"] = partial(o),
-                    Include::Object => row["object"] = o.clone(),
-                }
-                row
-            })
-            .collect();
-        json!({
-            "kind": "Table",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": list_meta.unwrap_or_else(|| json!({})),
-            "columnDefinitions": columns,
-            "rows": rows,
-        })
+        table(self.r(), objs, include, list_meta)
     }
+}
+
+/// A `meta.k8s.io/v1` Table of `objs` with the resource's columns.
+fn table(r: &Resource, objs: &[Value], include: Include, list_meta: Option<Value>) -> Value {
+    let now = jiff::Timestamp::now();
+    let columns = apimachinery::table::columns(r.group, r.plural).unwrap_or_else(apimachinery::table::default_columns);
+    let rows: Vec<Value> = objs
+        .iter()
+        .map(|o| {
+            let mut row = json!({ "cells": apimachinery::table::cells(r.group, r.plural, o, now) });
+            match include {
+                Include::None => {}
+                Include::Metadata => row["object"] = partial(o),
+                Include::Object => row["object"] = o.clone(),
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta.unwrap_or_else(|| json!({})),
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
 }
 
 fn partial(obj: &Value) -> Value {
@@ -378,27 +381,17 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         }
         Err(e) => return Err(e.into()),
     };
-    let table = match ctx.shape {
+    let table_include = match ctx.shape {
         Shape::Table(include) => Some(include),
         _ => None,
     };
-    let render = {
-        let (group, plural) = (r.group, r.plural);
-        move |obj: Value| -> Value {
-            match table {
-                None => obj,
-                Some(include) => {
-                    let columns = apimachinery::table::columns(group, plural)
-                        .unwrap_or_else(apimachinery::table::default_columns);
-                    let mut row =
-                        json!({ "cells": apimachinery::table::cells(group, plural, &obj, jiff::Timestamp::now()) });
-                    match include {
-                        Include::None => {}
-                        Include::Metadata => row["object"] = partial(&obj),
-                        Include::Object => row["object"] = obj.clone(),
-                    }
-                    json!({ "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": { "resourceVersion": object::meta_str(&obj, "resourceVersion") }, "columnDefinitions": columns, "rows": [row] })
-                }
+    // Under a Table watch every event carries a one-row Table.
+    let render = move |obj: Value| -> Value {
+        match table_include {
+            None => obj,
+            Some(include) => {
+                let meta = json!({ "resourceVersion": object::meta_str(&obj, "resourceVersion") });
+                table(r, std::slice::from_ref(&obj), include, Some(meta))
             }
         }
     };
@@ -439,7 +432,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
                         Some(Ok(ev)) => {
                             last_rev = ev.revision();
                             // Plain JSON without selectors: splice the stored bytes.
-                            let raw = if table.is_none() { watch::raw_line(&ev, &filter) } else { None };
+                            let raw = if table_include.is_none() { watch::raw_line(&ev, &filter) } else { None };
                             if let Some(line) = raw {
                                 if tx.send(Bytes::from(line)).await.is_err() {
                                     return;
