@@ -210,7 +210,9 @@ fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
     std::fs::rename(&tmp, path).map_err(err)
 }
 
-fn write_kubeconfig(path: &Path, url: &str, ca_pem: &str, token: &str) -> Result<(), StartError> {
+/// Write a kubeconfig (mode 0600, atomically) for `url`, trusting `ca_pem`,
+/// authenticating with `token`.
+pub fn write_kubeconfig(path: &Path, url: &str, ca_pem: &str, token: &str) -> Result<(), StartError> {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let yaml = format!(

@@ -306,12 +306,7 @@ async fn agent_async(args: AgentArgs) -> Result<(), String> {
         format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
     })?;
     let kubeconfig = args.data_dir.join("kubeconfig.yaml");
-    let ca_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca.as_bytes());
-    let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: node\n  user:\n    token: {}\ncontexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: node\ncurrent-context: rkube\n",
-        args.server, args.token
-    );
-    write_private(&kubeconfig, &yaml)?;
+    apiserver::write_kubeconfig(&kubeconfig, &args.server, &ca, &args.token).map_err(|e| e.to_string())?;
     let client = controllers::client_from_kubeconfig(&kubeconfig).await.map_err(|e| e.to_string())?;
     client.apiserver_version().await.map_err(|e| format!("cannot reach the API server at {}: {e}", args.server))?;
     let (cert, key, pin) = apiserver::tls::self_signed_node_cert(&name, &[IpAddr::V4(node_ip)])
@@ -341,17 +336,4 @@ async fn agent_async(args: AgentArgs) -> Result<(), String> {
     eprintln!("rkube agent: shutting down");
     agent.shutdown().await;
     Ok(())
-}
-
-fn write_private(path: &std::path::Path, contents: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    f.write_all(contents.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))
 }
