@@ -116,9 +116,11 @@
 //!   `--nodeport-addresses` (NodePorts answer on every local address except 127/8, the
 //!   upstream default), health-check node ports.
 
+mod cache;
 mod exec;
 pub mod metrics;
 pub mod model;
+pub mod netlink;
 pub mod node;
 pub mod proxier;
 pub mod render;
@@ -130,13 +132,14 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
+pub use cache::ModelCache;
 pub use metrics::metrics;
 pub use model::{
     categorize_endpoints, from_objects, Categorized, Desired, Endpoint, Protocol, ServicePortInfo, ServicePortKey,
     ServiceType, SessionAffinity, TrafficPolicy,
 };
 pub use node::{cleanup, setup_node, NodeSetup, NodeSetupReport};
-pub use proxier::{render_full, Proxier, SyncStats};
+pub use proxier::{render_full, DesiredPort, Proxier, SyncStats};
 pub use runner::run;
 
 /// Configuration of one node's proxy.
@@ -164,6 +167,9 @@ pub struct ProxyConfig {
     pub netns: Option<PathBuf>,
     /// The runner waits this long after a change before syncing, to coalesce bursts.
     pub min_sync_period: Duration,
+    /// Send partial syncs as nf_tables netlink batches ([`netlink`]) when they fit the
+    /// encoder's subset, instead of through `nft -f` (which lists the whole ruleset first).
+    pub netlink_partial_syncs: bool,
     /// What [`run`] prepares on the node before the first sync.
     pub node_setup: NodeSetup,
 }
@@ -181,6 +187,7 @@ impl Default for ProxyConfig {
             conntrack: PathBuf::from("conntrack"),
             netns: None,
             min_sync_period: Duration::from_millis(50),
+            netlink_partial_syncs: true,
             node_setup: NodeSetup::default(),
         }
     }
@@ -198,6 +205,9 @@ pub enum ProxyError {
         #[source]
         source: std::io::Error,
     },
+    /// The kernel refused a netlink transaction, or the socket failed (nothing was changed).
+    #[error("nf_tables netlink transaction failed: {0}")]
+    Netlink(#[from] netlink::NetlinkError),
     #[error("{0}")]
     Command(String),
 }

@@ -41,6 +41,15 @@ impl Protocol {
         }
     }
 
+    /// The IP protocol number (`IPPROTO_TCP`, `IPPROTO_UDP`, `IPPROTO_SCTP`).
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+            Protocol::Sctp => 132,
+        }
+    }
+
     /// Parses a Kubernetes protocol (`TCP`, `UDP`, `SCTP`); `None` means TCP (the API default).
     pub fn from_k8s(p: Option<&str>) -> Option<Protocol> {
         match p.unwrap_or("TCP") {

@@ -1,6 +1,7 @@
 //! The syncer: desired model -> one `nft -f -` transaction, full or incremental, plus the
 //! UDP conntrack cleanup upstream does after each sync.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
@@ -9,8 +10,12 @@ use std::time::{Duration, Instant};
 use crate::exec;
 use crate::metrics;
 use crate::model::{Endpoint, Protocol, ServicePortInfo};
+use crate::netlink::{self, Batch};
 use crate::render::{self, element_text, Fragment, Groups, MapId, Script};
 use crate::{ProxyConfig, ProxyError};
+
+/// One service port and its endpoints: an element of the desired state.
+pub type DesiredPort = (ServicePortInfo, Vec<Endpoint>);
 
 /// What one [`Proxier::sync`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -262,6 +267,12 @@ pub struct Proxier {
     groups: Groups,
     last_transaction: String,
     nft_duration: Duration,
+    /// The nf_tables netlink socket for partial syncs (opened on first use).
+    socket: Option<netlink::Socket>,
+    /// Opening the socket failed once: partial syncs use `nft -f` from then on.
+    netlink_unavailable: bool,
+    /// How the last transaction was sent.
+    last_via_netlink: bool,
 }
 
 impl Proxier {
@@ -273,6 +284,9 @@ impl Proxier {
             groups: Groups::default(),
             last_transaction: String::new(),
             nft_duration: Duration::ZERO,
+            socket: None,
+            netlink_unavailable: false,
+            last_via_netlink: false,
         }
     }
 
@@ -298,7 +312,7 @@ impl Proxier {
     /// Makes the table match `desired` in one atomic `nft -f -` transaction: the whole
     /// table when the committed state is unknown, otherwise only the difference. On
     /// failure the state becomes unknown, so the next sync is a full one.
-    pub fn sync(&mut self, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> Result<SyncStats, ProxyError> {
+    pub fn sync<D: Borrow<DesiredPort>>(&mut self, desired: &[D]) -> Result<SyncStats, ProxyError> {
         let start = Instant::now();
         self.nft_duration = Duration::ZERO;
         let (res, full) = match self.state.take() {
@@ -311,7 +325,40 @@ impl Proxier {
         res.map(|s| SyncStats { duration, nft_duration, ..s })
     }
 
+    /// Sends a partial sync over netlink; falls back to `nft -f` when the socket cannot be
+    /// opened (e.g. a kernel without nf_tables netlink access for this process).
+    fn run_netlink(&mut self, script: Script, batch: &Batch) -> Result<(), ProxyError> {
+        if self.socket.is_none() && !self.netlink_unavailable {
+            match netlink::Socket::open(self.cfg.netns.as_deref()) {
+                Ok(s) => self.socket = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open an nf_tables netlink socket; partial syncs use nft -f");
+                    self.netlink_unavailable = true;
+                }
+            }
+        }
+        let Some(socket) = self.socket.as_mut() else {
+            return self.run_nft(script);
+        };
+        let start = Instant::now();
+        let res = socket.commit(batch);
+        self.nft_duration = start.elapsed();
+        self.last_transaction = script.text;
+        self.last_via_netlink = true;
+        res.map_err(|e| {
+            // A socket in an unknown state (e.g. answers still queued) is not reused.
+            self.socket = None;
+            ProxyError::Netlink(e)
+        })
+    }
+
+    /// Whether the last transaction went over netlink (true) or through `nft -f` (false).
+    pub fn last_sent_via_netlink(&self) -> bool {
+        self.last_via_netlink
+    }
+
     fn run_nft(&mut self, script: Script) -> Result<(), ProxyError> {
+        self.last_via_netlink = false;
         let start = Instant::now();
         let out = exec::run(&self.cfg.nft, &["-f", "-"], Some(script.text.as_bytes()), self.cfg.netns.as_deref())
             .map_err(|e| ProxyError::io(format!("running {}", self.cfg.nft.display()), e));
@@ -326,7 +373,7 @@ impl Proxier {
         Err(ProxyError::Nft { status: out.status.to_string(), stderr })
     }
 
-    fn sync_full(&mut self, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> Result<SyncStats, ProxyError> {
+    fn sync_full<D: Borrow<DesiredPort>>(&mut self, desired: &[D]) -> Result<SyncStats, ProxyError> {
         let (state, groups, script) = build_full(&self.cfg, desired);
         let statements = script.statements;
         self.run_nft(script)?;
@@ -337,10 +384,10 @@ impl Proxier {
         Ok(stats)
     }
 
-    fn sync_partial(
+    fn sync_partial<D: Borrow<DesiredPort>>(
         &mut self,
         mut state: State,
-        desired: &[(ServicePortInfo, Vec<Endpoint>)],
+        desired: &[D],
     ) -> Result<SyncStats, ProxyError> {
         let mut ops = Ops::default();
         let mut ct: Vec<CtJob> = Vec::new();
@@ -349,7 +396,8 @@ impl Proxier {
         state.generation += 1;
         let generation = state.generation;
         let State { services: by_hash, elems, next_owner, .. } = &mut state;
-        for (info, eps) in desired {
+        for d in desired {
+            let (info, eps) = d.borrow();
             let bucket = by_hash.entry(identity_hash(info)).or_default();
             match bucket.iter_mut().find(|s| same_identity(&s.info, info)) {
                 Some(s) if s.generation == generation => {} // listed twice: the first one counts
@@ -396,10 +444,14 @@ impl Proxier {
             });
             !bucket.is_empty()
         });
-        let script = self.partial_script(&state, ops);
+        let (script, batch) = self.partial_script(&state, ops);
         let statements = script.statements;
         if statements > 0 {
-            if let Err(e) = self.run_nft(script) {
+            let sent = match batch {
+                Some(b) if b.len_bytes() <= netlink::MAX_BATCH_BYTES => self.run_netlink(script, &b),
+                _ => self.run_nft(script),
+            };
+            if let Err(e) = sent {
                 // The state in memory no longer says what the kernel has: rewrite it all next time.
                 self.groups = Groups::default();
                 return Err(e);
@@ -411,25 +463,46 @@ impl Proxier {
         Ok(SyncStats { changed_services: changed, ..stats })
     }
 
-    fn partial_script(&self, state: &State, ops: Ops) -> Script {
+    /// The partial transaction as `nft -f` text, and as a netlink batch when every
+    /// statement is in the encoder's subset (and `netlink_partial_syncs` is on). Both hold
+    /// the same statements in the same order.
+    fn partial_script(&self, state: &State, ops: Ops) -> (Script, Option<Batch>) {
         let t = format!("ip {}", self.cfg.table);
         let mut s = Script::default();
+        let mut b = self.cfg.netlink_partial_syncs.then(|| Batch::new(&self.cfg.table));
         for (name, timeout) in &ops.add_sets {
             s.cmd(&render::affinity_set_command(&t, name, *timeout));
+            // Sets with timeouts are not in the encoder's subset.
+            b = None;
         }
         for c in &ops.add_chains {
             s.cmd(&format!("add chain {t} {c}"));
+            if let Some(b) = b.as_mut() {
+                b.add_chain(c);
+            }
         }
         for c in &ops.flush_chains {
             s.cmd(&format!("flush chain {t} {c}"));
+            if let Some(b) = b.as_mut() {
+                b.flush_chain(c);
+            }
         }
         for (c, rules) in &ops.rules {
             for r in rules {
                 s.cmd(&format!("add rule {t} {c} {r}"));
+                if let Some(batch) = b.as_mut() {
+                    match netlink::encode_rule(r) {
+                        Some(exprs) => batch.add_rule(c, &exprs, r),
+                        None => b = None,
+                    }
+                }
             }
         }
         let mut dels: BTreeMap<MapId, Vec<String>> = BTreeMap::new();
         let mut adds: BTreeMap<MapId, Vec<String>> = BTreeMap::new();
+        // The same, as (key, value) for the netlink encoder.
+        let mut dels_raw: BTreeMap<MapId, Vec<(&str, Option<String>)>> = BTreeMap::new();
+        let mut adds_raw: BTreeMap<MapId, Vec<(&str, Option<String>)>> = BTreeMap::new();
         let mut touched: Vec<(&(MapId, String), &Effective)> = ops.touched.iter().collect();
         touched.sort();
         for (k, before) in touched {
@@ -439,9 +512,11 @@ impl Proxier {
             }
             if before.is_some() {
                 dels.entry(k.0).or_default().push(k.1.clone());
+                dels_raw.entry(k.0).or_default().push((k.1.as_str(), None));
             }
             if let Some(v) = after {
                 adds.entry(k.0).or_default().push(element_text(k.0, &k.1, v.as_deref()));
+                adds_raw.entry(k.0).or_default().push((k.1.as_str(), v));
             }
         }
         for (m, items) in &dels {
@@ -450,13 +525,25 @@ impl Proxier {
         for (m, items) in &adds {
             s.elements("add", &t, *m, items);
         }
+        if let Some(batch) = b.as_mut() {
+            let ok = encode_elements(batch, false, &dels_raw) && encode_elements(batch, true, &adds_raw);
+            if !ok {
+                b = None;
+            }
+        }
         for c in &ops.del_chains {
             s.cmd(&format!("delete chain {t} {c}"));
+            if let Some(b) = b.as_mut() {
+                b.delete_chain(c);
+            }
         }
         for name in &ops.del_sets {
             s.cmd(&format!("delete set {t} {name}"));
+            if let Some(b) = b.as_mut() {
+                b.delete_set(name);
+            }
         }
-        s
+        (s, b)
     }
 
     fn stats(&self, state: &State, full: bool, statements: usize, services: usize, deletions: usize) -> SyncStats {
@@ -513,17 +600,38 @@ impl Proxier {
     }
 }
 
+/// Encodes element changes into `batch`; false when one is outside the encoder's subset.
+fn encode_elements(batch: &mut Batch, add: bool, by_map: &BTreeMap<MapId, Vec<(&str, Option<String>)>>) -> bool {
+    for (m, items) in by_map {
+        let mut elems = Vec::with_capacity(items.len());
+        for (key, value) in items {
+            let Some(k) = netlink::encode_key(*m, key) else { return false };
+            let data = match (add && m.is_map(), value) {
+                (true, Some(v)) => match netlink::encode_value(*m, v) {
+                    Some(d) => Some(d),
+                    None => return false,
+                },
+                _ => None,
+            };
+            elems.push((k, data));
+        }
+        batch.elements(add, m.name(), &elems);
+    }
+    true
+}
+
 /// The transaction a full sync of `desired` sends (pure; for tests and debugging).
-pub fn render_full(cfg: &ProxyConfig, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> String {
+pub fn render_full(cfg: &ProxyConfig, desired: &[DesiredPort]) -> String {
     build_full(cfg, desired).2.text
 }
 
-fn build_full(cfg: &ProxyConfig, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> (State, Groups, Script) {
+fn build_full<D: Borrow<DesiredPort>>(cfg: &ProxyConfig, desired: &[D]) -> (State, Groups, Script) {
     let mut groups = Groups::default();
     let mut state = State { generation: 1, ..State::default() };
     // (hash, index in bucket) in desired order, for a deterministic script.
     let mut order: Vec<(u64, usize)> = Vec::with_capacity(desired.len());
-    for (info, eps) in desired {
+    for d in desired {
+        let (info, eps) = d.borrow();
         let h = identity_hash(info);
         let bucket = state.services.entry(h).or_default();
         if bucket.iter().any(|s| same_identity(&s.info, info)) {

@@ -12,8 +12,8 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
 use tokio::sync::Notify;
 
-use crate::model::{from_objects, ANNOTATION_LAST_CHANGE_TRIGGER_TIME};
-use crate::{metrics, setup_node, Proxier, ProxyConfig, ProxyError};
+use crate::model::ANNOTATION_LAST_CHANGE_TRIGGER_TIME;
+use crate::{metrics, setup_node, ModelCache, Proxier, ProxyConfig, ProxyError};
 
 /// Wait after a failed sync before the (full) retry.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -103,6 +103,9 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
     }
 
     let mut proxier = Some(Proxier::new(cfg.clone()));
+    // Only Services whose objects changed are converted again (from_objects for all 10,000
+    // took longer than the partial sync itself); the cache moves into the sync task and back.
+    let mut cache = Some(ModelCache::new(&cfg.node_name));
     loop {
         if svc_task.is_finished() || eps_task.is_finished() {
             return Err(ProxyError::Command("service or endpointslice watch ended".into()));
@@ -110,17 +113,18 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
         let pending = std::mem::take(&mut triggers.lock().unwrap_or_else(|e| e.into_inner()).pending);
         let services = svc_store.state();
         let slices = eps_store.state();
-        let desired = from_objects(&services, &slices, &cfg.node_name);
-        let Some(mut p) = proxier.take() else {
+        let (Some(mut p), Some(mut c)) = (proxier.take(), cache.take()) else {
             return Err(ProxyError::Command("proxier lost".into()));
         };
-        let (p, res) = tokio::task::spawn_blocking(move || {
+        let (p, c, res) = tokio::task::spawn_blocking(move || {
+            let desired = c.update(&services, &slices);
             let r = p.sync(&desired);
-            (p, r)
+            (p, c, r)
         })
         .await
         .map_err(|e| ProxyError::Command(format!("sync task: {e}")))?;
         proxier = Some(p);
+        cache = Some(c);
         match res {
             Ok(stats) => {
                 let now = jiff::Timestamp::now();

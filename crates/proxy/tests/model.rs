@@ -244,3 +244,60 @@ fn endpoint_slots_are_stable() {
     assert_eq!(assign_slots(&old, &[]), Vec::<(Ipv4Addr, u16)>::new());
     assert_eq!(assign_slots(&[], &[e(2), e(1)]), vec![e(2), e(1)]);
 }
+
+fn plain_service(name: &str, ip: &str) -> Service {
+    service(json!({
+        "metadata": {"namespace": "default", "name": name},
+        "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}
+    }))
+}
+
+fn plain_slice(svc: &str, name: &str, ips: &[&str]) -> EndpointSlice {
+    let eps: Vec<Value> = ips.iter().map(|ip| json!({"addresses": [ip], "nodeName": "node-a"})).collect();
+    slice(json!({
+        "metadata": {"namespace": "default", "name": name, "labels": {"kubernetes.io/service-name": svc}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": eps
+    }))
+}
+
+#[test]
+fn model_cache_matches_from_objects_and_converts_only_changes() {
+    use std::sync::Arc;
+    let mut services: Vec<Arc<Service>> = vec![
+        Arc::new(plain_service("a", "10.96.0.1")),
+        Arc::new(multiport()),
+        Arc::new(plain_service("b", "10.96.0.2")),
+    ];
+    let mut slices: Vec<Arc<EndpointSlice>> = vec![
+        Arc::new(plain_slice("a", "a-1", &["10.244.0.2"])),
+        Arc::new(web_slice("web-2", json!([{"addresses": ["10.244.0.9"], "nodeName": "node-a"}]))),
+        Arc::new(web_slice("web-1", json!([{"addresses": ["10.244.0.9"], "nodeName": "node-b"}]))),
+        Arc::new(plain_slice("b", "b-1", &["10.244.0.3", "10.244.0.4"])),
+    ];
+    let mut cache = proxy::ModelCache::new("node-a");
+    let check = |cache: &mut proxy::ModelCache, services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]| {
+        let want = from_objects(services, slices, "node-a");
+        let got: Vec<_> = cache.update(services, slices).into_iter().cloned().collect();
+        assert_eq!(got, want);
+        cache.converted()
+    };
+    assert_eq!(check(&mut cache, &services, &slices), 3, "the first update converts everything");
+    assert_eq!(check(&mut cache, &services, &slices), 0, "nothing changed");
+
+    // A new object for one slice (the store replaces the Arc on update): only its Service.
+    slices[3] = Arc::new(plain_slice("b", "b-1", &["10.244.0.3"]));
+    assert_eq!(check(&mut cache, &services, &slices), 1);
+    // A Service updated; a slice added for another; a Service deleted; a slice deleted.
+    services[0] = Arc::new(plain_service("a", "10.96.0.5"));
+    slices.push(Arc::new(plain_slice("b", "b-2", &["10.244.0.7"])));
+    assert_eq!(check(&mut cache, &services, &slices), 2);
+    services.remove(1);
+    assert_eq!(check(&mut cache, &services, &slices), 0, "a deletion converts nothing");
+    slices.remove(0);
+    assert_eq!(check(&mut cache, &services, &slices), 1);
+    // An equal but new object counts as a change (identity, not content, is compared).
+    services[1] = Arc::new(plain_service("b", "10.96.0.2"));
+    assert_eq!(check(&mut cache, &services, &slices), 1);
+}

@@ -1,0 +1,178 @@
+//! Partial syncs sent over netlink leave the kernel with exactly the table that `nft -f`
+//! leaves: two node namespaces get the same sequence of desired states, one proxier with
+//! `netlink_partial_syncs` on and one with it off, and `nft list table` must print the
+//! same after every step. Needs root; skips otherwise.
+
+mod common;
+
+use common::{root_or_skip, Sandbox};
+use proxy::{Endpoint, Protocol, Proxier, ProxyConfig, ServicePortInfo, ServiceType, SessionAffinity, TrafficPolicy};
+use std::net::Ipv4Addr;
+
+type Desired = Vec<(ServicePortInfo, Vec<Endpoint>)>;
+
+fn svc(name: &str, ip: [u8; 4], port: u16, protocol: Protocol) -> ServicePortInfo {
+    ServicePortInfo {
+        namespace: "default".into(),
+        name: name.into(),
+        port_name: "http".into(),
+        cluster_ip: Ipv4Addr::from(ip),
+        port,
+        protocol,
+        ..ServicePortInfo::default()
+    }
+}
+
+fn ep(last: u8, port: u16, local: bool) -> Endpoint {
+    let node = if local { "node-a" } else { "node-b" };
+    Endpoint::ready(Ipv4Addr::new(10, 244, 0, last), port, Some(node), local)
+}
+
+fn table(sb: &Sandbox) -> String {
+    let out = sb.exec(&sb.node, "nft", &["list", "table", "ip", "rkube"]);
+    assert!(out.status.success(), "nft list table: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Pair {
+    nl: (Sandbox, Proxier),
+    text: (Sandbox, Proxier),
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let mk = |netlink: bool| {
+            let sb = Sandbox::new(0);
+            let cfg = ProxyConfig { node_name: "node-a".into(), netlink_partial_syncs: netlink, ..sb.proxy_config() };
+            (sb, Proxier::new(cfg))
+        };
+        Pair { nl: mk(true), text: mk(false) }
+    }
+
+    /// Syncs both; asserts the same table, and returns whether netlink carried the
+    /// netlink side's transaction.
+    fn step(&mut self, what: &str, desired: &Desired) -> bool {
+        for (sb, p) in [&mut self.nl, &mut self.text] {
+            if let Err(e) = p.sync(desired) {
+                panic!("{what}: sync in {}: {e}\n{}", sb.node, p.last_transaction());
+            }
+        }
+        let (a, b) = (table(&self.nl.0), table(&self.text.0));
+        if a != b {
+            let diff: Vec<String> = a
+                .lines()
+                .zip(b.lines())
+                .filter(|(x, y)| x != y)
+                .take(10)
+                .map(|(x, y)| format!("netlink: {x}\nnft -f:  {y}"))
+                .collect();
+            panic!("{what}: tables differ\n{}\n--- transaction:\n{}", diff.join("\n"), self.nl.1.last_transaction());
+        }
+        assert!(!self.text.1.last_sent_via_netlink(), "{what}: the nft side must not use netlink");
+        self.nl.1.last_sent_via_netlink()
+    }
+}
+
+#[test]
+fn netlink_partial_syncs_match_nft() {
+    if !root_or_skip("netlink_partial_syncs_match_nft") {
+        return;
+    }
+    let mut pair = Pair::new();
+    let web = svc("web", [10, 96, 0, 10], 80, Protocol::Tcp);
+    let dns = svc("dns", [10, 96, 0, 11], 53, Protocol::Udp);
+    let mut desired: Desired =
+        vec![(web.clone(), vec![ep(2, 8080, true), ep(3, 8080, true)]), (dns.clone(), vec![ep(4, 53, true)])];
+    assert!(!pair.step("full sync", &desired), "the first sync is a full nft -f load");
+
+    desired[0].1 = vec![ep(2, 8080, true), ep(5, 8080, true)];
+    assert!(pair.step("replace an endpoint", &desired));
+
+    desired[0].1.push(ep(6, 8080, false));
+    assert!(pair.step("add an endpoint", &desired));
+
+    desired[0].1.remove(0);
+    assert!(pair.step("remove an endpoint", &desired));
+
+    desired[1].1.clear();
+    assert!(pair.step("no endpoints left (reject)", &desired));
+
+    let np = ServicePortInfo {
+        service_type: ServiceType::NodePort,
+        node_port: Some(31111),
+        external_ips: vec![Ipv4Addr::new(192, 168, 122, 50)],
+        ..svc("np", [10, 96, 0, 12], 80, Protocol::Tcp)
+    };
+    desired.push((np.clone(), vec![ep(7, 8080, true), ep(8, 8080, false)]));
+    assert!(pair.step("a NodePort service with an external IP (Cluster policy)", &desired));
+
+    let sctp = svc("sctp", [10, 96, 0, 13], 9999, Protocol::Sctp);
+    desired.push((sctp, vec![ep(9, 9999, true)]));
+    assert!(pair.step("an SCTP service", &desired));
+
+    // Local policy: the external chain has fib and CIDR matches, which stay with nft.
+    let i = desired.len() - 2;
+    desired[i].0.external_traffic_policy = TrafficPolicy::Local;
+    assert!(!pair.step("externalTrafficPolicy Local", &desired), "Local policy rules go through nft");
+
+    desired[i].1 = vec![ep(8, 8080, false)];
+    // The external chain is rewritten (its fib rules again): nft.
+    assert!(!pair.step("Local policy, no local endpoint left (drop)", &desired));
+    desired[i].1 = vec![ep(7, 8080, true), ep(8, 8080, false), ep(11, 8080, true)];
+    assert!(!pair.step("Local policy, local endpoints back", &desired));
+    desired[i].1.pop();
+    assert!(pair.step("Local policy, one local endpoint fewer", &desired), "only the local chain changes");
+
+    // ClientIP affinity: new timeout sets go through nft; switching it off is netlink.
+    desired[0].0.session_affinity = SessionAffinity::ClientIP { timeout_seconds: 10 };
+    assert!(!pair.step("affinity on", &desired));
+    desired[0].0.session_affinity = SessionAffinity::None;
+    assert!(pair.step("affinity off", &desired));
+
+    desired.remove(0);
+    assert!(pair.step("remove a service", &desired));
+
+    // Many changes at once span several element messages.
+    let many: Desired = (0..900u32)
+        .map(|k| {
+            let ip = [10, 97, (k / 250) as u8, (k % 250) as u8 + 1];
+            (svc(&format!("bulk-{k}"), ip, 80, Protocol::Tcp), vec![ep(10 + (k % 200) as u8, 8080, true)])
+        })
+        .collect();
+    desired.extend(many);
+    assert!(pair.step("900 services at once", &desired));
+    desired.truncate(3);
+    assert!(pair.step("900 services removed", &desired));
+
+    // No change: nothing is sent, and the tables still match.
+    pair.step("no change", &desired);
+}
+
+#[test]
+fn netlink_error_leads_to_full_resync() {
+    if !root_or_skip("netlink_error_leads_to_full_resync") {
+        return;
+    }
+    let sb = Sandbox::new(0);
+    let mut p = Proxier::new(ProxyConfig { node_name: "node-a".into(), ..sb.proxy_config() });
+    let web = svc("web", [10, 96, 0, 10], 80, Protocol::Tcp);
+    if let Err(e) = p.sync(&[(web.clone(), vec![ep(2, 8080, true)])]) {
+        panic!("full sync: {e}");
+    }
+    // The chain disappears behind the proxier's back: the netlink transaction that
+    // rewrites it is refused, says which statement failed, and the next sync is full.
+    let out = sb.exec(&sb.node, "nft", &["delete", "table", "ip", "rkube"]);
+    assert!(out.status.success());
+    let err = match p.sync(&[(web.clone(), vec![ep(2, 8080, true), ep(3, 8080, true)])]) {
+        Ok(s) => panic!("a transaction against a missing table must fail: {s:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(p.last_sent_via_netlink(), "the failed transaction went over netlink");
+    assert!(err.contains("refused") && err.contains("No such file or directory"), "{err}");
+    assert!(p.needs_full_sync());
+    match p.sync(&[(web, vec![ep(2, 8080, true), ep(3, 8080, true)])]) {
+        Ok(s) => assert!(s.full, "{s:?}"),
+        Err(e) => panic!("full resync: {e}"),
+    }
+    assert!(table(&sb).contains("numgen random mod 2"));
+}
