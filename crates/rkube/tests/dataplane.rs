@@ -202,3 +202,115 @@ fn udp_client_ip_preservation_and_hairpin() {
     assert_eq!(answers.len(), 30, "every request answered: {out}");
     assert!(answers.contains(&me.as_str()), "some requests reach the pod itself: {out}");
 }
+
+/// The lesson's ClientIP Service with `sessionAffinityConfig.clientIP.timeoutSeconds`:
+/// one client stays on one pod until it has been idle longer than the timeout, and
+/// affinity switched off and on again with `kubectl patch` takes effect live.
+#[test]
+fn session_affinity_timeout_and_live_switch() {
+    let Some(c) = cluster() else { return };
+    let k = c.k();
+    for f in ["mynapp-rs.yml", "mynapp-svc-session-affinity.yml"] {
+        k.ok(["create", "-f", manifest(f).to_str().expect("manifest path is UTF-8")]);
+    }
+    k.ok(["run", "tools", "--image=nicolaka/netshoot", "--", "sleep", "3600"]);
+    c.ready(3);
+    c.wait("tools running", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "tools", "--no-headers"]).contains("Running")
+    });
+    c.wait("3 endpoints of mynapp-svc-ses-aff", Duration::from_secs(30), || {
+        k.ok(["get", "endpoints", "mynapp-svc-ses-aff", "-o", "jsonpath={.subsets[*].addresses[*].ip}"])
+            .split_whitespace()
+            .count()
+            == 3
+    });
+    let ip = k.ok(["get", "svc", "mynapp-svc-ses-aff", "-o", "jsonpath={.spec.clusterIP}"]);
+    let url = format!("http://{ip}/");
+    let node = c.sandbox.node_netns(1);
+    let nft = || c.sandbox.exec(node, "nft", ["list", "table", "ip", "rkube"]).expect("nft list table").stdout;
+    // One pod for all of `n` requests (and every request answered).
+    let one_pod = |what: &str, n: usize| -> String {
+        let seen = c.hostnames_via_pod(&url, n);
+        let distinct: HashSet<&String> = seen.iter().collect();
+        assert!(seen.len() == n && distinct.len() == 1, "{what}: {n} requests answered by {seen:?}");
+        seen[0].clone()
+    };
+
+    // 1. A 10 s timeout; its affinity sets appear once the rules follow the patch.
+    let t = Instant::now();
+    k.ok([
+        "patch",
+        "svc",
+        "mynapp-svc-ses-aff",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":10}}}}"#,
+    ]);
+    c.wait("affinity sets with a 10 s timeout", Duration::from_secs(20), || nft().contains("timeout 10s"));
+    let stuck = one_pod("ClientIP affinity", 50);
+
+    // 2. A short idle keeps the pod.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(one_pod("after 3 s idle", 1), stuck, "3 s idle is within the 10 s timeout");
+
+    // 3. After 12 s idle the entry has expired and the pod is picked again at random;
+    // with 3 pods it is the same one 8 times in a row with probability (1/3)^8 (~1.5e-4).
+    let mut changed = None;
+    let mut last = stuck.clone();
+    for cycle in 1..=8 {
+        std::thread::sleep(Duration::from_secs(12));
+        let now = one_pod("after 12 s idle", 1);
+        // The new choice sticks again at once.
+        assert_eq!(one_pod("right after an expiry", 20), now, "affinity re-established after the expiry");
+        eprintln!("cycle {cycle}: {last} -> {now}");
+        if now != last {
+            changed = Some(cycle);
+            break;
+        }
+        last = now;
+    }
+    let Some(cycles) = changed else {
+        panic!("still on {stuck} after 8 idle periods of 12 s (timeout 10 s)\n{}", nft());
+    };
+    eprintln!("affinity expired and the pod changed after {cycles} idle period(s)");
+
+    // 4. Off, live: within a few seconds the same client reaches more than one pod.
+    k.ok([
+        "patch",
+        "svc",
+        "mynapp-svc-ses-aff",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"sessionAffinity":"None","sessionAffinityConfig":null}}"#,
+    ]);
+    let off = Instant::now();
+    let mut spread = HashSet::new();
+    c.wait("requests spread over more than one pod with sessionAffinity None", Duration::from_secs(20), || {
+        spread = c.hostnames_via_pod(&url, 60).into_iter().collect();
+        spread.len() >= 2
+    });
+    eprintln!("affinity off: {} pods answer, {:?} after the patch", spread.len(), off.elapsed());
+
+    // ... and on again: one pod again, and it stays.
+    k.ok(["patch", "svc", "mynapp-svc-ses-aff", "--type", "merge", "-p", r#"{"spec":{"sessionAffinity":"ClientIP"}}"#]);
+    let on = Instant::now();
+    let timeout =
+        ["get", "svc", "mynapp-svc-ses-aff", "-o", "jsonpath={.spec.sessionAffinityConfig.clientIP.timeoutSeconds}"];
+    assert_eq!(k.ok(timeout), "10800", "the default timeout (3 h) when ClientIP comes back without a config");
+    let mut again = String::new();
+    c.wait("requests on one pod again with sessionAffinity ClientIP", Duration::from_secs(20), || {
+        let seen: HashSet<String> = c.hostnames_via_pod(&url, 30).into_iter().collect();
+        match seen.into_iter().collect::<Vec<_>>().as_slice() {
+            [one] => {
+                again = one.clone();
+                true
+            }
+            _ => false,
+        }
+    });
+    eprintln!("affinity on again {:?} after the patch", on.elapsed());
+    assert_eq!(one_pod("ClientIP affinity switched back on", 50), again, "stays on one pod");
+    eprintln!("session affinity checks took {:?}", t.elapsed());
+}
