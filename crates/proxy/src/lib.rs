@@ -116,6 +116,7 @@
 //!   `--nodeport-addresses` (NodePorts answer on every local address except 127/8, the
 //!   upstream default), health-check node ports.
 
+mod adopt;
 mod cache;
 mod exec;
 pub mod metrics;

@@ -13,6 +13,7 @@
 //! atomically by `nfnetlink_rcv_batch` (`net/netfilter/nfnetlink.c`). Every message asks
 //! for an ACK, so the reply says which one failed.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -34,10 +35,18 @@ const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLMSG_ERROR: u16 = 0x2;
+const NLMSG_DONE: u16 = 0x3;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_DUMP_INTR: u16 = 0x10;
 const SOL_NETLINK: libc::c_int = 270;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 
+const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFT_MSG_GETSET: u16 = 10;
+const NFT_MSG_GETSETELEM: u16 = 13;
 const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
@@ -45,7 +54,9 @@ const NFT_MSG_DELSET: u16 = 11;
 const NFT_MSG_NEWSETELEM: u16 = 12;
 const NFT_MSG_DELSETELEM: u16 = 14;
 
-// enum nft_chain_attributes / nft_rule_attributes / nft_set_attributes
+// enum nft_table_attributes / nft_chain_attributes / nft_rule_attributes / nft_set_attributes
+const NFTA_TABLE_NAME: u16 = 1;
+const NFTA_TABLE_USERDATA: u16 = 6;
 const NFTA_CHAIN_TABLE: u16 = 1;
 const NFTA_CHAIN_NAME: u16 = 3;
 const NFTA_RULE_TABLE: u16 = 1;
@@ -75,8 +86,12 @@ const NFTA_NG_DREG: u16 = 1;
 const NFTA_NG_MODULUS: u16 = 2;
 const NFTA_NG_TYPE: u16 = 3;
 const NFTA_NG_OFFSET: u16 = 4;
+const NFTA_CT_DREG: u16 = 1;
 const NFTA_CT_KEY: u16 = 2;
+const NFTA_CT_DIRECTION: u16 = 3;
 const NFTA_CT_SREG: u16 = 4;
+/// `NFTNL_UDATA_TABLE_COMMENT`: the table comment's type in nft's userdata TLVs.
+const UDATA_TABLE_COMMENT: u8 = 0;
 
 const NFT_REG_VERDICT: u32 = 0;
 const NFT_REG_1: u32 = 1;
@@ -452,6 +467,9 @@ pub enum NetlinkError {
     },
     #[error("no answer from the kernel for {missing} of {sent} messages within {REPLY_TIMEOUT:?}")]
     NoAnswer { missing: usize, sent: usize },
+    /// The table could not be read back: {0}.
+    #[error("cannot read the table back: {0}")]
+    Undecodable(String),
 }
 
 /// A `NETLINK_NETFILTER` socket, opened in the proxy's network namespace and kept.
@@ -593,6 +611,309 @@ impl Socket {
     }
 }
 
+/// What the kernel's table holds, read back over netlink (for adopting a table left by an
+/// earlier run instead of rewriting it).
+#[derive(Debug, Default)]
+pub struct KernelTable {
+    /// The table comment (nft's userdata), which carries the skeleton fingerprint.
+    pub comment: Option<String>,
+    pub chains: HashSet<String>,
+    /// Each chain's rules in order, decoded; `None` for a rule outside the encoder's subset.
+    pub rules: HashMap<String, Vec<Option<Vec<Expr>>>>,
+    /// Named sets and maps (anonymous ones excluded).
+    pub sets: HashSet<String>,
+    /// Elements of the managed maps and sets: key -> value (`None` in a set), as
+    /// [`crate::render::element_text`] writes them.
+    pub elements: BTreeMap<MapId, HashMap<String, Option<String>>>,
+}
+
+impl Socket {
+    /// Reads the `ip` table `table`: `Ok(None)` when it does not exist. Fails when the
+    /// ruleset changed during the read or an element cannot be decoded.
+    pub fn read_table(&mut self, table: &str) -> Result<Option<KernelTable>, NetlinkError> {
+        let reply = match self.request(NFT_MSG_GETTABLE, false, |m| m.str(NFTA_TABLE_NAME, table)) {
+            Ok(r) => r,
+            Err(NetlinkError::Refused { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut out = KernelTable::default();
+        for (_, payload) in &reply {
+            for (ty, v) in attrs(payload) {
+                if ty == NFTA_TABLE_USERDATA {
+                    out.comment = udata_comment(v);
+                }
+            }
+        }
+        for (_, payload) in self.request(NFT_MSG_GETCHAIN, true, |m| m.str(NFTA_CHAIN_TABLE, table))? {
+            let a = attr_map(&payload);
+            if a.get(&NFTA_CHAIN_TABLE).and_then(|v| attr_str(v)).as_deref() != Some(table) {
+                continue;
+            }
+            if let Some(name) = a.get(&NFTA_CHAIN_NAME).and_then(|v| attr_str(v)) {
+                out.chains.insert(name);
+            }
+        }
+        for (_, payload) in self.request(NFT_MSG_GETRULE, true, |m| m.str(NFTA_RULE_TABLE, table))? {
+            let a = attr_map(&payload);
+            if a.get(&NFTA_RULE_TABLE).and_then(|v| attr_str(v)).as_deref() != Some(table) {
+                continue;
+            }
+            let Some(chain) = a.get(&NFTA_RULE_CHAIN).and_then(|v| attr_str(v)) else { continue };
+            let exprs = a.get(&NFTA_RULE_EXPRESSIONS).and_then(|v| decode_exprs(v));
+            out.rules.entry(chain).or_default().push(exprs);
+        }
+        for (_, payload) in self.request(NFT_MSG_GETSET, true, |m| m.str(NFTA_SET_TABLE, table))? {
+            let a = attr_map(&payload);
+            if a.get(&NFTA_SET_TABLE).and_then(|v| attr_str(v)).as_deref() != Some(table) {
+                continue;
+            }
+            if let Some(name) = a.get(&NFTA_SET_NAME).and_then(|v| attr_str(v)) {
+                if !name.starts_with("__") {
+                    out.sets.insert(name);
+                }
+            }
+        }
+        for map in MapId::ALL {
+            if !out.sets.contains(map.name()) {
+                continue;
+            }
+            let elems = out.elements.entry(map).or_default();
+            let reply = self.request(NFT_MSG_GETSETELEM, true, |m| {
+                m.str(NFTA_SET_ELEM_LIST_TABLE, table);
+                m.str(NFTA_SET_ELEM_LIST_SET, map.name());
+            })?;
+            for (_, payload) in reply {
+                let a = attr_map(&payload);
+                let Some(list) = a.get(&NFTA_SET_ELEM_LIST_ELEMENTS) else { continue };
+                for (_, elem) in attrs(list) {
+                    let e = attr_map(elem);
+                    let key = e
+                        .get(&NFTA_SET_ELEM_KEY)
+                        .and_then(|k| attr_map(k).get(&NFTA_DATA_VALUE).map(|v| v.to_vec()))
+                        .and_then(|k| decode_key(map, &k));
+                    let Some(key) = key else {
+                        return Err(NetlinkError::Undecodable(format!("an element key of {}", map.name())));
+                    };
+                    let value = match e.get(&NFTA_SET_ELEM_DATA) {
+                        None if !map.is_map() => None,
+                        Some(d) => match decode_data(d).and_then(|d| decode_value(map, &d)) {
+                            Some(v) => Some(v),
+                            None => {
+                                return Err(NetlinkError::Undecodable(format!("the value of {key} in {}", map.name())))
+                            }
+                        },
+                        None => return Err(NetlinkError::Undecodable(format!("{key} in {} has no value", map.name()))),
+                    };
+                    elems.insert(key, value);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// Sends one GET request (a dump when `dump`) and returns the answer's messages:
+    /// (message type within nf_tables, attributes).
+    fn request(
+        &mut self,
+        ty: u16,
+        dump: bool,
+        build: impl FnOnce(&mut Msg),
+    ) -> Result<Vec<(u16, Vec<u8>)>, NetlinkError> {
+        self.drain();
+        let seq = 1;
+        let flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { NLM_F_ACK };
+        let mut m = Msg::new((NFNL_SUBSYS_NFTABLES << 8) | ty, flags, seq, libc::AF_INET as u8, 0);
+        build(&mut m);
+        let dgram = m.done();
+        // SAFETY: dgram is a live buffer of the given length.
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), dgram.as_ptr() as *const libc::c_void, dgram.len(), 0) };
+        if sent < 0 {
+            return Err(NetlinkError::Io(io::Error::last_os_error()));
+        }
+        let what = format!("get (message type {ty})");
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            // SAFETY: buf is a live, writable buffer of the given length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
+                    return Err(NetlinkError::NoAnswer { missing: 1, sent: 1 });
+                }
+                return Err(NetlinkError::Io(e));
+            }
+            let mut b = &buf[..n as usize];
+            while b.len() >= 16 {
+                let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
+                let mty = u16::from_ne_bytes([b[4], b[5]]);
+                let mflags = u16::from_ne_bytes([b[6], b[7]]);
+                if len < 16 || len > b.len() {
+                    return Err(NetlinkError::Undecodable("a truncated netlink message".into()));
+                }
+                if mflags & NLM_F_DUMP_INTR != 0 {
+                    return Err(NetlinkError::Undecodable("the ruleset changed during the read".into()));
+                }
+                match mty {
+                    NLMSG_DONE => return Ok(out),
+                    NLMSG_ERROR if len >= 20 => {
+                        let err = i32::from_ne_bytes([b[16], b[17], b[18], b[19]]);
+                        if err != 0 {
+                            return Err(NetlinkError::Refused { what, source: io::Error::from_raw_os_error(-err) });
+                        }
+                        // The ACK after a non-dump answer.
+                        return Ok(out);
+                    }
+                    _ if len >= 20 => out.push((mty & 0xff, b[20..len].to_vec())),
+                    _ => {}
+                }
+                b = &b[len.next_multiple_of(4).min(b.len())..];
+            }
+        }
+    }
+}
+
+/// The attributes of a message or nested attribute: (type without flags, payload).
+fn attrs(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((ty, &b[4..len]));
+        b = &b[len.next_multiple_of(4).min(b.len())..];
+    }
+    out
+}
+
+fn attr_map(b: &[u8]) -> HashMap<u16, &[u8]> {
+    attrs(b).into_iter().collect()
+}
+
+fn attr_str(v: &[u8]) -> Option<String> {
+    let v = v.strip_suffix(&[0]).unwrap_or(v);
+    String::from_utf8(v.to_vec()).ok()
+}
+
+fn attr_u32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
+}
+
+/// The comment in nft's userdata TLVs (type u8, length u8, value).
+fn udata_comment(mut b: &[u8]) -> Option<String> {
+    while b.len() >= 2 {
+        let (ty, len) = (b[0], b[1] as usize);
+        let value = b.get(2..2 + len)?;
+        if ty == UDATA_TABLE_COMMENT {
+            return attr_str(value);
+        }
+        b = &b[2 + len..];
+    }
+    None
+}
+
+/// `nft_data`: a value or a verdict.
+fn decode_data(b: &[u8]) -> Option<Data> {
+    let a = attr_map(b);
+    if let Some(v) = a.get(&NFTA_DATA_VALUE) {
+        return Some(Data::Value(v.to_vec()));
+    }
+    let v = attr_map(a.get(&NFTA_DATA_VERDICT)?);
+    let code = attr_u32(v.get(&NFTA_VERDICT_CODE)?)? as i32;
+    let chain = v.get(&NFTA_VERDICT_CHAIN).and_then(|c| attr_str(c));
+    Some(Data::Verdict { code, chain })
+}
+
+/// A rule's expression list, when every expression is in the encoder's subset.
+fn decode_exprs(b: &[u8]) -> Option<Vec<Expr>> {
+    let mut out = Vec::new();
+    for (_, elem) in attrs(b) {
+        let e = attr_map(elem);
+        let name = attr_str(e.get(&NFTA_EXPR_NAME)?)?;
+        let d = e.get(&NFTA_EXPR_DATA).map(|d| attr_map(d)).unwrap_or_default();
+        let u = |k: u16| d.get(&k).and_then(|v| attr_u32(v));
+        let expr = match name.as_str() {
+            "numgen" if u(NFTA_NG_TYPE) == Some(NFT_NG_RANDOM) => Expr::NumgenRandom {
+                dreg: u(NFTA_NG_DREG)?,
+                modulus: u(NFTA_NG_MODULUS)?,
+                offset: u(NFTA_NG_OFFSET).unwrap_or(0),
+            },
+            "immediate" => {
+                Expr::Immediate { dreg: u(NFTA_IMMEDIATE_DREG)?, data: decode_data(d.get(&NFTA_IMMEDIATE_DATA)?)? }
+            }
+            "ct" if u(NFTA_CT_KEY) == Some(NFT_CT_MARK)
+                && !d.contains_key(&NFTA_CT_DREG)
+                && !d.contains_key(&NFTA_CT_DIRECTION) =>
+            {
+                Expr::CtMarkSet { sreg: u(NFTA_CT_SREG)? }
+            }
+            _ => return None,
+        };
+        out.push(expr);
+    }
+    Some(out)
+}
+
+/// The text of a verdict, as the renderer writes it.
+fn verdict_text(code: i32, chain: Option<&str>) -> Option<String> {
+    Some(match (code, chain) {
+        (NF_ACCEPT, None) => "accept".to_string(),
+        (NF_DROP, None) => "drop".to_string(),
+        (NFT_JUMP, Some(c)) => format!("jump {c}"),
+        (NFT_GOTO, Some(c)) => format!("goto {c}"),
+        _ => return None,
+    })
+}
+
+fn decode_fields(fields: &[Field], b: &[u8]) -> Option<String> {
+    let mut parts = Vec::with_capacity(fields.len());
+    let mut at = 0;
+    for f in fields {
+        let text = match f {
+            Field::Ipv4 => Ipv4Addr::from(<[u8; 4]>::try_from(b.get(at..at + 4)?).ok()?).to_string(),
+            Field::Proto => {
+                let n = *b.get(at)?;
+                let p = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp].into_iter().find(|p| p.number() == n)?;
+                p.as_str().to_string()
+            }
+            Field::Port => u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?).to_string(),
+            Field::Mark => u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?).to_string(),
+        };
+        parts.push(text);
+        let width = match f {
+            Field::Ipv4 | Field::Mark => 4,
+            Field::Proto => 1,
+            Field::Port => 2,
+        };
+        at += if fields.len() > 1 { 4 } else { width };
+    }
+    (at == b.len()).then(|| parts.join(" . "))
+}
+
+/// The text of an element key of `map`, as [`encode_key`] reads it.
+pub fn decode_key(map: MapId, b: &[u8]) -> Option<String> {
+    decode_fields(key_fields(map), b)
+}
+
+/// The text of an element value of `map`, as [`encode_value`] reads it.
+pub fn decode_value(map: MapId, d: &Data) -> Option<String> {
+    match (map, d) {
+        (MapId::Endpoints, Data::Value(v)) => decode_fields(&[Field::Ipv4, Field::Port], v),
+        (
+            MapId::ServiceIps | MapId::ServiceNodePorts | MapId::NoEndpointServices | MapId::NoEndpointNodePorts,
+            Data::Verdict { code, chain },
+        ) => verdict_text(*code, chain.as_deref()),
+        _ => None,
+    }
+}
+
 /// (sequence number, errno) of each `NLMSG_ERROR` in a datagram (errno 0 is an ACK).
 fn parse_acks(mut b: &[u8]) -> Vec<(u32, i32)> {
     let mut out = Vec::new();
@@ -643,6 +964,32 @@ mod tests {
         );
         assert_eq!(encode_value(MapId::NoEndpointServices, "drop"), Some(Data::Verdict { code: 0, chain: None }));
         assert_eq!(encode_value(MapId::ServiceIps, "reject"), None);
+    }
+
+    #[test]
+    fn keys_and_values_decode_to_the_renderer_text() {
+        for (map, key) in [
+            (MapId::ClusterIps, "10.96.0.1"),
+            (MapId::ServiceIps, "10.96.0.1 . tcp . 80"),
+            (MapId::NoEndpointServices, "192.168.122.50 . sctp . 9999"),
+            (MapId::ServiceNodePorts, "udp . 31111"),
+            (MapId::Endpoints, "655360001"),
+            (MapId::Hairpin, "10.244.0.2 . 10.244.0.2"),
+        ] {
+            let bytes = encode_key(map, key).unwrap_or_default();
+            assert_eq!(decode_key(map, &bytes).as_deref(), Some(key), "{map:?}");
+        }
+        for (map, value) in [
+            (MapId::Endpoints, "10.244.0.2 . 8080"),
+            (MapId::ServiceIps, "goto service-ABC-default/web/tcp/http"),
+            (MapId::NoEndpointServices, "goto reject-chain"),
+            (MapId::NoEndpointNodePorts, "drop"),
+        ] {
+            let data = encode_value(map, value);
+            assert_eq!(data.as_ref().and_then(|d| decode_value(map, d)).as_deref(), Some(value), "{map:?}");
+        }
+        assert_eq!(decode_key(MapId::ServiceIps, &[10, 96, 0, 1, 6, 0, 0, 0]), None, "too short");
+        assert_eq!(decode_key(MapId::ServiceNodePorts, &[1, 0, 0, 0, 0, 80, 0, 0]), None, "icmp is not ours");
     }
 
     #[test]

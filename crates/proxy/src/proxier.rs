@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use crate::adopt;
 use crate::exec;
 use crate::metrics;
 use crate::model::{Endpoint, Protocol, ServicePortInfo};
@@ -22,6 +23,9 @@ pub type DesiredPort = (ServicePortInfo, Vec<Endpoint>);
 pub struct SyncStats {
     /// The whole table was rewritten (first sync, or the one after a failure).
     pub full: bool,
+    /// The first sync adopted the table an earlier run left (only the difference was sent;
+    /// `changed_services` is not counted then).
+    pub adopted: bool,
     /// Wall time of the sync (compute + `nft` + conntrack cleanup).
     pub duration: Duration,
     /// Of which running `nft` (zero when there was nothing to send).
@@ -46,7 +50,7 @@ pub struct SyncStats {
 /// 10,000 services does tens of thousands of lookups (SipHash + key allocations were most
 /// of a no-change sync).
 #[derive(Default)]
-struct Fnv(u64);
+pub(crate) struct Fnv(u64);
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
@@ -68,7 +72,7 @@ impl Hasher for Fnv {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// Hash of a service port's identity (namespace, name, port name, protocol), computed
 /// without allocating.
@@ -85,29 +89,29 @@ fn same_identity(a: &ServicePortInfo, b: &ServicePortInfo) -> bool {
     a.protocol == b.protocol && a.port_name == b.port_name && a.name == b.name && a.namespace == b.namespace
 }
 
-struct SvcState {
+pub(crate) struct SvcState {
     /// The sync that last saw this service port in the desired state.
     generation: u64,
     owner: u32,
-    info: ServicePortInfo,
+    pub(crate) info: ServicePortInfo,
     eps: Vec<Endpoint>,
-    frag: Fragment,
+    pub(crate) frag: Fragment,
 }
 
 /// Elements of the managed maps/sets, with the service ports that want each key (the
 /// first one's value is in the table; later ones take over when it goes away).
 #[derive(Default)]
-struct ElemStore {
-    entries: FastMap<ElemKey, Vec<(u32, Option<String>)>>,
+pub(crate) struct ElemStore {
+    pub(crate) entries: FastMap<ElemKey, Vec<(u32, Option<String>)>>,
 }
 
 /// A map or set and an element key in it.
-type ElemKey = (MapId, String);
+pub(crate) type ElemKey = (MapId, String);
 
-type Effective = Option<Option<String>>;
+pub(crate) type Effective = Option<Option<String>>;
 
 impl ElemStore {
-    fn effective(&self, k: &(MapId, String)) -> Effective {
+    pub(crate) fn effective(&self, k: &(MapId, String)) -> Effective {
         self.entries.get(k).and_then(|v| v.first()).map(|(_, val)| val.clone())
     }
 
@@ -143,30 +147,31 @@ impl ElemStore {
 }
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     /// Service ports by `identity_hash` (a bucket holds the rare collisions).
-    services: FastMap<u64, Vec<SvcState>>,
-    elems: ElemStore,
+    pub(crate) services: FastMap<u64, Vec<SvcState>>,
+    pub(crate) elems: ElemStore,
     next_owner: u32,
     generation: u64,
 }
 
 impl State {
-    fn all(&self) -> impl Iterator<Item = &SvcState> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &SvcState> {
         self.services.values().flatten()
     }
 }
 
 /// The changes of one partial sync, in the order they go into the transaction.
 #[derive(Default)]
-struct Ops {
-    add_sets: Vec<(String, u32)>,
-    add_chains: Vec<String>,
-    flush_chains: Vec<String>,
-    rules: Vec<(String, Vec<String>)>,
-    del_chains: Vec<String>,
-    del_sets: Vec<String>,
-    touched: FastMap<(MapId, String), Effective>,
+pub(crate) struct Ops {
+    pub(crate) add_sets: Vec<(String, u32)>,
+    pub(crate) add_chains: Vec<String>,
+    pub(crate) flush_chains: Vec<String>,
+    pub(crate) rules: Vec<(String, Vec<String>)>,
+    pub(crate) del_chains: Vec<String>,
+    pub(crate) del_sets: Vec<String>,
+    /// Elements that may have changed, with their value before the transaction.
+    pub(crate) touched: FastMap<(MapId, String), Effective>,
 }
 
 /// A stale UDP conntrack entry filter (upstream `pkg/proxy/conntrack/cleanup.go`).
@@ -273,6 +278,8 @@ pub struct Proxier {
     netlink_unavailable: bool,
     /// How the last transaction was sent.
     last_via_netlink: bool,
+    /// The next sync may adopt a table left by an earlier run (only the first one).
+    may_adopt: bool,
 }
 
 impl Proxier {
@@ -287,6 +294,7 @@ impl Proxier {
             socket: None,
             netlink_unavailable: false,
             last_via_netlink: false,
+            may_adopt: true,
         }
     }
 
@@ -307,6 +315,7 @@ impl Proxier {
     /// Forget the committed state so the next sync rewrites the whole table.
     pub fn force_full_sync(&mut self) {
         self.state = None;
+        self.may_adopt = false;
     }
 
     /// Makes the table match `desired` in one atomic `nft -f -` transaction: the whole
@@ -315,7 +324,15 @@ impl Proxier {
     pub fn sync<D: Borrow<DesiredPort>>(&mut self, desired: &[D]) -> Result<SyncStats, ProxyError> {
         let start = Instant::now();
         self.nft_duration = Duration::ZERO;
+        let may_adopt = std::mem::replace(&mut self.may_adopt, false) && self.cfg.netlink_partial_syncs;
         let (res, full) = match self.state.take() {
+            None if may_adopt => match self.adopt(desired) {
+                Ok(stats) => (Ok(stats), false),
+                Err(why) => {
+                    tracing::info!(reason = %why, "not adopting the existing table; rewriting it");
+                    (self.sync_full(desired), true)
+                }
+            },
             None => (self.sync_full(desired), true),
             Some(state) => (self.sync_partial(state, desired), false),
         };
@@ -328,16 +345,7 @@ impl Proxier {
     /// Sends a partial sync over netlink; falls back to `nft -f` when the socket cannot be
     /// opened (e.g. a kernel without nf_tables netlink access for this process).
     fn run_netlink(&mut self, script: Script, batch: &Batch) -> Result<(), ProxyError> {
-        if self.socket.is_none() && !self.netlink_unavailable {
-            match netlink::Socket::open(self.cfg.netns.as_deref()) {
-                Ok(s) => self.socket = Some(s),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot open an nf_tables netlink socket; partial syncs use nft -f");
-                    self.netlink_unavailable = true;
-                }
-            }
-        }
-        let Some(socket) = self.socket.as_mut() else {
+        let Some(socket) = self.socket() else {
             return self.run_nft(script);
         };
         let start = Instant::now();
@@ -350,6 +358,50 @@ impl Proxier {
             self.socket = None;
             ProxyError::Netlink(e)
         })
+    }
+
+    /// The netlink socket, opened on first use; `None` when it cannot be opened.
+    fn socket(&mut self) -> Option<&mut netlink::Socket> {
+        if self.socket.is_none() && !self.netlink_unavailable {
+            match netlink::Socket::open(self.cfg.netns.as_deref()) {
+                Ok(s) => self.socket = Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot open an nf_tables netlink socket; partial syncs use nft -f");
+                    self.netlink_unavailable = true;
+                }
+            }
+        }
+        self.socket.as_mut()
+    }
+
+    /// First sync of a restarted proxy: adopt the table an earlier run left (see
+    /// [`crate::adopt`]) by sending only the difference. `Err` says why not (the caller
+    /// then rewrites the table).
+    fn adopt<D: Borrow<DesiredPort>>(&mut self, desired: &[D]) -> Result<SyncStats, String> {
+        let table = self.cfg.table.clone();
+        let socket = self.socket().ok_or("no netlink socket")?;
+        let kernel = socket
+            .read_table(&table)
+            .map_err(|e| {
+                self.socket = None;
+                e.to_string()
+            })?
+            .ok_or("there is no table yet")?;
+        let plan = adopt::plan(&self.cfg, desired, &kernel)?;
+        let (script, batch) = self.partial_script(&plan.state, plan.ops);
+        let statements = script.statements;
+        if statements > 0 {
+            let sent = match batch {
+                Some(b) if b.len_bytes() <= netlink::MAX_BATCH_BYTES => self.run_netlink(script, &b),
+                _ => self.run_nft(script),
+            };
+            sent.map_err(|e| format!("the adopting transaction failed: {e}"))?;
+        }
+        let services = plan.state.all().count();
+        let stats = self.stats(&plan.state, false, statements, services, 0);
+        self.groups = plan.groups;
+        self.state = Some(plan.state);
+        Ok(SyncStats { adopted: true, ..stats })
     }
 
     /// Whether the last transaction went over netlink (true) or through `nft -f` (false).
@@ -558,6 +610,7 @@ impl Proxier {
         }
         SyncStats {
             full,
+            adopted: false,
             duration: Duration::ZERO,
             nft_duration: Duration::ZERO,
             statements,
@@ -627,6 +680,21 @@ pub fn render_full(cfg: &ProxyConfig, desired: &[DesiredPort]) -> String {
 
 fn build_full<D: Borrow<DesiredPort>>(cfg: &ProxyConfig, desired: &[D]) -> (State, Groups, Script) {
     let mut groups = Groups::default();
+    let (state, order) = build_state(cfg, desired, &mut groups, |_| None);
+    let frags = order.iter().filter_map(|(h, i)| state.services.get(h).and_then(|b| b.get(*i)).map(|s| &s.frag));
+    let script = render::full_script(cfg, frags, &state.elems.by_map());
+    (state, groups, script)
+}
+
+/// Compiles every service port of `desired` (the first of duplicates), with `prev` giving
+/// a fragment whose endpoint groups (ids and slots) to keep. Returns the state and the
+/// (hash, index in bucket) of each service port in desired order.
+pub(crate) fn build_state<D: Borrow<DesiredPort>>(
+    cfg: &ProxyConfig,
+    desired: &[D],
+    groups: &mut Groups,
+    mut prev: impl FnMut(&ServicePortInfo) -> Option<Fragment>,
+) -> (State, Vec<(u64, usize)>) {
     let mut state = State { generation: 1, ..State::default() };
     // (hash, index in bucket) in desired order, for a deterministic script.
     let mut order: Vec<(u64, usize)> = Vec::with_capacity(desired.len());
@@ -637,7 +705,7 @@ fn build_full<D: Borrow<DesiredPort>>(cfg: &ProxyConfig, desired: &[D]) -> (Stat
         if bucket.iter().any(|s| same_identity(&s.info, info)) {
             continue;
         }
-        let frag = render::compile(cfg, info, eps, None, &mut groups);
+        let frag = render::compile(cfg, info, eps, prev(info).as_ref(), groups);
         let owner = state.next_owner;
         state.next_owner += 1;
         for (m, k, v) in &frag.elements {
@@ -646,9 +714,7 @@ fn build_full<D: Borrow<DesiredPort>>(cfg: &ProxyConfig, desired: &[D]) -> (Stat
         order.push((h, bucket.len()));
         bucket.push(SvcState { generation: 1, owner, info: info.clone(), eps: eps.clone(), frag });
     }
-    let frags = order.iter().filter_map(|(h, i)| state.services.get(h).and_then(|b| b.get(*i)).map(|s| &s.frag));
-    let script = render::full_script(cfg, frags, &state.elems.by_map());
-    (state, groups, script)
+    (state, order)
 }
 
 fn release_groups(groups: &mut Groups, old: &Fragment, new: Option<&Fragment>) {

@@ -126,6 +126,13 @@ impl Groups {
     pub fn release(&mut self, id: u32) {
         self.free.push(id);
     }
+
+    /// An allocator where `used` ids are taken (a table adopted from an earlier run).
+    pub fn with_used(used: &HashSet<u32>) -> Groups {
+        let next = used.iter().copied().filter(|id| *id <= MAX_GROUP_ID).max().unwrap_or(0);
+        let free = (1..=next).rev().filter(|id| !used.contains(id)).collect();
+        Groups { next, free }
+    }
 }
 
 /// A short stable hash (8 base32 characters) prefixed to chain names, as upstream's
@@ -604,7 +611,7 @@ pub fn full_script<'a>(
     let mut s = Script::default();
     s.cmd(&format!("add table {t}"));
     s.cmd(&format!("delete table {t}"));
-    s.cmd(&format!("add table {t} {{ comment \"rkube service proxy\"; }}"));
+    s.cmd(&format!("add table {t} {{ comment \"{}\"; }}", table_comment(cfg)));
     for c in base_commands(cfg) {
         s.cmd(&c);
     }
@@ -629,6 +636,23 @@ pub fn full_script<'a>(
         s.elements("add", &t, *map, items);
     }
     s
+}
+
+/// The table's comment: names the skeleton ([`base_commands`]) by a hash, so a later run
+/// can tell whether a table it finds has the skeleton it would write.
+pub fn table_comment(cfg: &ProxyConfig) -> String {
+    format!("rkube service proxy; skeleton {}", hash8(&base_commands(cfg).join("\n")))
+}
+
+/// Names of the skeleton's chains.
+pub fn base_chain_names(cfg: &ProxyConfig) -> Vec<String> {
+    let prefix = format!("add chain ip {} ", cfg.table);
+    base_commands(cfg)
+        .iter()
+        .filter_map(|c| c.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
 }
 
 /// `add set` for a ClientIP affinity set (upstream: flags dynamic,timeout).

@@ -339,17 +339,67 @@ fn restart_keeps_established_connections() {
     let a_pod = from_pod.send("a");
     assert!(a_node.starts_with("OK ") && a_pod.starts_with("OK "), "{a_node} / {a_pod}");
 
-    // A new proxier (a restarted process) rewrites the whole table in one transaction.
+    // A new proxier (a restarted process) adopts the table: nothing changed, nothing sent.
     drop(p);
     let mut p = Proxier::new(cfg);
-    let s = sync(&mut p, &[(echo.clone(), eps)]);
-    assert!(s.full);
+    let s = sync(&mut p, &[(echo.clone(), eps.clone())]);
+    assert!(s.adopted && !s.full && s.statements == 0, "{s:?}\n{}", p.last_transaction());
     let b_node = from_node.send("b");
     let b_pod = from_pod.send("b");
     assert_eq!(b_node, a_node.replace(":a", ":b"), "node connection survives the restart");
     assert_eq!(b_pod, a_pod.replace(":a", ":b"), "pod connection survives the restart");
     let mut again = sb.tcp_session(&sb.pods[0].ns, echo.cluster_ip, 9000);
-    assert!(again.send("c").starts_with("OK "), "new connections are DNATed by the new table");
+    assert!(again.send("c").starts_with("OK "), "new connections are DNATed by the adopted table");
+
+    // A full rewrite (what a failed sync leads to) keeps them too.
+    p.force_full_sync();
+    let s = sync(&mut p, &[(echo.clone(), eps)]);
+    assert!(s.full, "{s:?}");
+    assert_eq!(from_node.send("d"), a_node.replace(":a", ":d"), "node connection survives a full rewrite");
+    assert_eq!(from_pod.send("d"), a_pod.replace(":a", ":d"), "pod connection survives a full rewrite");
+}
+
+#[test]
+fn restart_keeps_client_ip_affinity() {
+    if !root_or_skip("restart_keeps_client_ip_affinity") {
+        return;
+    }
+    let sticky = ServicePortInfo {
+        session_affinity: SessionAffinity::ClientIP { timeout_seconds: 600 },
+        ..svc("sticky", [10, 96, 0, 70], 80, Protocol::Tcp)
+    };
+    let sb = Sandbox::new(3);
+    let eps: Vec<Endpoint> = (0..3).map(|i| sb.endpoint(i, 8080)).collect();
+    let mut p = proxier_for(&sb);
+    sync(&mut p, &[(sticky.clone(), eps.clone())]);
+    let lines = sb.http_get(&sb.pods[0].ns, sticky.cluster_ip, 80, 10, 2.0);
+    let chosen = pods_in(&lines);
+    assert!(all_ok(&lines) && chosen.len() == 1, "{lines:?}");
+
+    drop(p);
+    let mut p = Proxier::new(sb.proxy_config());
+    let s = sync(&mut p, &[(sticky.clone(), eps)]);
+    assert!(s.adopted && !s.full, "{s:?}");
+    let lines = sb.http_get(&sb.pods[0].ns, sticky.cluster_ip, 80, 10, 2.0);
+    assert!(all_ok(&lines), "{lines:?}");
+    assert_eq!(pods_in(&lines), chosen, "the client's affinity entry survived the restart: {lines:?}");
+    // The entry itself is still there (a lost one would be re-created by chance 1 in 3 on
+    // the same pod, so the check above alone could pass).
+    let out = sb.exec(&sb.node, "nft", &["list", "table", "ip", "rkube"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let client = sb.pods[0].ip.to_string();
+    let mut in_affinity = false;
+    let mut found = false;
+    for line in table.lines().map(str::trim) {
+        if line.starts_with("set affinity-") {
+            in_affinity = true;
+        } else if line == "}" {
+            in_affinity = false;
+        } else if in_affinity && line.contains(&client) && line.contains("expires") {
+            found = true;
+        }
+    }
+    assert!(found, "{client} in an affinity set after the restart:\n{table}");
 }
 
 #[test]

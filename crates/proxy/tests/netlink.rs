@@ -37,6 +37,8 @@ fn table(sb: &Sandbox) -> String {
 struct Pair {
     nl: (Sandbox, Proxier),
     text: (Sandbox, Proxier),
+    /// What the netlink side's last sync did.
+    last: Option<proxy::SyncStats>,
 }
 
 impl Pair {
@@ -46,15 +48,17 @@ impl Pair {
             let cfg = ProxyConfig { node_name: "node-a".into(), netlink_partial_syncs: netlink, ..sb.proxy_config() };
             (sb, Proxier::new(cfg))
         };
-        Pair { nl: mk(true), text: mk(false) }
+        Pair { nl: mk(true), text: mk(false), last: None }
     }
 
     /// Syncs both; asserts the same table, and returns whether netlink carried the
     /// netlink side's transaction.
     fn step(&mut self, what: &str, desired: &Desired) -> bool {
-        for (sb, p) in [&mut self.nl, &mut self.text] {
-            if let Err(e) = p.sync(desired) {
-                panic!("{what}: sync in {}: {e}\n{}", sb.node, p.last_transaction());
+        for (i, (sb, p)) in [&mut self.nl, &mut self.text].into_iter().enumerate() {
+            match p.sync(desired) {
+                Ok(s) if i == 0 => self.last = Some(s),
+                Ok(_) => {}
+                Err(e) => panic!("{what}: sync in {}: {e}\n{}", sb.node, p.last_transaction()),
             }
         }
         let (a, b) = (table(&self.nl.0), table(&self.text.0));
@@ -175,4 +179,77 @@ fn netlink_error_leads_to_full_resync() {
         Err(e) => panic!("full resync: {e}"),
     }
     assert!(table(&sb).contains("numgen random mod 2"));
+}
+
+#[test]
+fn restart_adopts_the_table_and_sends_only_the_difference() {
+    if !root_or_skip("restart_adopts_the_table_and_sends_only_the_difference") {
+        return;
+    }
+    let mut pair = Pair::new();
+    let web = svc("web", [10, 96, 0, 10], 80, Protocol::Tcp);
+    let sticky = ServicePortInfo {
+        session_affinity: SessionAffinity::ClientIP { timeout_seconds: 60 },
+        ..svc("sticky", [10, 96, 0, 11], 80, Protocol::Tcp)
+    };
+    let local = ServicePortInfo {
+        service_type: ServiceType::NodePort,
+        node_port: Some(31000),
+        external_traffic_policy: TrafficPolicy::Local,
+        ..svc("local", [10, 96, 0, 12], 80, Protocol::Tcp)
+    };
+    let np = ServicePortInfo {
+        service_type: ServiceType::NodePort,
+        node_port: Some(31001),
+        ..svc("np", [10, 96, 0, 13], 53, Protocol::Udp)
+    };
+    let mut desired: Desired = vec![
+        (web.clone(), vec![ep(2, 8080, true), ep(3, 8080, true), ep(4, 8080, false)]),
+        (sticky, vec![ep(5, 8080, true), ep(6, 8080, true)]),
+        (local, vec![ep(7, 8080, true), ep(8, 8080, false)]),
+        (np, vec![ep(9, 53, true)]),
+        (svc("gone", [10, 96, 0, 14], 80, Protocol::Tcp), vec![ep(10, 80, true)]),
+    ];
+    pair.step("full sync", &desired);
+    // Move slots around so the kernel's slots are not what a fresh build would pick.
+    desired[0].1.remove(0);
+    desired[0].1.push(ep(11, 8080, true));
+    pair.step("endpoints replaced", &desired);
+
+    // The netlink side restarts: it adopts the table, and only the chains whose rules it
+    // cannot read back (ClientIP affinity, Local external policy) are re-added.
+    let cfg = pair.nl.1.config().clone();
+    pair.nl.1 = Proxier::new(cfg.clone());
+    let s = match pair.nl.1.sync(&desired) {
+        Ok(s) => s,
+        Err(e) => panic!("adopting sync: {e}"),
+    };
+    let tx = pair.nl.1.last_transaction().to_string();
+    assert!(s.adopted && !s.full, "{s:?}\n{tx}");
+    assert!(!tx.contains("table"), "no table rewrite: {tx}");
+    for name in ["default/web/", "default/np/", "default/gone/"] {
+        assert!(!tx.contains(name), "{name} unchanged, not in the transaction: {tx}");
+    }
+    assert!(tx.contains("default/sticky/") && tx.contains("default/local/"), "{tx}");
+    assert!(!tx.contains("element"), "no element changes: {tx}");
+    assert_eq!(table(&pair.nl.0), table(&pair.text.0), "same table after the restart");
+
+    // Restart again while services changed: only the difference goes out, and the result
+    // is the table of the proxier that never restarted.
+    desired[0].1.remove(1);
+    desired.remove(4);
+    desired.push((svc("new", [10, 96, 0, 15], 80, Protocol::Tcp), vec![ep(12, 80, true)]));
+    pair.nl.1 = Proxier::new(cfg.clone());
+    pair.step("restart after changes", &desired);
+    assert!(pair.last.as_ref().is_some_and(|s| s.adopted), "{:?}", pair.last);
+    let s = pair.nl.1.sync(&desired).map_err(|e| e.to_string());
+    assert!(matches!(s, Ok(ref s) if s.statements == 0 && !s.full), "next sync has nothing to do: {s:?}");
+
+    // A table with another skeleton (another configuration) is rewritten, not adopted.
+    let other = ProxyConfig { pod_cidr: "10.245.0.0/16".parse().expect("cidr"), ..cfg };
+    let mut p = Proxier::new(other);
+    match p.sync(&desired) {
+        Ok(s) => assert!(s.full && !s.adopted, "{s:?}"),
+        Err(e) => panic!("sync with another skeleton: {e}"),
+    }
 }

@@ -43,7 +43,11 @@ fn skeleton_hooks_and_helper_chains() {
     let first: Vec<&str> = t.lines().take(3).collect();
     assert_eq!(
         first,
-        vec!["add table ip rkube", "delete table ip rkube", "add table ip rkube { comment \"rkube service proxy\"; }"],
+        vec![
+            "add table ip rkube",
+            "delete table ip rkube",
+            &format!("add table ip rkube {{ comment \"{}\"; }}", proxy::render::table_comment(&cfg()))
+        ],
         "a full sync replaces the table in one transaction"
     );
     assert_lines(
