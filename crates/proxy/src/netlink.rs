@@ -321,7 +321,7 @@ impl Batch {
     }
 
     /// Adds (`data` given for maps) or deletes elements of `set`, in messages of at most
-    /// [`ELEMENTS_PER_MESSAGE`].
+    /// `ELEMENTS_PER_MESSAGE`.
     pub fn elements(&mut self, add: bool, set: &str, elems: &[(Vec<u8>, Option<Data>)]) {
         for chunk in elems.chunks(ELEMENTS_PER_MESSAGE) {
             let (ty, flags, verb) =
