@@ -1,7 +1,9 @@
 //! Pod workers: one task per pod bound to this node that creates its sandbox,
 //! runs its containers with restarts and back-off, probes them, reports status,
 //! and tears everything down on deletion (upstream `pkg/kubelet/pod_workers.go`,
-//! `kuberuntime_manager.go`, `status/status_manager.go`).
+//! `kuberuntime_manager.go`, `status/status_manager.go`). After an agent
+//! restart, workers continue from the sandboxes and containers the runtime
+//! adopted, and sandboxes of pods that no longer exist are removed.
 
 use crate::probes::{self, ProbeKind, ProbeResult};
 use crate::runtime::{Container, ContainerSpec, ExitInfo, Runtime, Sandbox, SandboxSpec};
@@ -57,11 +59,18 @@ pub async fn run(client: kube::Client, cfg: AgentConfig, runtime: Runtime) {
     loop {
         let live: HashMap<String, Arc<Pod>> =
             shared.pods.state().into_iter().filter_map(|p| Some((p.metadata.uid.clone()?, p))).collect();
-        for uid in live.keys() {
-            if !workers.contains_key(uid) {
+        // Sandboxes without a Pod (deleted while the agent was down) get a
+        // worker too: it finds no Pod and removes the sandbox.
+        let sandboxes = shared.runtime.sandboxes().into_iter().map(|sb| sb.uid);
+        let uids: Vec<String> = live.keys().cloned().chain(sandboxes).collect();
+        for uid in uids {
+            if !workers.contains_key(&uid) {
+                if !live.contains_key(&uid) {
+                    tracing::info!(uid = %uid, "removing the sandbox of a pod that no longer exists");
+                }
                 let (tx, rx) = mpsc::channel(1);
                 workers.insert(uid.clone(), tx);
-                tokio::spawn(PodWorker::new(shared.clone(), uid.clone()).run(rx));
+                tokio::spawn(PodWorker::new(shared.clone(), uid).run(rx));
             }
         }
         // Tell every worker to look again; workers of pods gone from the API
@@ -102,10 +111,16 @@ struct PodWorker {
     exit_rx: mpsc::Receiver<(String, ExitInfo)>,
     last_status: Option<Value>,
     start_time: Option<String>,
+    /// Whether containers the runtime adopted from a previous agent run were taken over.
+    adopted: bool,
 }
 
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn format_time(t: &jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -124,6 +139,7 @@ impl PodWorker {
             exit_rx,
             last_status: None,
             start_time: None,
+            adopted: false,
         }
     }
 
@@ -188,7 +204,9 @@ impl PodWorker {
     async fn sync(&mut self, pod: &Pod) -> Result<(), String> {
         let spec = pod.spec.clone().unwrap_or_default();
         if self.start_time.is_none() {
-            self.start_time = Some(now());
+            // A restarted agent keeps the pod's startTime.
+            let reported = pod.status.as_ref().and_then(|s| s.start_time.as_ref());
+            self.start_time = Some(reported.map(|t| format_time(&t.0)).unwrap_or_else(now));
         }
         for c in &spec.containers {
             self.containers.entry(c.name.clone()).or_default();
@@ -212,6 +230,10 @@ impl PodWorker {
             self.sandbox = Some(sb);
         }
         let Some(sandbox) = self.sandbox.clone() else { return Ok(()) };
+        if !self.adopted {
+            self.adopted = true;
+            self.adopt_containers(pod);
+        }
         for c in &spec.containers {
             let ready_to_start = {
                 let st = self.containers.entry(c.name.clone()).or_default();
@@ -238,18 +260,10 @@ impl PodWorker {
             }
             match self.start_container(pod, &sandbox, c).await {
                 Ok(container) => {
-                    let container = Arc::new(container);
                     let st = self.containers.entry(c.name.clone()).or_default();
-                    st.running = Some(container.clone());
-                    st.started_at = Some(rfc3339(container.started_at));
                     st.waiting = None;
                     st.probe_state = probes::State::default();
-                    let tx = self.exit_tx.clone();
-                    let name = c.name.clone();
-                    tokio::spawn(async move {
-                        let exit = container.wait().await;
-                        let _ = tx.send((name, exit)).await;
-                    });
+                    self.watch_container(&c.name, container);
                 }
                 Err(e) => {
                     let st = self.containers.entry(c.name.clone()).or_default();
@@ -262,6 +276,74 @@ impl PodWorker {
         }
         self.probe(pod, &sandbox).await;
         Ok(())
+    }
+
+    /// Track a running container and report its exit to the worker loop.
+    fn watch_container(&mut self, name: &str, container: Container) {
+        let container = Arc::new(container);
+        let st = self.containers.entry(name.to_string()).or_default();
+        st.running = Some(container.clone());
+        st.started_at = Some(rfc3339(container.started_at));
+        let tx = self.exit_tx.clone();
+        let name = name.to_string();
+        tokio::spawn(async move {
+            let exit = container.wait().await;
+            let _ = tx.send((name, exit)).await;
+        });
+    }
+
+    /// Continue the containers the runtime adopted from a previous agent run
+    /// instead of starting new ones (kubelet after a restart: the runtime
+    /// still runs them and `computePodActions` keeps what runs), with the
+    /// restart count, readiness and last state the previous run reported. A
+    /// container that ended while no agent watched goes through the restart
+    /// policy now, unless the previous run had already counted that exit.
+    fn adopt_containers(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+        for c in &spec.containers {
+            let Some(container) = self.shared.runtime.container(&self.uid, &c.name) else { continue };
+            if self.containers.get(&c.name).is_some_and(|st| st.running.is_some()) {
+                continue;
+            }
+            let reported = statuses.iter().find(|s| s.name == c.name);
+            let id = format!("rkube://{}", container.pid);
+            let reported_running = reported.is_some_and(|s| {
+                s.container_id.as_deref() == Some(id.as_str())
+                    && s.state.as_ref().is_some_and(|st| st.running.is_some())
+            });
+            let st = self.containers.entry(c.name.clone()).or_default();
+            st.restart_count = reported.map(|s| s.restart_count).unwrap_or(0);
+            st.last_exit = reported.and_then(|s| s.last_state.as_ref()?.terminated.as_ref()).map(|t| {
+                let finished_at = t.finished_at.as_ref().map(|f| SystemTime::from(f.0)).unwrap_or_else(SystemTime::now);
+                let exit = ExitInfo { exit_code: t.exit_code, signal: t.signal, finished_at };
+                (exit, t.started_at.as_ref().map(|s| format_time(&s.0)).unwrap_or_else(now))
+            });
+            tracing::info!(pod = ?pod.metadata.name, container = %c.name, pid = container.pid, running = container.is_running(), "adopting container");
+            match container.exit_info() {
+                None => {
+                    st.ready = reported.is_some_and(|s| s.ready);
+                    st.started = reported.and_then(|s| s.started).unwrap_or(false);
+                    self.watch_container(&c.name, container);
+                }
+                Some(exit) if reported_running => {
+                    st.started_at = Some(rfc3339(container.started_at));
+                    self.on_exit(pod, &c.name, exit);
+                }
+                Some(exit) => {
+                    // Counted by the previous run already: only the policy applies.
+                    let policy = spec.restart_policy.as_deref().unwrap_or("Always");
+                    let failed = exit.exit_code != 0 || exit.signal.is_some();
+                    st.last_exit = Some((exit, rfc3339(container.started_at)));
+                    if policy == "Never" || (policy == "OnFailure" && !failed) {
+                        st.terminated_for_good = true;
+                    } else {
+                        st.backoff = BACKOFF_START;
+                        st.backoff_until = Some(Instant::now() + BACKOFF_START);
+                    }
+                }
+            }
+        }
     }
 
     async fn probe(&mut self, pod: &Pod, sandbox: &Sandbox) {
@@ -613,7 +695,10 @@ impl PodWorker {
     }
 
     async fn teardown(&mut self, grace: Duration) {
-        let stops: Vec<Arc<Container>> = self.containers.values().filter_map(|c| c.running.clone()).collect();
+        // The runtime's list: it includes containers adopted from a previous
+        // run that this worker never took over.
+        let stops: Vec<Container> =
+            self.shared.runtime.containers(&self.uid).into_iter().filter(Container::is_running).collect();
         let rt = self.shared.runtime.clone();
         futures::future::join_all(stops.iter().map(|c| rt.stop_container(c, grace))).await;
         if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {

@@ -36,13 +36,17 @@ const RESOLV: &str =
 /// The tests share the host's cgroup hierarchies and CPU: run them one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Not a test: the pod infra process, when run through the wrapper script.
+/// Not a test: the pod infra process or a container shim, when run through
+/// the wrapper script.
 #[test]
 fn infra_entry() {
     if std::env::var_os(INFRA).is_none() {
         return;
     }
     let args: Vec<String> = std::env::args().collect();
+    if let Some(p) = args.iter().position(|a| a == "container-shim") {
+        std::process::exit(agent::runtime::shim_main(&args[p + 1..]));
+    }
     let start = args.iter().position(|a| a == "pod-infra").map_or(args.len(), |p| p + 1);
     std::process::exit(agent::runtime::infra_main(&args[start..]));
 }
@@ -585,24 +589,80 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// A TCP echo server for a pod: prints `listening`, then echoes every
+/// connection's data until it closes.
+const ECHO_SERVER: &str = "import socket,threading\n\
+s=socket.socket()\n\
+s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+s.bind(('',7000))\n\
+s.listen()\n\
+print('listening',flush=True)\n\
+def serve(c):\n    \
+    while True:\n        \
+        d=c.recv(1024)\n        \
+        if not d: break\n        \
+        print('echo',d.decode().strip(),flush=True)\n        \
+        c.sendall(d)\n\
+while True:\n    \
+    c,_=s.accept()\n    \
+    threading.Thread(target=serve,args=(c,)).start()\n";
+
 /// The first half of `recover_after_crash`: a runtime that is SIGKILLed. It
 /// uses the test's directory (`dir`), which the test removes.
 async fn crashing_agent(dir: PathBuf) {
     let cfg = write_config(&dir);
-    let uid_crash = uid("uid-crash");
+    let (uid_keep, uid_broken) = (uid("uid-keep"), uid("uid-broken"));
     let rt = Runtime::new(cfg.clone()).await.expect("runtime");
-    let sb = rt.create_sandbox(&sandbox_spec(&uid_crash, "crash")).await.expect("sandbox");
-    let c = rt
+    let sb = rt.create_sandbox(&sandbox_spec(&uid_keep, "keep")).await.expect("sandbox");
+    let mut main = container_spec(&cfg.data_dir, &uid_keep, "main", &[]);
+    let py = python3().map(|p| p.display().to_string()).unwrap_or_default();
+    main.argv = if py.is_empty() {
+        ["sh", "-c", "echo listening; exec sleep 300"].iter().map(|s| s.to_string()).collect()
+    } else {
+        vec![py, "-c".into(), ECHO_SERVER.into()]
+    };
+    let c = rt.start_container(&sb, &main).await.expect("start main");
+    wait_for_log(&main.log_path, 1).await;
+    // Ends (exit 7) while no agent runs.
+    let short = container_spec(&cfg.data_dir, &uid_keep, "short", &["sh", "-c", "sleep 2; exit 7"]);
+    rt.start_container(&sb, &short).await.expect("start short");
+    let broken = rt.create_sandbox(&sandbox_spec(&uid_broken, "broken")).await.expect("broken sandbox");
+    let b = rt
         .start_container(
-            &sb,
-            &container_spec(&cfg.data_dir, &uid_crash, "main", &["sh", "-c", "sleep 300 & exec sleep 300"]),
+            &broken,
+            &container_spec(&cfg.data_dir, &uid_broken, "main", &["sh", "-c", "sleep 300 & exec sleep 300"]),
         )
         .await
-        .expect("start");
-    let cgroups: Vec<String> = c.cgroups.iter().map(|p| p.display().to_string()).collect();
-    println!("READY {} {} {} {} {}", sb.ip, sb.infra_pid, c.pid, sb.veth, cgroups.join(","));
+        .expect("start in broken");
+    let cgroups: Vec<String> = b.cgroups.iter().map(|p| p.display().to_string()).collect();
+    println!(
+        "READY {} {} {} {} {} {} {} {}",
+        sb.ip,
+        sb.infra_pid,
+        c.pid,
+        sb.veth,
+        broken.infra_pid,
+        b.pid,
+        broken.veth,
+        cgroups.join(",")
+    );
     let _ = std::io::stdout().flush();
     tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+/// Pids of the container shims of this test run.
+fn shim_pids(uid: &str) -> Vec<u32> {
+    let marker = format!("RKUBE_CONTAINER_SHIM={uid}/");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|&b| b == 0).any(|e| e.starts_with(marker.as_bytes())) && proc_alive(*pid)
+        })
+        .collect()
 }
 
 #[test]
@@ -616,7 +676,7 @@ fn recover_after_crash() {
     }
     in_netns("recover_after_crash", || async {
         let env = test_env();
-        let (uid_crash, uid_other) = (uid("uid-crash"), uid("uid-other"));
+        let (uid_keep, uid_broken, uid_other) = (uid("uid-keep"), uid("uid-broken"), uid("uid-other"));
         let exe = std::env::current_exe().expect("current_exe");
         let mut agent = KillOnDrop(
             Command::new(exe)
@@ -647,33 +707,96 @@ fn recover_after_crash() {
         });
         let line =
             rx.recv_timeout(Duration::from_secs(60)).ok().flatten().expect("the crashing agent did not get ready");
-        // SIGKILL: no cleanup at all.
-        agent.0.kill().expect("kill agent");
-        agent.0.wait().expect("wait agent");
         let f: Vec<&str> = line.split(' ').collect();
         let ip: Ipv4Addr = f[1].parse().expect("ip");
         let (infra, main): (u32, u32) = (f[2].parse().expect("infra"), f[3].parse().expect("pid"));
         let veth = f[4].to_string();
-        let cgroups: Vec<PathBuf> =
-            f.get(5).map(|s| s.split(',').filter(|s| !s.is_empty()).map(PathBuf::from).collect()).unwrap_or_default();
+        let (broken_infra, broken_main): (u32, u32) = (f[5].parse().expect("infra"), f[6].parse().expect("pid"));
+        let broken_veth = f[7].to_string();
+        let broken_cgroups: Vec<PathBuf> =
+            f.get(8).map(|s| s.split(',').filter(|s| !s.is_empty()).map(PathBuf::from).collect()).unwrap_or_default();
+        let with_tcp = python3().is_some();
+        // One connection, opened before the crash and used after the restart.
+        let mut conn = with_tcp.then(|| {
+            let mut c = TcpStream::connect_timeout(&(ip, 7000).into(), Duration::from_secs(5)).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+            c.write_all(b"one\n").expect("send");
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf).expect("echo before the crash");
+            assert_eq!(&buf, b"one\n");
+            c
+        });
+
+        // SIGKILL: no cleanup at all. Pods and their shims live on.
+        agent.0.kill().expect("kill agent");
+        agent.0.wait().expect("wait agent");
         assert!(proc_alive(infra) && proc_alive(main), "pod processes should outlive the agent");
+        assert_eq!(shim_pids(&uid_keep).len(), 2, "both shims of the kept pod outlive the agent");
+        // While no agent runs: `short` ends (exit 7), and the broken pod loses its infra.
+        std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: kill(2) of a process of this test run.
+        unsafe { libc::kill(broken_infra as i32, libc::SIGKILL) };
         assert!(ip_links().contains(&veth));
 
         let rt = Runtime::new(env.cfg.clone()).await.expect("runtime after crash");
         let t = Instant::now();
         rt.recover().await.expect("recover");
         let recover_time = t.elapsed();
-        assert!(!proc_alive(infra) && !proc_alive(main), "leftover processes survived recover");
-        assert!(!ip_links().contains(&veth), "leftover veth survived recover");
-        for d in &cgroups {
+
+        // The broken pod is cleaned up: processes, shim, veth, cgroups.
+        assert!(!proc_alive(broken_main), "the broken pod's container survived recover");
+        assert!(shim_pids(&uid_broken).is_empty(), "the broken pod's shim survived recover");
+        assert!(!ip_links().contains(&broken_veth), "leftover veth survived recover");
+        for d in &broken_cgroups {
             assert!(!d.exists() && !d.parent().is_some_and(Path::exists), "leftover cgroup {}", d.display());
         }
-        assert_eq!(rt.ip_assignments().get(&uid_crash), Some(&ip), "IP assignment kept");
+        assert!(rt.sandbox(&uid_broken).is_none());
+        let broken_ip = *rt.ip_assignments().get(&uid_broken).expect("IP assignment kept for a recreated pod");
+
+        // The kept pod is adopted as it was: same infra, IP, veth, container pid.
+        let sb = rt.sandbox(&uid_keep).expect("adopted sandbox");
+        assert_eq!((sb.ip, sb.infra_pid, sb.veth.as_str(), sb.name.as_str()), (ip, infra, veth.as_str(), "keep"));
+        assert_eq!(sb.hostname, "keep");
+        assert!(rt.infra_alive(&uid_keep));
+        let c = rt.container(&uid_keep, "main").expect("adopted container");
+        assert_eq!(c.pid, main);
+        assert!(c.is_running() && proc_alive(main));
+        let short = rt.container(&uid_keep, "short").expect("adopted exited container");
+        let exit = short.exit_info().expect("the exit recorded while no agent ran");
+        assert_eq!((exit.exit_code, exit.signal), (7, None));
+        assert!(exit.finished_at > short.started_at, "{exit:?}");
+
+        // The connection from before the crash still works, and the log goes on.
+        if let Some(conn) = conn.as_mut() {
+            conn.write_all(b"two\n").expect("send after recover");
+            let mut buf = [0u8; 4];
+            conn.read_exact(&mut buf).expect("echo after recover");
+            assert_eq!(&buf, b"two\n");
+            let msgs = wait_for_log(&c.log_path, 3).await;
+            let out: Vec<&str> = msgs.iter().map(|(_, m)| m.as_str()).collect();
+            assert_eq!(out, ["listening", "echo one", "echo two"]);
+        }
+        // Exec into the adopted container: its namespaces and environment.
+        let (code, out, _) = exec(&rt, &sb, &["sh", "-c", "echo $GREETING $(hostname)"], b"").await;
+        assert_eq!((code, out.as_str()), (0, "hello keep\n"));
+
+        // The exit of an adopted container is noticed (its shim is not our child).
+        let exit = rt.stop_container(&c, Duration::from_secs(5)).await.expect("stop adopted");
+        assert_eq!((exit.signal, exit.exit_code), (Some(libc::SIGTERM), 143));
+        assert!(!proc_alive(main));
+        assert!(c.cgroups.iter().all(|d| !d.exists()), "cgroup left after stop");
+        // And the pod runs new containers.
+        let again = container_spec(&env.cfg.data_dir, &uid_keep, "main", &["sh", "-c", "echo again; sleep 300"]);
+        let again = rt.start_container(&sb, &again).await.expect("start in the adopted sandbox");
+        assert!(again.is_running() && again.pid != main);
+
         let other = rt.create_sandbox(&sandbox_spec(&uid_other, "other")).await.expect("other sandbox");
-        assert_ne!(other.ip, ip);
-        let sb = rt.create_sandbox(&sandbox_spec(&uid_crash, "crash")).await.expect("recreated sandbox");
-        assert_eq!(sb.ip, ip, "same uid, same IP");
-        rt.remove_sandbox(&uid_crash).await.expect("remove");
+        assert!(other.ip != ip && other.ip != broken_ip);
+        let recreated = rt.create_sandbox(&sandbox_spec(&uid_broken, "broken")).await.expect("recreated sandbox");
+        assert_eq!(recreated.ip, broken_ip, "same uid, same IP");
+        rt.remove_sandbox(&uid_keep).await.expect("remove the adopted pod");
+        assert!(!proc_alive(infra) && !proc_alive(again.pid) && shim_pids(&uid_keep).is_empty());
+        assert!(!ip_links().contains(&veth));
         rt.remove_all().await.expect("remove the rest");
         assert!(rt.sandboxes().is_empty() && !ip_links().contains(&other.veth));
         assert!(rt.ip_assignments().is_empty());

@@ -11,6 +11,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Image { argv } => return exit_code(images::run(&argv)),
         Command::PodInfra { args } => return exit_code(agent::runtime::infra_main(&args)),
+        Command::ContainerShim { args } => return exit_code(agent::runtime::shim_main(&args)),
         _ => {}
     }
     init_logging(cli.log_format);
@@ -22,7 +23,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Up(args) => block_on(serve_async(args.server, Some(args.node), "rkube up")),
         Command::Server(args) => block_on(serve_async(args, None, "rkube server")),
         Command::Agent(args) => block_on(agent_async(args)),
-        Command::Image { .. } | Command::PodInfra { .. } => ExitCode::FAILURE,
+        Command::Image { .. } | Command::PodInfra { .. } | Command::ContainerShim { .. } => ExitCode::FAILURE,
     }
 }
 

@@ -33,6 +33,9 @@ pub enum RuntimeError {
     /// The pod infra process did not come up.
     #[error("pod infra process: {0}")]
     Infra(String),
+    /// A container shim did not report its container started.
+    #[error("container shim: {0}")]
+    Shim(String),
     /// Another runtime holds the data dir.
     #[error("{0} is in use by another rkube runtime")]
     Locked(String),

@@ -2,12 +2,18 @@
 //! pod sandboxes (network, UTS and mount namespaces held by an infra process,
 //! a veth on the node bridge, host-local IPAM), containers as plain processes
 //! joined to those namespaces and to a cgroup with limits, CRI-format log
-//! files, exec (piped or on a pty), and crash recovery from state files under
+//! files, exec (piped or on a pty), and recovery from state files under
 //! `data_dir`. No container engine, no images: `argv` runs from the node's
 //! filesystem.
 //!
+//! Pods outlive the agent, as containers outlive kubelet and containerd: each
+//! container runs under a shim of its own (`shim.rs`) that owns its output and
+//! records its exit, and a restarted agent adopts the sandboxes and containers
+//! it finds alive ([`Runtime::recover`]).
+//!
 //! Layout under `data_dir`: `ipam.json` (pod uid -> IP), `runtime.lock`, and
-//! `pods/<uid>/` with `state.json`, `resolv.conf`, `hosts` and `infra.log`.
+//! `pods/<uid>/` with `state.json`, `resolv.conf`, `hosts`, `infra.log` and
+//! `containers/<name>/` (the shim's files).
 //!
 //! Everything network-related happens in the network namespace the agent runs
 //! in (the "node"): the bridge, the veths, `ip_forward`.
@@ -20,11 +26,14 @@ mod logs;
 mod net;
 mod process;
 mod pty;
+mod recover;
+mod shim;
 mod state;
 
 pub use error::RuntimeError;
 pub use infra::infra_main;
 pub use pty::{PtyMaster, Resizer};
+pub use shim::shim_main;
 
 use error::io_ctx;
 use ipnet::Ipv4Net;
@@ -49,6 +58,8 @@ pub const POD_IP_PLACEHOLDER: &str = "__RKUBE_POD_IP__";
 
 /// How long the infra process may take to report ready.
 const INFRA_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a container shim may take to report the container started.
+const SHIM_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for killed processes to disappear.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -59,7 +70,8 @@ pub struct RuntimeConfig {
     pub bridge: String,
     /// This node's pod CIDR, e.g. 10.244.0.0/24; the gateway (`.1`) goes on the bridge.
     pub pod_cidr: Ipv4Net,
-    /// The rkube binary: `<self_exe> pod-infra ...` is each pod's infra process.
+    /// The rkube binary: `<self_exe> pod-infra ...` is each pod's infra
+    /// process, `<self_exe> container-shim ...` each container's shim.
     pub self_exe: PathBuf,
 }
 
@@ -145,6 +157,8 @@ struct ContainerShared {
     exit: watch::Receiver<Option<ExitInfo>>,
     pidfd: Option<OwnedFd>,
     start_time: u64,
+    /// The container's shim (its parent, which records its exit).
+    shim: ProcRecord,
     env: Vec<(String, String)>,
     working_dir: PathBuf,
 }
@@ -303,6 +317,8 @@ impl Pod {
             uid: self.sandbox.uid.clone(),
             namespace: self.sandbox.namespace.clone(),
             name: self.sandbox.name.clone(),
+            hostname: self.sandbox.hostname.clone(),
+            created_at: Some(self.sandbox.created_at),
             ip: self.sandbox.ip,
             veth: self.sandbox.veth.clone(),
             infra: self.infra,
@@ -311,8 +327,16 @@ impl Pod {
                 .containers()
                 .into_iter()
                 .map(|c| {
-                    let proc = ProcRecord { pid: c.pid, start_time: c.shared.start_time };
-                    (c.name.clone(), ContainerRecord { proc, cgroups: c.cgroups.clone() })
+                    let record = ContainerRecord {
+                        proc: ProcRecord { pid: c.pid, start_time: c.shared.start_time },
+                        cgroups: c.cgroups.clone(),
+                        shim: Some(c.shared.shim),
+                        started_at: Some(c.started_at),
+                        log_path: c.log_path.clone(),
+                        env: c.shared.env.clone(),
+                        working_dir: Some(c.shared.working_dir.clone()),
+                    };
+                    (c.name.clone(), record)
                 })
                 .collect(),
         }
@@ -368,6 +392,41 @@ fn watch_exit(mut child: Child) -> watch::Receiver<Option<ExitInfo>> {
         let _ = tx.send(Some(process::exit_info(status)));
     });
     rx
+}
+
+/// Watch a process that is not our child (adopted from a previous agent run):
+/// its exit code is unknown, so it is reported as 255.
+fn watch_adopted(pidfd: Option<OwnedFd>, proc: ProcRecord) -> watch::Receiver<Option<ExitInfo>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        process::wait_exit(pidfd, proc.pid, proc.start_time).await;
+        let _ = tx.send(Some(ExitInfo { exit_code: 255, signal: None, finished_at: SystemTime::now() }));
+    });
+    rx
+}
+
+/// After a container's shim has ended: how the container ended (as the shim
+/// recorded it), with its cgroups removed. A shim that died without a record
+/// (killed) may have left the container running: that is killed, and the exit
+/// is unknown (255, what containerd reports when it lost a task's status).
+async fn container_finished(dir: &Path, proc: ProcRecord, pidfd: Option<OwnedFd>, cgroups: &[PathBuf]) -> ExitInfo {
+    let info = match shim::read_exit(dir) {
+        Some(info) => info,
+        None => {
+            tracing::warn!(dir = %dir.display(), pid = proc.pid, "container shim ended without recording the exit");
+            if pidfd.is_some() || process::start_time(proc.pid) == Some(proc.start_time) {
+                process::signal(pidfd.as_ref(), proc.pid, libc::SIGKILL);
+            }
+            for d in cgroups {
+                cgroup::kill_all(d);
+            }
+            ExitInfo { exit_code: 255, signal: None, finished_at: SystemTime::now() }
+        }
+    };
+    for d in cgroups {
+        cgroup::remove_dir(d).await;
+    }
+    info
 }
 
 /// Removes the uid from `creating` when dropped.
@@ -451,6 +510,11 @@ impl Runtime {
         self.pod(uid).ok()?.container(name)
     }
 
+    /// The latest container of each name in a pod, in start order.
+    pub fn containers(&self, uid: &str) -> Vec<Container> {
+        self.pod(uid).map(|p| p.containers()).unwrap_or_default()
+    }
+
     /// Whether the pod's infra process still runs (a dead one means a broken
     /// sandbox: remove and recreate it).
     pub fn infra_alive(&self, uid: &str) -> bool {
@@ -466,90 +530,6 @@ impl Runtime {
     /// The bridge's address (the pods' default gateway).
     pub fn gateway(&self) -> Ipv4Addr {
         self.inner.gateway
-    }
-
-    /// After a crash or restart: kill every process and remove every veth and
-    /// cgroup that a previous run left (as recorded in `pods/*/state.json`,
-    /// each process double-checked by start time and namespace or marker),
-    /// and remove bridge ports that belong to no sandbox of this runtime. IP
-    /// assignments stay, so recreated pods get their addresses back. Sandboxes
-    /// of this runtime are not touched; call it before creating any.
-    pub async fn recover(&self) -> Result<(), RuntimeError> {
-        let live: HashSet<String> = lock(&self.inner.pods).keys().cloned().collect();
-        let pods_dir = self.pods_dir();
-        let entries = match std::fs::read_dir(&pods_dir) {
-            Ok(e) => e.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_ctx(format!("reading {}", pods_dir.display()))(e)),
-        };
-        let mut recovered = 0;
-        for uid in entries {
-            if validate_name("pod uid", &uid).is_err()
-                || live.contains(&uid)
-                || lock(&self.inner.creating).contains(&uid)
-            {
-                continue;
-            }
-            self.cleanup_leftovers(&uid).await;
-            let dir = pods_dir.join(&uid);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "removing pod state failed");
-            }
-            recovered += 1;
-        }
-        let owned: HashSet<String> = lock(&self.inner.pods).values().map(|p| p.sandbox.veth.clone()).collect();
-        for port in net::bridge_ports(&self.inner.cfg.bridge).await? {
-            if port.starts_with("veth") && !owned.contains(&port) {
-                tracing::info!(veth = %port, "removing leftover veth");
-                net::delete_link(&port).await?;
-            }
-        }
-        tracing::info!(pods = recovered, "recovered pod sandboxes of a previous run");
-        Ok(())
-    }
-
-    /// Kill and remove what a previous sandbox of `uid` left, going by its state file.
-    async fn cleanup_leftovers(&self, uid: &str) {
-        let dir = self.pods_dir().join(uid);
-        let st = state::load(&dir);
-        let mut victims = Vec::new();
-        if let Some(st) = &st {
-            let alive = |p: &ProcRecord| process::start_time(p.pid) == Some(p.start_time);
-            let mut netns = None;
-            if alive(&st.infra) && process::environ_has(st.infra.pid, &format!("{}={uid}", infra::MARKER)) {
-                victims.push(st.infra.pid);
-                netns = process::netns_inode(st.infra.pid);
-            }
-            for c in st.containers.values() {
-                if alive(&c.proc) && process::netns_inode(c.proc.pid) == Some(st.netns_inode) {
-                    victims.push(c.proc.pid);
-                    netns.get_or_insert(st.netns_inode);
-                }
-                for d in &c.cgroups {
-                    cgroup::kill_all(d);
-                }
-            }
-            if let Some(ino) = netns {
-                victims.extend(process::pids_in_netns(ino));
-            }
-            for &pid in &victims {
-                process::kill(pid, libc::SIGKILL);
-            }
-            if !victims.is_empty() {
-                tracing::info!(pod = %uid, pids = ?victims, "killed processes of a previous run");
-            }
-        }
-        if !process::wait_gone(&victims, KILL_TIMEOUT).await {
-            tracing::warn!(pod = %uid, "processes of a previous run did not die");
-        }
-        let veth = st.as_ref().map(|s| s.veth.clone()).unwrap_or_else(|| veth_name(uid, 0));
-        let owned = lock(&self.inner.pods).values().any(|p| p.sandbox.veth == veth);
-        if !owned {
-            if let Err(e) = net::delete_link(&veth).await {
-                tracing::warn!(veth = %veth, error = %e, "removing leftover veth failed");
-            }
-        }
-        self.inner.cgroups.remove_pod(uid).await;
     }
 
     /// Create a pod sandbox (see the module docs). Idempotent: an existing
@@ -753,72 +733,47 @@ impl Runtime {
                 working_dir.display()
             )));
         }
-        let workdir_c = process::cstring(working_dir.as_os_str()).map_err(io_ctx("working directory"))?;
         if let Some(parent) = spec.log_path.parent() {
             std::fs::create_dir_all(parent).map_err(io_ctx(format!("creating {}", parent.display())))?;
         }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&spec.log_path)
-            .map_err(io_ctx(format!("opening {}", spec.log_path.display())))?;
-        let log = Arc::new(Mutex::new(log));
-
         let cgroups =
             self.inner.cgroups.create(&sandbox.uid, &spec.name, spec.memory_limit, spec.cpu_limit_millis).await;
-        let joiner = Joiner {
-            setsid: true,
-            cgroup_procs: cgroup::open_procs(&cgroups),
-            namespaces: pod.namespaces(),
-            workdir: Some(workdir_c),
-            controlling_tty: false,
+        let dir = shim::container_dir(&pod.dir, &spec.name);
+        let config = shim::ShimConfig {
+            pod_uid: sandbox.uid.clone(),
+            name: spec.name.clone(),
+            exe: exe.clone(),
+            argv: spec.argv.clone(),
+            env: env.clone(),
+            working_dir: working_dir.clone(),
+            log_path: spec.log_path.clone(),
+            cgroups: cgroups.clone(),
         };
-        let mut cmd = Command::new(&exe);
-        cmd.arg0(argv0).args(&spec.argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        // SAFETY: `joiner` makes only async-signal-safe system calls; the
-        // namespace fds stay open (`pod` is alive) until spawn returns.
-        unsafe {
-            cmd.pre_exec(move || joiner.apply());
-        }
-        let spawned = cmd.spawn();
-        drop(cmd);
-        let mut child = match spawned {
-            Ok(c) => c,
+        let (mut child, pid, start_time) = match self.spawn_shim(&pod, &dir, &config).await {
+            Ok(v) => v,
             Err(e) => {
                 for d in &cgroups {
                     cgroup::remove_dir(d).await;
                 }
-                return Err(io_ctx(format!("starting container {} ({})", spec.name, exe.display()))(e));
+                return Err(e);
             }
         };
         let started_at = SystemTime::now();
-        let pid = child.id().unwrap_or(0);
-        let start_time = process::start_time(pid).unwrap_or(0);
-        let pidfd = process::pidfd_open(pid);
-        let mut pumps = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            pumps.push(tokio::spawn(logs::pump(out, "stdout", log.clone())));
-        }
-        if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(logs::pump(err, "stderr", log)));
-        }
+        let shim_pid = child.id().unwrap_or(0);
+        let shim_rec = ProcRecord { pid: shim_pid, start_time: process::start_time(shim_pid).unwrap_or(0) };
+        // A pidfd only if the pid is still the container (it may have ended already).
+        let pidfd = process::pidfd_open(pid).filter(|_| process::start_time(pid) == Some(start_time));
+        let proc = ProcRecord { pid, start_time };
+        let watch_fd = pidfd.as_ref().and_then(|f| f.try_clone().ok());
         let (tx, rx) = watch::channel(None);
         let dirs = cgroups.clone();
+        let shim_dir = dir.clone();
         tokio::spawn(async move {
-            let info = process::exit_info(child.wait().await);
-            // Like the end of a PID namespace: what the container left running goes too.
-            process::kill_group(pid, libc::SIGKILL);
-            for d in &dirs {
-                cgroup::kill_all(d);
+            // The shim ends right after its container, having recorded the exit.
+            if let Err(e) = child.wait().await {
+                tracing::warn!(pid = shim_pid, error = %e, "waiting for a container shim failed");
             }
-            for p in pumps {
-                let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
-            }
-            for d in &dirs {
-                cgroup::remove_dir(d).await;
-            }
-            let _ = tx.send(Some(info));
+            let _ = tx.send(Some(container_finished(&shim_dir, proc, watch_fd, &dirs).await));
         });
         let container = Container {
             name: spec.name.clone(),
@@ -827,7 +782,7 @@ impl Runtime {
             started_at,
             log_path: spec.log_path.clone(),
             cgroups,
-            shared: Arc::new(ContainerShared { exit: rx, pidfd, start_time, env, working_dir }),
+            shared: Arc::new(ContainerShared { exit: rx, pidfd, start_time, shim: shim_rec, env, working_dir }),
         };
         {
             let mut list = lock(&pod.containers);
@@ -838,6 +793,90 @@ impl Runtime {
             tracing::warn!(pod = %sandbox.uid, error = %e, "saving pod state failed");
         }
         Ok(container)
+    }
+
+    /// Start the shim of a container (see `shim.rs`) in the pod's namespaces
+    /// and a session of its own, and wait until it reports the container
+    /// started: (the shim, the container's pid and start time).
+    async fn spawn_shim(
+        &self,
+        pod: &Pod,
+        dir: &Path,
+        config: &shim::ShimConfig,
+    ) -> Result<(Child, u32, u64), RuntimeError> {
+        std::fs::create_dir_all(dir).map_err(io_ctx(format!("creating {}", dir.display())))?;
+        let exit_file = dir.join(shim::EXIT_FILE);
+        match std::fs::remove_file(&exit_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_ctx(format!("removing {}", exit_file.display()))(e)),
+        }
+        let config_path = dir.join(shim::CONFIG_FILE);
+        let bytes = serde_json::to_vec_pretty(config).map_err(|e| io_ctx("encoding the shim config")(e.into()))?;
+        state::write_atomic(&config_path, &bytes).map_err(io_ctx(format!("writing {}", config_path.display())))?;
+        let log_path = dir.join(shim::LOG_FILE);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_ctx(format!("opening {}", log_path.display())))?;
+        let (ready_r, ready_w) = process::pipe().map_err(io_ctx("creating a pipe"))?;
+        let marker = format!("{}/{}", config.pod_uid, config.name);
+        let mut cmd = shim::command(&self.inner.cfg.self_exe, dir, &marker);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
+        let joiner = Joiner {
+            setsid: true,
+            cgroup_procs: Vec::new(),
+            namespaces: pod.namespaces(),
+            workdir: Some(c"/".to_owned()),
+            controlling_tty: false,
+        };
+        let wfd = ready_w.as_raw_fd();
+        // SAFETY: only async-signal-safe system calls between fork and exec;
+        // the namespace fds stay open (`pod` is alive) until spawn returns.
+        unsafe {
+            cmd.pre_exec(move || {
+                joiner.apply()?;
+                process::inherit_as_fd3(wfd)
+            });
+        }
+        let spawned = cmd.spawn();
+        drop(cmd);
+        drop(ready_w);
+        let exe = &self.inner.cfg.self_exe;
+        let mut child = spawned.map_err(io_ctx(format!("starting {} container-shim", exe.display())))?;
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut msg = String::new();
+            let _ = File::from(ready_r).read_to_string(&mut msg);
+            msg
+        });
+        let msg = match tokio::time::timeout(SHIM_READY_TIMEOUT, reader).await {
+            Ok(Ok(msg)) => msg,
+            Ok(Err(_)) => String::new(),
+            Err(_) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                return Err(RuntimeError::Shim(format!("no report after {SHIM_READY_TIMEOUT:?}")));
+            }
+        };
+        match shim::parse_ready(&msg) {
+            Some(shim::Ready::Started { pid, start_time }) => Ok((child, pid, start_time)),
+            Some(shim::Ready::Failed { errno, message }) => {
+                let _ = child.wait().await;
+                let context = format!("starting container {} ({})", config.name, config.exe.display());
+                let source =
+                    if errno > 0 { std::io::Error::from_raw_os_error(errno) } else { std::io::Error::other(message) };
+                Err(RuntimeError::Io { context, source })
+            }
+            None => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                let tail = tail.into_iter().rev().collect::<Vec<_>>().join(" | ");
+                Err(RuntimeError::Shim(format!("exited before reporting: {tail}")))
+            }
+        }
     }
 
     /// SIGTERM the container's main process, SIGKILL everything in the
@@ -976,17 +1015,19 @@ impl Runtime {
         for c in &containers {
             c.kill_all();
         }
+        // Containers first, so their shims can record how they ended; then
+        // whatever else runs in the pod's network namespace, and the infra.
+        for c in &containers {
+            if tokio::time::timeout(KILL_TIMEOUT, c.wait()).await.is_err() {
+                tracing::warn!(pod = %pod.sandbox.uid, container = %c.name, "container did not end after SIGKILL");
+            }
+        }
         let victims = process::pids_in_netns(pod.netns_inode);
         for &pid in &victims {
             process::kill(pid, libc::SIGKILL);
         }
         if pod.infra_exit.borrow().is_none() {
             process::signal(pod.infra_pidfd.as_ref(), pod.infra.pid, libc::SIGKILL);
-        }
-        for c in &containers {
-            if tokio::time::timeout(KILL_TIMEOUT, c.wait()).await.is_err() {
-                tracing::warn!(pod = %pod.sandbox.uid, container = %c.name, "container did not end after SIGKILL");
-            }
         }
         let mut infra = pod.infra_exit.clone();
         let _ = tokio::time::timeout(KILL_TIMEOUT, infra.wait_for(Option::is_some)).await;

@@ -122,6 +122,44 @@ pub(crate) async fn wait_gone(pids: &[u32], timeout: Duration) -> bool {
     }
 }
 
+/// Wait until `pid` (started at `start_time`) has ended, whether or not it is
+/// our child: through its pidfd (readable once the process exits) when there
+/// is one, else by polling `/proc`. Reaping is up to its parent.
+pub(crate) async fn wait_exit(pidfd: Option<OwnedFd>, pid: u32, start_time: u64) {
+    if let Some(fd) = pidfd {
+        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the
+        // same for the AsyncFd's lifetime.
+        match unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) } {
+            Ok(afd) => {
+                if afd.readable().await.is_ok() {
+                    return;
+                }
+            }
+            Err(e) => tracing::debug!(pid, error = %e, "polling a pidfd failed; polling /proc instead"),
+        }
+    }
+    while self::start_time(pid) == Some(start_time) && !is_gone(pid) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// In a forked child before `exec`: make `fd` the child's fd 3, inherited
+/// across `exec` (the ready pipe of the pod infra process and of a shim).
+///
+/// # Safety
+/// Only async-signal-safe system calls; call between fork and exec only.
+pub(crate) unsafe fn inherit_as_fd3(fd: RawFd) -> io::Result<()> {
+    if fd == 3 {
+        let flags = libc::fcntl(3, libc::F_GETFD);
+        if flags < 0 || libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    } else if libc::dup2(fd, 3) < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// How an exit status maps to [`ExitInfo`]: killed by a signal gives
 /// `128 + signal` as the exit code (the shell's and Kubernetes' convention).
 pub(crate) fn exit_info(status: io::Result<ExitStatus>) -> ExitInfo {

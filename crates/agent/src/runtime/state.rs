@@ -1,11 +1,13 @@
 //! What the runtime persists per pod (`<data_dir>/pods/<uid>/state.json`), so a
-//! restarted agent can find and clean up what a previous run left behind.
+//! restarted agent can adopt the pods a previous run left running, or clean up
+//! what it cannot adopt.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// A process, identified by pid plus its start time (in clock ticks since boot,
 /// `/proc/<pid>/stat` field 22), so a reused pid is never mistaken for ours.
@@ -20,6 +22,19 @@ pub(crate) struct ContainerRecord {
     pub proc: ProcRecord,
     #[serde(default)]
     pub cgroups: Vec<PathBuf>,
+    /// The container's shim; `None` in state written before shims existed
+    /// (such a container cannot be adopted: its output went to the old agent).
+    #[serde(default)]
+    pub shim: Option<ProcRecord>,
+    #[serde(default)]
+    pub started_at: Option<SystemTime>,
+    #[serde(default)]
+    pub log_path: PathBuf,
+    /// The container's environment and working directory (exec uses them).
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -27,6 +42,10 @@ pub(crate) struct PodState {
     pub uid: String,
     pub namespace: String,
     pub name: String,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub created_at: Option<SystemTime>,
     pub ip: Ipv4Addr,
     pub veth: String,
     pub infra: ProcRecord,
