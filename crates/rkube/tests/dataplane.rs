@@ -67,6 +67,25 @@ impl Cluster {
         let out = self.k().ok(["exec", "tools", "--", "sh", "-c", &script]);
         out.split("Message:").filter_map(hostname).collect()
     }
+    /// (changes measured, of which programmed within 1 s) from the node's
+    /// `kubeproxy_network_programming_duration_seconds` histogram (kubelet port /metrics).
+    fn programming_latency(&self) -> (u64, u64) {
+        let url = format!("https://{}:10250/metrics", self.sandbox.node_ip(1));
+        let out =
+            self.sandbox.exec(self.sandbox.node_netns(1), "curl", ["-sk", "--max-time", "5", &url]).expect("curl");
+        let value = |prefix: &str| -> u64 {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("{prefix} in the node's metrics:\n{}", out.stdout))
+        };
+        (
+            value("kubeproxy_network_programming_duration_seconds_count "),
+            value("kubeproxy_network_programming_duration_seconds_bucket{le=\"1\"} "),
+        )
+    }
+
     fn curl_in(&self, netns: &str, url: &str) -> testkit::Output {
         self.sandbox.exec(netns, "curl", ["-sk", "--max-time", "3", url]).expect("curl")
     }
@@ -132,7 +151,10 @@ fn lesson_services_load_balance_and_reach_from_outside() {
     }
     assert_eq!(outside, pods, "NodePort reaches every pod from outside");
 
-    // Scaling: the rules follow.
+    // Scaling to 5 and back to 2: the rules follow, each EndpointSlice change programmed
+    // within 1 s of its trigger time (the proxy's network programming histogram, upstream's
+    // definition: endpoints.kubernetes.io/last-change-trigger-time to rules live).
+    let before = c.programming_latency();
     k.ok(["scale", "rs", "mynapp-rs", "--replicas=5"]);
     c.ready(5);
     let t = Instant::now();
@@ -141,6 +163,27 @@ fn lesson_services_load_balance_and_reach_from_outside() {
         seen.len() == 5
     });
     eprintln!("5 backends reachable {:?} after all pods were Ready", t.elapsed());
+    k.ok(["scale", "rs", "mynapp-rs", "--replicas=2"]);
+    c.wait("2 ready endpoints", Duration::from_secs(30), || {
+        let out = k.ok([
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=mynapp-svc",
+            "-o",
+            r#"jsonpath={range .items[*].endpoints[*]}{.conditions.ready}{"\n"}{end}"#,
+        ]);
+        out.lines().filter(|l| *l == "true").count() == 2
+    });
+    c.wait("2 backends", Duration::from_secs(20), || {
+        let seen: HashSet<String> = c.hostnames_via_pod(&format!("http://{ip}/"), 30).into_iter().collect();
+        seen.len() == 2
+    });
+    let after = c.programming_latency();
+    let (changes, within_1s) = (after.0 - before.0, after.1 - before.1);
+    eprintln!("network programming while scaling: {changes} changes, {within_1s} within 1 s");
+    assert!(changes >= 2, "EndpointSlice changes measured while scaling: {before:?} -> {after:?}");
+    assert_eq!(within_1s, changes, "every change programmed within 1 s: {before:?} -> {after:?}");
 
     // A Service with no endpoints refuses at once.
     let empty = "apiVersion: v1\nkind: Service\nmetadata:\n  name: empty\nspec:\n  selector: {app: nothing}\n  ports:\n  - port: 80\n";
