@@ -231,7 +231,7 @@ fn kill_9_and_restart_brings_pods_back_with_their_ips() {
     after.sort();
     assert_eq!(before, after, "same pods, same IPs");
     for (name, ip) in &after {
-        // The agent recreated the pods; their web servers come up right after.
+        // The restarted agent adopted the pods (their containers outlive it).
         c.wait("the pod to answer again", Duration::from_secs(30), || {
             let out = c.sandbox.exec(
                 c.sandbox.node_netns(1),

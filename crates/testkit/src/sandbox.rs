@@ -609,6 +609,22 @@ impl SandboxNode {
         self.launch()
     }
 
+    /// rkube's arguments (everything after the binary: `up --data-dir ...`).
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Stops rkube if it runs and starts it again with other arguments (e.g.
+    /// `server` instead of `up` on the same data dir, to run the control plane
+    /// without the node agent); later restarts keep them.
+    pub fn restart_with(&mut self, args: Vec<String>) -> Result<()> {
+        if self.is_running() {
+            self.stop()?;
+        }
+        self.args = args;
+        self.launch()
+    }
+
     /// Everything rkube printed so far (stdout, then stderr).
     pub fn logs(&self) -> String {
         self.logs_tail(usize::MAX)
@@ -622,8 +638,9 @@ impl SandboxNode {
 
 /// Kill the pods an rkube node started: its pod infra processes (their command
 /// line names the node's data dir) and every process in their network
-/// namespaces. Pod processes start their own sessions, so killing rkube's
-/// process group does not reach them.
+/// namespaces, which includes the container shims (found by their command line
+/// too, should a pod's infra be gone). Pod processes start their own sessions,
+/// so killing rkube's process group does not reach them.
 pub fn kill_pods_of(data_dir: &Path) {
     let dir = data_dir.to_string_lossy().into_owned();
     let procs: Vec<(u32, String, Option<PathBuf>)> = std::fs::read_dir("/proc")
@@ -639,7 +656,7 @@ pub fn kill_pods_of(data_dir: &Path) {
         .collect();
     let pod_nets: Vec<PathBuf> = procs
         .iter()
-        .filter(|(_, cmd, _)| cmd.contains(" pod-infra ") && cmd.contains(&dir))
+        .filter(|(_, cmd, _)| (cmd.contains(" pod-infra ") || cmd.contains(" container-shim ")) && cmd.contains(&dir))
         .filter_map(|(_, _, net)| net.clone())
         .collect();
     for (pid, _, net) in &procs {
