@@ -254,24 +254,24 @@ impl Batch {
     }
 
     pub fn add_chain(&mut self, chain: &str) {
-        let mut m = self.message(NFT_MSG_NEWCHAIN, NLM_F_CREATE, format!("add chain {chain}"));
-        m.str(NFTA_CHAIN_TABLE, &self.table);
-        m.str(NFTA_CHAIN_NAME, chain);
-        self.finish(m);
+        self.on_object(NFT_MSG_NEWCHAIN, NLM_F_CREATE, format!("add chain {chain}"), NFTA_CHAIN_NAME, chain);
     }
 
     pub fn delete_chain(&mut self, chain: &str) {
-        let mut m = self.message(NFT_MSG_DELCHAIN, 0, format!("delete chain {chain}"));
-        m.str(NFTA_CHAIN_TABLE, &self.table);
-        m.str(NFTA_CHAIN_NAME, chain);
-        self.finish(m);
+        self.on_object(NFT_MSG_DELCHAIN, 0, format!("delete chain {chain}"), NFTA_CHAIN_NAME, chain);
     }
 
     /// `flush chain`: a rule delete with no handle deletes every rule of the chain.
     pub fn flush_chain(&mut self, chain: &str) {
-        let mut m = self.message(NFT_MSG_DELRULE, 0, format!("flush chain {chain}"));
-        m.str(NFTA_RULE_TABLE, &self.table);
-        m.str(NFTA_RULE_CHAIN, chain);
+        self.on_object(NFT_MSG_DELRULE, 0, format!("flush chain {chain}"), NFTA_RULE_CHAIN, chain);
+    }
+
+    /// A message naming only the table and one object: every table attribute is type 1
+    /// (`NFTA_CHAIN_TABLE`, `NFTA_RULE_TABLE`, `NFTA_SET_TABLE`).
+    fn on_object(&mut self, ty: u16, flags: u16, what: String, name_attr: u16, name: &str) {
+        let mut m = self.message(ty, flags, what);
+        m.str(NFTA_CHAIN_TABLE, &self.table);
+        m.str(name_attr, name);
         self.finish(m);
     }
 
@@ -314,10 +314,7 @@ impl Batch {
     }
 
     pub fn delete_set(&mut self, set: &str) {
-        let mut m = self.message(NFT_MSG_DELSET, 0, format!("delete set {set}"));
-        m.str(NFTA_SET_TABLE, &self.table);
-        m.str(NFTA_SET_NAME, set);
-        self.finish(m);
+        self.on_object(NFT_MSG_DELSET, 0, format!("delete set {set}"), NFTA_SET_NAME, set);
     }
 
     /// Adds (`data` given for maps) or deletes elements of `set`, in messages of at most
