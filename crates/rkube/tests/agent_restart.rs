@@ -200,8 +200,21 @@ fn pods_and_connections_survive_an_rkube_restart() {
     let out = k.ok_with_stdin(["exec", "-i", &served, "--", "sh", "-c", "cat; echo done"], "in\n");
     assert_eq!(out, "in\ndone\n");
 
+    // The exit of an adopted container is noticed: restarted, counted.
+    let others: Vec<(String, PodInfo)> =
+        after.iter().filter(|(n, _)| **n != served).map(|(n, p)| (n.clone(), p.clone())).collect();
+    let (crashed, cinfo) = others[1].clone();
+    // SAFETY: kill(2) of a container process of this test's pod.
+    unsafe { libc::kill(pid_of(&cinfo) as i32, libc::SIGKILL) };
+    wait(&node, "the killed container to be restarted", Duration::from_secs(40), || {
+        pods(&k).get(&crashed).is_some_and(|p| p.restarts == "1" && p.container_id != cinfo.container_id)
+    });
+    let last =
+        k.ok(["get", "pod", &crashed, "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}"]);
+    assert_eq!(last, "137", "lastState of the killed container");
+
     // Deleting an adopted pod kills its container.
-    let (victim, vinfo) = after.iter().find(|(n, _)| **n != served).map(|(n, p)| (n.clone(), p.clone())).expect("pod");
+    let (victim, vinfo) = others[0].clone();
     k.ok(["delete", "pod", &victim, "--grace-period=2"]);
     wait(&node, "the deleted pod's container to end", Duration::from_secs(30), || !alive(pid_of(&vinfo)));
     assert!(pids_with_env(&format!("RKUBE_CONTAINER_SHIM={}/", vinfo.uid)).is_empty(), "shim of {victim} left");
