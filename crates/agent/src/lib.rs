@@ -159,8 +159,9 @@ impl Agent {
         Ok(Agent { tasks })
     }
 
-    /// Stop the agent's loops. Pods keep running until the process exits (as
-    /// with kubelet); the next start recovers them.
+    /// Stop the agent's loops. Pods keep running, also after the process
+    /// exits: their containers run under shims of their own (as containers
+    /// outlive kubelet and containerd), and the next start adopts them.
     pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
