@@ -277,6 +277,27 @@ mod tests {
         assert_eq!(resolve_executable("", DEFAULT_PATH), None);
     }
 
+    /// Both ways of waiting for a process that ends (left unreaped, as a
+    /// process of a previous agent run is for us): its pidfd, and /proc.
+    #[tokio::test]
+    async fn waits_for_a_process_to_end() {
+        for use_pidfd in [true, false] {
+            let mut child = std::process::Command::new("sleep").arg("0.3").spawn().expect("spawn sleep");
+            let pid = child.id();
+            let start = start_time(pid).expect("start time");
+            let pidfd = if use_pidfd { pidfd_open(pid) } else { None };
+            let t = std::time::Instant::now();
+            tokio::time::timeout(Duration::from_secs(10), wait_exit(pidfd, pid, start)).await.expect("wait_exit");
+            assert!(t.elapsed() >= Duration::from_millis(200), "returned before the process ended");
+            assert!(is_gone(pid));
+            // A recorded start time that does not match means "gone" (a reused pid).
+            tokio::time::timeout(Duration::from_secs(1), wait_exit(None, std::process::id(), start + 1))
+                .await
+                .expect("a mismatched start time counts as ended");
+            let _ = child.wait();
+        }
+    }
+
     #[test]
     fn reads_own_proc_entries() {
         let me = std::process::id();
