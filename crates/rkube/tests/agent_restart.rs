@@ -182,6 +182,19 @@ fn pods_and_connections_survive_an_rkube_restart() {
     assert_eq!(conn.local_addr().expect("local addr"), local);
     assert_eq!(hostname_in(&body), served, "{body}");
 
+    // The new agent's proxy adopted the nftables table it found: its first sync was not a
+    // full rewrite (kube-proxy's sync histogram on the kubelet port).
+    let metrics_url = format!("https://{}:10250/metrics", sandbox.node_ip(1));
+    let sync_count = |kind: &str| -> Option<u64> {
+        let out = sandbox.exec(sandbox.node_netns(1), "curl", ["-sk", "--max-time", "5", &metrics_url]).ok()?;
+        let prefix = format!("kubeproxy_sync_proxy_rules_duration_seconds_count{{sync=\"{kind}\"}} ");
+        out.stdout.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+    };
+    wait(&node, "the restarted proxy's first sync", Duration::from_secs(30), || {
+        sync_count("partial").is_some_and(|n| n >= 1)
+    });
+    assert_eq!(sync_count("full"), Some(0), "the restarted proxy rewrote its table\n{}", node.logs_tail(40));
+
     // Same pods: uids, IPs, container PIDs, no restarts.
     wait(&node, "3 ready pods after the restart", Duration::from_secs(30), || pods(&k).len() == 3);
     let after = pods(&k);
