@@ -55,6 +55,8 @@ pub struct ProxySettings {
     /// The cluster's pod network (all nodes' pod CIDRs).
     pub cluster_cidr: ipnet::Ipv4Net,
     pub service_cidr: ipnet::Ipv4Net,
+    /// Coalescing window of rule syncs (`--min-sync-period`).
+    pub min_sync_period: std::time::Duration,
 }
 
 /// The node-local DNS cache (NodeLocal DNSCache, KEP-1024): a link-local
@@ -212,6 +214,7 @@ fn proxy_task(client: kube::Client, cfg: &AgentConfig) -> impl std::future::Futu
         pod_cidr: cfg.proxy.cluster_cidr,
         service_cidr: cfg.proxy.service_cidr,
         node_local_dns: cfg.node_local_dns.as_ref().map(|d| (d.addr, 53)),
+        min_sync_period: cfg.proxy.min_sync_period,
         node_setup: proxy::NodeSetup {
             service_cidr_unreachable_route: true,
             local_service_device: Some(cfg.bridge.clone()),

@@ -82,6 +82,10 @@ pub struct NodeArgs {
     /// Bridge the pods are attached to.
     #[arg(long, default_value = "rkube0")]
     pub bridge: String,
+    /// The Service proxy waits this long after a change before syncing its rules, so a
+    /// burst of changes becomes one sync (kube-proxy's `--min-sync-period`).
+    #[arg(long, default_value = "50ms", value_parser = parse_duration)]
+    pub min_sync_period: std::time::Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -213,5 +217,16 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(std::time::Duration::from_secs(300)));
         assert_eq!(parse_duration("250ms"), Ok(std::time::Duration::from_millis(250)));
         assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn min_sync_period_defaults_small_and_can_be_set() {
+        let node = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Up(up)) => up.node.min_sync_period,
+            other => panic!("{args:?}: {other:?}"),
+        };
+        assert_eq!(node(&["rkube", "up"]), std::time::Duration::from_millis(50));
+        assert_eq!(node(&["rkube", "up", "--min-sync-period", "1s"]), std::time::Duration::from_secs(1));
+        assert!(Cli::try_parse_from(["rkube", "up", "--min-sync-period", "soon"]).is_err());
     }
 }

@@ -121,7 +121,11 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
                 apiserver::tls::issue_node_cert(&args.data_dir.join("pki"), &name, &[IpAddr::V4(node_ip)])
                     .map_err(|e| format!("issuing the node agent's certificate: {e}"))?;
             let client = controllers::client_from_kubeconfig(&api.kubeconfig).await.map_err(|e| e.to_string())?;
-            let proxy = agent::ProxySettings { cluster_cidr: args.cluster_cidr, service_cidr: args.service_cidr };
+            let proxy = agent::ProxySettings {
+                cluster_cidr: args.cluster_cidr,
+                service_cidr: args.service_cidr,
+                min_sync_period: node.min_sync_period,
+            };
             let mut cfg =
                 agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.token.clone(), proxy)?;
             cfg.dns.cluster_domain = args.cluster_domain.clone();
@@ -312,7 +316,11 @@ async fn agent_async(args: AgentArgs) -> Result<(), String> {
     client.apiserver_version().await.map_err(|e| format!("cannot reach the API server at {}: {e}", args.server))?;
     let (cert, key, pin) = apiserver::tls::self_signed_node_cert(&name, &[IpAddr::V4(node_ip)])
         .map_err(|e| format!("making the agent's serving certificate: {e}"))?;
-    let proxy = agent::ProxySettings { cluster_cidr: args.cluster_cidr, service_cidr: args.service_cidr };
+    let proxy = agent::ProxySettings {
+        cluster_cidr: args.cluster_cidr,
+        service_cidr: args.service_cidr,
+        min_sync_period: args.node.min_sync_period,
+    };
     let mut cfg = agent_config(
         &args.node,
         name.clone(),
