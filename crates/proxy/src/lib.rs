@@ -123,9 +123,13 @@
 //!   forward hook).
 //! - Deleted chains are deleted in the same transaction as the map elements pointing to
 //!   them (kernel >= 6.2; upstream delays it for older kernels).
-//! - Not implemented: `loadBalancerSourceRanges`, topology-aware routing, IPv6,
-//!   `--nodeport-addresses` (NodePorts answer on every local address except 127/8, the
-//!   upstream default), health-check node ports.
+//! - Topology aware routing follows zone hints on EndpointSlices (the node's zone comes
+//!   from its Node, watched), but rkube's EndpointSlice controller does not write hints
+//!   yet (`service.kubernetes.io/topology-mode: Auto`); node hints (PreferSameNode, an
+//!   alpha gate in 1.33) are not used.
+//! - Not implemented: `loadBalancerSourceRanges`, IPv6, `--nodeport-addresses` (NodePorts
+//!   answer on every local address except 127/8, the upstream default), health-check node
+//!   ports.
 
 mod adopt;
 mod cache;
@@ -163,6 +167,9 @@ pub struct ProxyConfig {
     pub node_name: String,
     /// This node's addresses (informational; NodePorts answer on every local address).
     pub node_ips: Vec<Ipv4Addr>,
+    /// This node's `topology.kubernetes.io/zone` label: Cluster-policy traffic stays in the
+    /// zone when the endpoints carry zone hints. [`run`] keeps it current from the Node.
+    pub node_zone: Option<String>,
     /// The cluster's pod CIDR: traffic from outside it to a ClusterIP is masqueraded, and
     /// pod traffic to a `Local`-policy external IP is short-circuited to all endpoints.
     pub pod_cidr: Ipv4Net,
@@ -192,6 +199,7 @@ impl Default for ProxyConfig {
             table: "rkube".into(),
             node_name: String::new(),
             node_ips: Vec::new(),
+            node_zone: None,
             pod_cidr: Ipv4Net::new_assert(Ipv4Addr::new(10, 244, 0, 0), 16),
             service_cidr: Ipv4Net::new_assert(Ipv4Addr::new(10, 96, 0, 0), 12),
             node_local_dns: Some((Ipv4Addr::new(169, 254, 20, 10), 53)),
