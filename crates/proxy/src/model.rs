@@ -208,6 +208,9 @@ pub struct Endpoint {
     pub node_name: Option<String>,
     /// `node_name` is this proxy's node.
     pub is_local: bool,
+    /// `hints.forZones`: the zones whose nodes should use this endpoint (topology aware
+    /// routing, KEP-2433; set by the EndpointSlice controller or a slice's owner).
+    pub zone_hints: Vec<String>,
 }
 
 impl Endpoint {
@@ -221,6 +224,7 @@ impl Endpoint {
             terminating: false,
             node_name: node_name.map(str::to_string),
             is_local,
+            zone_hints: Vec::new(),
         }
     }
 }
@@ -292,6 +296,12 @@ where
                     terminating: cond.and_then(|c| c.terminating).unwrap_or(false),
                     node_name: ep.node_name.clone(),
                     is_local,
+                    zone_hints: ep
+                        .hints
+                        .as_ref()
+                        .and_then(|h| h.for_zones.as_ref())
+                        .map(|z| z.iter().map(|z| z.name.clone()).collect())
+                        .unwrap_or_default(),
                 };
                 // endpointslicecache.go addEndpoints: first one wins unless a later copy is local.
                 if !set.contains_key(&(ip, port)) || is_local {
@@ -407,11 +417,34 @@ pub struct Categorized {
     pub has_any: bool,
 }
 
-/// Upstream `pkg/proxy/topology.go` `CategorizeEndpoints`.
-pub fn categorize_endpoints(svc: &ServicePortInfo, endpoints: &[Endpoint]) -> Categorized {
+/// Upstream `topologyModeFromHints` (zone hints; the node-hint mode is behind an alpha
+/// feature gate in 1.33): the zone to keep Cluster-policy traffic in, when every ready
+/// endpoint has a zone hint and at least one is hinted for this node's zone.
+fn prefer_same_zone<'a>(endpoints: &[Endpoint], zone: Option<&'a str>) -> Option<&'a str> {
+    let zone = zone.filter(|z| !z.is_empty())?;
+    let mut ready = endpoints.iter().filter(|e| e.ready).peekable();
+    ready.peek()?;
+    let mut for_zone = false;
+    for e in ready {
+        if e.zone_hints.is_empty() {
+            return None;
+        }
+        for_zone |= e.zone_hints.iter().any(|h| h == zone);
+    }
+    for_zone.then_some(zone)
+}
+
+/// Upstream `pkg/proxy/topology.go` `CategorizeEndpoints`; `zone` is this node's
+/// `topology.kubernetes.io/zone` label (topology aware routing by zone hints).
+pub fn categorize_endpoints(svc: &ServicePortInfo, endpoints: &[Endpoint], zone: Option<&str>) -> Categorized {
     let mut c = Categorized::default();
     if svc.uses_cluster_endpoints() {
-        c.cluster = endpoints.iter().filter(|e| e.ready).cloned().collect();
+        let same_zone = prefer_same_zone(endpoints, zone);
+        c.cluster = endpoints
+            .iter()
+            .filter(|e| e.ready && same_zone.is_none_or(|z| e.zone_hints.iter().any(|h| h == z)))
+            .cloned()
+            .collect();
         if c.cluster.is_empty() {
             // Fall back to serving+terminating endpoints so connections drain instead of failing.
             c.cluster = endpoints.iter().filter(|e| e.serving && e.terminating).cloned().collect();

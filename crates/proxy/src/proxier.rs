@@ -280,6 +280,8 @@ pub struct Proxier {
     last_via_netlink: bool,
     /// The next sync may adopt a table left by an earlier run (only the first one).
     may_adopt: bool,
+    /// The node's zone changed: the next partial sync recompiles every service port.
+    recompile_all: bool,
 }
 
 impl Proxier {
@@ -295,6 +297,7 @@ impl Proxier {
             netlink_unavailable: false,
             last_via_netlink: false,
             may_adopt: true,
+            recompile_all: false,
         }
     }
 
@@ -310,6 +313,15 @@ impl Proxier {
     /// The next sync will rewrite the whole table.
     pub fn needs_full_sync(&self) -> bool {
         self.state.is_none()
+    }
+
+    /// Sets this node's zone (`topology.kubernetes.io/zone`); services whose endpoints carry
+    /// zone hints are reprogrammed by the next sync.
+    pub fn set_node_zone(&mut self, zone: Option<String>) {
+        if self.cfg.node_zone != zone {
+            self.cfg.node_zone = zone;
+            self.recompile_all = true;
+        }
     }
 
     /// Forget the committed state so the next sync rewrites the whole table.
@@ -336,6 +348,7 @@ impl Proxier {
             None => (self.sync_full(desired), true),
             Some(state) => (self.sync_partial(state, desired), false),
         };
+        self.recompile_all = false;
         let duration = start.elapsed();
         metrics::record_sync(full, duration, res.as_ref().ok());
         let nft_duration = self.nft_duration;
@@ -453,7 +466,7 @@ impl Proxier {
             let bucket = by_hash.entry(identity_hash(info)).or_default();
             match bucket.iter_mut().find(|s| same_identity(&s.info, info)) {
                 Some(s) if s.generation == generation => {} // listed twice: the first one counts
-                Some(s) if s.info == *info && s.eps == *eps => {
+                Some(s) if s.info == *info && s.eps == *eps && !self.recompile_all => {
                     s.generation = generation;
                     services += 1;
                 }

@@ -257,7 +257,7 @@ pub fn compile(
         deduped = eps.iter().filter(|e| uniq.insert((e.ip, e.port))).cloned().collect();
         &deduped
     };
-    let cat = categorize_endpoints(svc, eps);
+    let cat = categorize_endpoints(svc, eps, cfg.node_zone.as_deref());
     let proto = svc.protocol.as_str();
     let port = svc.port;
     let pod_cidr = cfg.pod_cidr;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
@@ -14,6 +14,9 @@ use tokio::sync::Notify;
 
 use crate::model::ANNOTATION_LAST_CHANGE_TRIGGER_TIME;
 use crate::{metrics, setup_node, ModelCache, Proxier, ProxyConfig, ProxyError};
+
+/// The node label topology aware routing compares with endpoints' zone hints.
+const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
 
 /// Wait after a failed sync before the (full) retry.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -77,8 +80,9 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
     });
 
     let (eps_store, eps_writer) = reflector::store::<EndpointSlice>();
-    let eps_stream =
-        watcher(Api::<EndpointSlice>::all(client), watcher::Config::default()).default_backoff().reflect(eps_writer);
+    let eps_stream = watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .reflect(eps_writer);
     let (n, tr) = (notify.clone(), triggers.clone());
     let eps_task = tokio::spawn(async move {
         eps_stream
@@ -93,6 +97,37 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
             })
             .await;
     });
+
+    // The proxy's own Node: its zone label (upstream `NodeTopologyConfig`). Not fatal and
+    // not waited for: without a Node (or its label) there is no topology filtering.
+    let node_zone: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let node_task = (!cfg.node_name.is_empty()).then(|| {
+        let api = Api::<Node>::all(client.clone());
+        let config = watcher::Config::default().fields(&format!("metadata.name={}", cfg.node_name));
+        let (n, zone) = (notify.clone(), node_zone.clone());
+        tokio::spawn(async move {
+            watcher(api, config)
+                .default_backoff()
+                .for_each(|ev| {
+                    match &ev {
+                        Ok(watcher::Event::Apply(node)) | Ok(watcher::Event::InitApply(node)) => {
+                            let z = node.metadata.labels.as_ref().and_then(|l| l.get(LABEL_TOPOLOGY_ZONE)).cloned();
+                            let mut cur = zone.lock().unwrap_or_else(|e| e.into_inner());
+                            if *cur != z {
+                                tracing::info!(zone = ?z, "node topology zone");
+                                *cur = z;
+                                n.notify_one();
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::debug!(error = %e, "node watch"),
+                    }
+                    futures::future::ready(())
+                })
+                .await;
+        })
+    });
+    let _abort_node_watch = node_task.map(AbortOnDrop);
 
     let ready = async {
         svc_store.wait_until_ready().await?;
@@ -116,7 +151,9 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
         let (Some(mut p), Some(mut c)) = (proxier.take(), cache.take()) else {
             return Err(ProxyError::Command("proxier lost".into()));
         };
+        let zone = node_zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let (p, c, res) = tokio::task::spawn_blocking(move || {
+            p.set_node_zone(zone);
             let desired = c.update(&services, &slices);
             let r = p.sync(&desired);
             (p, c, r)
@@ -143,5 +180,14 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
         }
         notify.notified().await;
         tokio::time::sleep(cfg.min_sync_period).await;
+    }
+}
+
+/// Aborts a background task when the runner returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

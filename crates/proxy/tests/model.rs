@@ -179,6 +179,7 @@ fn ep(last: u8, ready: bool, serving: bool, terminating: bool, local: bool) -> E
         terminating,
         node_name: Some(if local { "node-a" } else { "node-b" }.into()),
         is_local: local,
+        zone_hints: Vec::new(),
     }
 }
 
@@ -186,18 +187,18 @@ fn ep(last: u8, ready: bool, serving: bool, terminating: bool, local: bool) -> E
 fn categorize_prefers_ready_then_serving_terminating() {
     let svc = ServicePortInfo { cluster_ip: ip("10.96.0.1"), port: 80, ..ServicePortInfo::default() };
     let eps = vec![ep(2, true, true, false, false), ep(3, false, true, true, true), ep(4, false, false, true, true)];
-    let c = categorize_endpoints(&svc, &eps);
+    let c = categorize_endpoints(&svc, &eps, None);
     assert_eq!(c.cluster, vec![eps[0].clone()], "ready only");
     assert!(c.has_any && c.local.is_empty());
 
     let draining =
         vec![ep(3, false, true, true, true), ep(4, false, false, true, true), ep(5, false, true, false, true)];
-    let c = categorize_endpoints(&svc, &draining);
+    let c = categorize_endpoints(&svc, &draining, None);
     assert_eq!(c.cluster, vec![draining[0].clone()], "fallback: serving and terminating");
     assert!(c.has_any);
 
     let none = vec![ep(4, false, false, true, true)];
-    let c = categorize_endpoints(&svc, &none);
+    let c = categorize_endpoints(&svc, &none, None);
     assert!(!c.has_any && c.cluster.is_empty());
 }
 
@@ -212,14 +213,14 @@ fn categorize_local_policies() {
         ..ServicePortInfo::default()
     };
     let eps = vec![ep(2, true, true, false, false), ep(3, true, true, false, true)];
-    let c = categorize_endpoints(&svc, &eps);
+    let c = categorize_endpoints(&svc, &eps, None);
     assert_eq!(c.cluster.len(), 2, "external Local policy still needs cluster endpoints (short-circuit)");
     assert_eq!(c.local, vec![eps[1].clone()]);
     assert_eq!(c.all_reachable.len(), 2);
 
     svc.internal_traffic_policy = TrafficPolicy::Local;
     svc.service_type = ServiceType::ClusterIP;
-    let c = categorize_endpoints(&svc, &[eps[0].clone()]);
+    let c = categorize_endpoints(&svc, &[eps[0].clone()], None);
     assert!(c.cluster.is_empty() && c.local.is_empty(), "internal Local policy without local endpoints");
     assert!(c.has_any, "but the service has endpoints elsewhere (traffic is dropped, not rejected)");
 
@@ -227,7 +228,7 @@ fn categorize_local_policies() {
     svc.internal_traffic_policy = TrafficPolicy::Cluster;
     svc.service_type = ServiceType::NodePort;
     let eps = vec![ep(2, true, true, false, false), ep(3, false, true, true, true)];
-    let c = categorize_endpoints(&svc, &eps);
+    let c = categorize_endpoints(&svc, &eps, None);
     assert_eq!(c.local, vec![eps[1].clone()]);
     assert_eq!(c.all_reachable.len(), 2);
 }
@@ -300,4 +301,42 @@ fn model_cache_matches_from_objects_and_converts_only_changes() {
     // An equal but new object counts as a change (identity, not content, is compared).
     services[1] = Arc::new(plain_service("b", "10.96.0.2"));
     assert_eq!(check(&mut cache, &services, &slices), 1);
+}
+
+fn hinted(last: u8, zones: &[&str], local: bool) -> Endpoint {
+    Endpoint { zone_hints: zones.iter().map(|z| z.to_string()).collect(), ..ep(last, true, true, false, local) }
+}
+
+#[test]
+fn categorize_follows_zone_hints_as_upstream() {
+    let svc = ServicePortInfo { cluster_ip: ip("10.96.0.1"), port: 80, ..ServicePortInfo::default() };
+    let ips = |c: &[Endpoint]| c.iter().map(|e| e.ip.octets()[3]).collect::<Vec<_>>();
+    let eps = vec![hinted(1, &["a"], true), hinted(2, &["b"], false), hinted(3, &["a", "b"], false)];
+    assert_eq!(ips(&categorize_endpoints(&svc, &eps, Some("a")).cluster), vec![1, 3]);
+    assert_eq!(ips(&categorize_endpoints(&svc, &eps, Some("b")).cluster), vec![2, 3]);
+    // No endpoint for this zone, no zone label, or one ready endpoint without a hint: all.
+    assert_eq!(ips(&categorize_endpoints(&svc, &eps, Some("c")).cluster), vec![1, 2, 3]);
+    assert_eq!(ips(&categorize_endpoints(&svc, &eps, None).cluster), vec![1, 2, 3]);
+    let mut partial = eps.clone();
+    partial.push(hinted(4, &[], false));
+    assert_eq!(ips(&categorize_endpoints(&svc, &partial, Some("a")).cluster), vec![1, 2, 3, 4]);
+    // A not-ready endpoint without hints does not turn hints off.
+    let mut sick = eps.clone();
+    sick.push(Endpoint { ready: false, ..hinted(5, &[], false) });
+    assert_eq!(ips(&categorize_endpoints(&svc, &sick, Some("a")).cluster), vec![1, 3]);
+    // Local traffic policy ignores hints.
+    let local = ServicePortInfo { internal_traffic_policy: TrafficPolicy::Local, ..svc.clone() };
+    assert_eq!(ips(&categorize_endpoints(&local, &eps, Some("b")).local), vec![1]);
+}
+
+#[test]
+fn zone_hints_are_read_from_slices() {
+    let s = web_slice(
+        "web-1",
+        json!([{"addresses": ["10.244.0.9"], "hints": {"forZones": [{"name": "zone-a"}]}}, {"addresses": ["10.244.0.10"]}]),
+    );
+    let out = from_objects(&[multiport()], &[s], "node-a");
+    let (_, eps) = out.iter().find(|(i, _)| i.port_name == "http").expect("http port");
+    let hints: Vec<Vec<String>> = eps.iter().map(|e| e.zone_hints.clone()).collect();
+    assert_eq!(hints, vec![vec!["zone-a".to_string()], vec![]]);
 }

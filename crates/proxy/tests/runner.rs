@@ -23,11 +23,13 @@ use tokio::sync::broadcast;
 struct Api {
     services: Vec<Value>,
     slices: Vec<Value>,
+    nodes: Vec<Value>,
     events: broadcast::Sender<(String, Value)>,
 }
 
 const SERVICES: &str = "/api/v1/services";
 const SLICES: &str = "/apis/discovery.k8s.io/v1/endpointslices";
+const NODES: &str = "/api/v1/nodes";
 
 fn list(kind: &str, items: &[Value]) -> Value {
     json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "1"}, "items": items})
@@ -45,7 +47,7 @@ async fn handle(
             .body(Full::new(Bytes::from(body.to_string())).boxed_unsync())
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed_unsync()))
     };
-    if path != SERVICES && path != SLICES {
+    if path != SERVICES && path != SLICES && path != NODES {
         return Ok(Response::builder()
             .status(404)
             .body(Full::new(Bytes::from_static(b"{}")).boxed_unsync())
@@ -53,10 +55,10 @@ async fn handle(
     }
     if !watch {
         let a = api.lock().unwrap_or_else(|e| e.into_inner());
-        return Ok(if path == SERVICES {
-            ok(list("ServiceList", &a.services))
-        } else {
-            ok(list("EndpointSliceList", &a.slices))
+        return Ok(match path.as_str() {
+            SERVICES => ok(list("ServiceList", &a.services)),
+            NODES => ok(list("NodeList", &a.nodes)),
+            _ => ok(list("EndpointSliceList", &a.slices)),
         });
     }
     let rx = api.lock().unwrap_or_else(|e| e.into_inner()).events.subscribe();
@@ -87,9 +89,32 @@ fn watch_stream(
 }
 
 fn slice(rv: u32, ips: &[Ipv4Addr], trigger: Option<String>) -> Value {
-    let eps: Vec<Value> = ips
+    hinted_slice(rv, &ips.iter().map(|ip| (*ip, None)).collect::<Vec<_>>(), trigger)
+}
+
+fn node_object(rv: u32, zone: Option<&str>) -> Value {
+    let labels = match zone {
+        Some(z) => json!({"topology.kubernetes.io/zone": z}),
+        None => json!({}),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": common::NODE_NAME, "resourceVersion": rv.to_string(), "labels": labels}
+    })
+}
+
+/// A slice whose endpoints may carry a zone hint.
+fn hinted_slice(rv: u32, eps: &[(Ipv4Addr, Option<&str>)], trigger: Option<String>) -> Value {
+    let eps: Vec<Value> = eps
         .iter()
-        .map(|ip| json!({"addresses": [ip.to_string()], "nodeName": common::NODE_NAME, "conditions": {"ready": true}}))
+        .map(|(ip, zone)| {
+            let mut e =
+                json!({"addresses": [ip.to_string()], "nodeName": common::NODE_NAME, "conditions": {"ready": true}});
+            if let Some(z) = zone {
+                e["hints"] = json!({"forZones": [{"name": z}]});
+            }
+            e
+        })
         .collect();
     let mut annotations = json!({});
     if let Some(t) = trigger {
@@ -121,6 +146,7 @@ async fn runner_programs_services_from_watches() {
                      "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]}
         })],
         slices: vec![slice(1, &[p1], None)],
+        nodes: vec![node_object(1, Some("zone-a"))],
         events: tx.clone(),
     }));
 
@@ -189,6 +215,37 @@ async fn runner_programs_services_from_watches() {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(0);
     assert!(count >= 1, "network programming latency recorded:\n{m}");
+
+    // Topology aware routing: with zone hints on every endpoint, only the endpoints hinted
+    // for this node's zone (from its Node's label, watched) are used.
+    let hinted = hinted_slice(3, &[(p1, Some("zone-a")), (p2, Some("zone-b"))], None);
+    let _ = tx.send((SLICES.to_string(), json!({"type": "MODIFIED", "object": hinted})));
+    let only = |want: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let lines = get(20).await;
+            let seen = pods_in(&lines);
+            if seen.len() == 1 && seen.contains(want) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "expected only {want}: {lines:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    only("p1").await;
+    let _ = tx.send((NODES.to_string(), json!({"type": "MODIFIED", "object": node_object(2, Some("zone-b"))})));
+    only("p2").await;
+    // No zone label: no topology filtering.
+    let _ = tx.send((NODES.to_string(), json!({"type": "MODIFIED", "object": node_object(3, None)})));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let lines = get(30).await;
+        if pods_in(&lines).len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both endpoints again without a zone: {lines:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The Service goes away: its ClusterIP stops answering.
     let _ = tx.send((
