@@ -243,12 +243,31 @@ fn pods_and_connections_survive_an_rkube_restart() {
     }
     let current = pods(&k);
     let (gone, ginfo) = current.iter().find(|(n, _)| **n != served).map(|(n, p)| (n.clone(), p.clone())).expect("pod");
+    // And a container that dies while no agent runs is restarted, counted once.
+    let (exited, einfo) = current
+        .iter()
+        .find(|(n, _)| **n != served && **n != gone)
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .expect("a third pod");
+    let restarts_before: u32 = einfo.restarts.parse().expect("restartCount");
     node.restart_with(server_args).expect("rkube server on the same data dir");
     let k = node.kubectl();
     k.ok(["delete", "pod", &gone, "--grace-period=0", "--force"]);
     assert!(alive(pid_of(&ginfo)), "nothing kills the pod while no agent runs");
+    // SAFETY: kill(2) of a container process of this test's pod.
+    unsafe { libc::kill(pid_of(&einfo) as i32, libc::SIGKILL) };
     node.restart_with(up_args).expect("rkube up again");
     let k = node.kubectl();
+    let want = (restarts_before + 1).to_string();
+    wait(&node, "the container that died while the agent was down to be restarted", Duration::from_secs(40), || {
+        pods(&k).get(&exited).is_some_and(|p| p.restarts == want && p.container_id != einfo.container_id)
+    });
+    let last =
+        k.ok(["get", "pod", &exited, "-o", "jsonpath={.status.containerStatuses[0].lastState.terminated.exitCode}"]);
+    assert_eq!(last, "137", "lastState of the container killed while the agent was down");
+    std::thread::sleep(Duration::from_secs(2));
+    let now = pods(&k).get(&exited).map(|p| p.restarts.clone());
+    assert_eq!(now.as_deref(), Some(want.as_str()), "that exit is counted once");
     wait(&node, "the pod deleted while the agent was down to be killed", Duration::from_secs(30), || {
         !alive(pid_of(&ginfo))
     });
