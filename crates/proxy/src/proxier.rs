@@ -1,5 +1,6 @@
-//! The syncer: desired model -> one `nft -f -` transaction, full or incremental, plus the
-//! UDP conntrack cleanup upstream does after each sync.
+//! The syncer: desired model -> one transaction, full (`nft -f -`) or incremental (a
+//! netlink batch, or `nft -f -` outside the encoder's subset), plus the UDP conntrack
+//! cleanup upstream does after each sync.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -330,9 +331,10 @@ impl Proxier {
         self.may_adopt = false;
     }
 
-    /// Makes the table match `desired` in one atomic `nft -f -` transaction: the whole
-    /// table when the committed state is unknown, otherwise only the difference. On
-    /// failure the state becomes unknown, so the next sync is a full one.
+    /// Makes the table match `desired` in one atomic transaction: the whole table when the
+    /// committed state is unknown (the very first sync adopts a table an earlier run left,
+    /// if it can), otherwise only the difference. On failure the state becomes unknown, so
+    /// the next sync is a full one.
     pub fn sync<D: Borrow<DesiredPort>>(&mut self, desired: &[D]) -> Result<SyncStats, ProxyError> {
         let start = Instant::now();
         self.nft_duration = Duration::ZERO;
@@ -353,6 +355,15 @@ impl Proxier {
         metrics::record_sync(full, duration, res.as_ref().ok());
         let nft_duration = self.nft_duration;
         res.map(|s| SyncStats { duration, nft_duration, ..s })
+    }
+
+    /// Sends an incremental transaction: as the netlink batch when there is one (and it is
+    /// not huge), else as the `nft -f` script.
+    fn send(&mut self, script: Script, batch: Option<Batch>) -> Result<(), ProxyError> {
+        match batch {
+            Some(b) if b.len_bytes() <= netlink::MAX_BATCH_BYTES => self.run_netlink(script, &b),
+            _ => self.run_nft(script),
+        }
     }
 
     /// Sends a partial sync over netlink; falls back to `nft -f` when the socket cannot be
@@ -404,11 +415,7 @@ impl Proxier {
         let (script, batch) = self.partial_script(&plan.state, plan.ops);
         let statements = script.statements;
         if statements > 0 {
-            let sent = match batch {
-                Some(b) if b.len_bytes() <= netlink::MAX_BATCH_BYTES => self.run_netlink(script, &b),
-                _ => self.run_nft(script),
-            };
-            sent.map_err(|e| format!("the adopting transaction failed: {e}"))?;
+            self.send(script, batch).map_err(|e| format!("the adopting transaction failed: {e}"))?;
         }
         let services = plan.state.all().count();
         let stats = self.stats(&plan.state, false, statements, services, 0);
@@ -512,11 +519,7 @@ impl Proxier {
         let (script, batch) = self.partial_script(&state, ops);
         let statements = script.statements;
         if statements > 0 {
-            let sent = match batch {
-                Some(b) if b.len_bytes() <= netlink::MAX_BATCH_BYTES => self.run_netlink(script, &b),
-                _ => self.run_nft(script),
-            };
-            if let Err(e) = sent {
+            if let Err(e) = self.send(script, batch) {
                 // The state in memory no longer says what the kernel has: rewrite it all next time.
                 self.groups = Groups::default();
                 return Err(e);
