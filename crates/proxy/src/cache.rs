@@ -8,14 +8,13 @@
 //! on every update, and the cache holds the `Arc`s it converted, so an address cannot be
 //! reused by a different object while it is cached.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::fnv::{hash_parts, FastMap};
 use crate::model::{from_objects, Endpoint, ServicePortInfo, LABEL_SERVICE_NAME};
 
 struct Entry {
@@ -37,42 +36,11 @@ fn object_id(meta: &ObjectMeta) -> (&str, &str) {
     (meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }
 
-/// FNV-1a of namespace and name: the cache is probed 10,000 times per sync, and hashing
-/// borrowed strings avoids allocating an owned key for each probe.
-fn id_hash(ns: &str, name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in ns.bytes().chain([0xff]).chain(name.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// Identity hashes as they are (they already are FNV hashes).
-#[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type ById<V> = HashMap<u64, V, BuildHasherDefault<IdentityHasher>>;
-
 /// The last conversion of each Service, by namespace and name.
 pub struct ModelCache {
     node_name: String,
-    /// Entries by `id_hash` (a bucket holds the rare collisions).
-    entries: ById<Vec<Entry>>,
+    /// Entries by `hash_parts(namespace, name)` (a bucket holds the rare collisions).
+    entries: FastMap<u64, Vec<Entry>>,
     generation: u64,
     /// Services converted by the last [`ModelCache::update`] (the rest were reused).
     converted: usize,
@@ -81,7 +49,7 @@ pub struct ModelCache {
 impl ModelCache {
     /// An empty cache for the proxy of node `node_name` (endpoints there are local).
     pub fn new(node_name: &str) -> ModelCache {
-        ModelCache { node_name: node_name.to_string(), entries: ById::default(), generation: 0, converted: 0 }
+        ModelCache { node_name: node_name.to_string(), entries: FastMap::default(), generation: 0, converted: 0 }
     }
 
     /// Brings the cache in line with the stores' current objects and returns the desired
@@ -91,12 +59,12 @@ impl ModelCache {
         services: &[Arc<Service>],
         slices: &[Arc<EndpointSlice>],
     ) -> Vec<&(ServicePortInfo, Vec<Endpoint>)> {
-        let mut by_service: ById<Vec<&Arc<EndpointSlice>>> = ById::default();
+        let mut by_service: FastMap<u64, Vec<&Arc<EndpointSlice>>> = FastMap::default();
         by_service.reserve(services.len());
         for s in slices {
             let ns = s.metadata.namespace.as_deref().unwrap_or_default();
             let Some(name) = s.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SERVICE_NAME)) else { continue };
-            by_service.entry(id_hash(ns, name)).or_default().push(s);
+            by_service.entry(hash_parts(&[ns, name])).or_default().push(s);
         }
         self.generation += 1;
         let generation = self.generation;
@@ -106,7 +74,7 @@ impl ModelCache {
             if svc.metadata.namespace.is_none() || svc.metadata.name.is_none() {
                 continue;
             }
-            let h = id_hash(ns, name);
+            let h = hash_parts(&[ns, name]);
             let mut mine: Vec<&Arc<EndpointSlice>> = by_service
                 .get(&h)
                 .map(|v| {

@@ -134,6 +134,7 @@
 mod adopt;
 mod cache;
 mod exec;
+mod fnv;
 pub mod metrics;
 pub mod model;
 pub mod netlink;

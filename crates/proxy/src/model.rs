@@ -214,6 +214,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The endpoint is hinted for `zone`.
+    pub fn hinted_for(&self, zone: &str) -> bool {
+        self.zone_hints.iter().any(|h| h == zone)
+    }
+
     /// A ready, serving, non-terminating endpoint (handy in tests and benchmarks).
     pub fn ready(ip: Ipv4Addr, port: u16, node_name: Option<&str>, is_local: bool) -> Endpoint {
         Endpoint {
@@ -429,7 +434,7 @@ fn prefer_same_zone<'a>(endpoints: &[Endpoint], zone: Option<&'a str>) -> Option
         if e.zone_hints.is_empty() {
             return None;
         }
-        for_zone |= e.zone_hints.iter().any(|h| h == zone);
+        for_zone |= e.hinted_for(zone);
     }
     for_zone.then_some(zone)
 }
@@ -440,11 +445,8 @@ pub fn categorize_endpoints(svc: &ServicePortInfo, endpoints: &[Endpoint], zone:
     let mut c = Categorized::default();
     if svc.uses_cluster_endpoints() {
         let same_zone = prefer_same_zone(endpoints, zone);
-        c.cluster = endpoints
-            .iter()
-            .filter(|e| e.ready && same_zone.is_none_or(|z| e.zone_hints.iter().any(|h| h == z)))
-            .cloned()
-            .collect();
+        c.cluster =
+            endpoints.iter().filter(|e| e.ready && same_zone.is_none_or(|z| e.hinted_for(z))).cloned().collect();
         if c.cluster.is_empty() {
             // Fall back to serving+terminating endpoints so connections drain instead of failing.
             c.cluster = endpoints.iter().filter(|e| e.serving && e.terminating).cloned().collect();

@@ -178,6 +178,17 @@ enum Field {
     Mark,
 }
 
+impl Field {
+    /// Bytes of the value (a concatenation pads each field to 4).
+    fn width(self) -> usize {
+        match self {
+            Field::Ipv4 | Field::Mark => 4,
+            Field::Proto => 1,
+            Field::Port => 2,
+        }
+    }
+}
+
 fn key_fields(map: MapId) -> &'static [Field] {
     match map {
         MapId::ClusterIps => &[Field::Ipv4],
@@ -546,30 +557,17 @@ impl Socket {
         if self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &rcv).is_err() {
             self.setsockopt(libc::SOL_SOCKET, libc::SO_RCVBUF, &rcv)?;
         }
-        // SAFETY: dgram is a live buffer of the given length.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), dgram.as_ptr() as *const libc::c_void, dgram.len(), 0) };
-        if sent < 0 {
-            return Err(NetlinkError::Io(io::Error::last_os_error()));
-        }
+        self.send(&dgram)?;
         let total = batch.what.len();
         let mut answered = vec![false; total];
         let mut remaining = total;
         let mut first_error: Option<(u32, i32)> = None;
         let mut buf = vec![0u8; 64 * 1024];
         while remaining > 0 {
-            // SAFETY: buf is a live, writable buffer of the given length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
-                    return Err(NetlinkError::NoAnswer { missing: remaining, sent: total });
-                }
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(NetlinkError::Io(e));
-            }
-            for (seq, errno) in parse_acks(&buf[..n as usize]) {
+            let Some(n) = self.recv(&mut buf)? else {
+                return Err(NetlinkError::NoAnswer { missing: remaining, sent: total });
+            };
+            for (seq, errno) in parse_acks(&buf[..n]) {
                 let Some(slot) = seq.checked_sub(1).and_then(|i| answered.get_mut(i as usize)) else { continue };
                 if !*slot {
                     *slot = true;
@@ -590,6 +588,34 @@ impl Socket {
                 what: batch.what.get(seq as usize - 1).cloned().unwrap_or_default(),
                 source: io::Error::from_raw_os_error(errno),
             }),
+        }
+    }
+
+    /// Sends one datagram.
+    fn send(&self, dgram: &[u8]) -> Result<(), NetlinkError> {
+        // SAFETY: dgram is a live buffer of the given length.
+        let sent = unsafe { libc::send(self.fd.as_raw_fd(), dgram.as_ptr() as *const libc::c_void, dgram.len(), 0) };
+        if sent < 0 {
+            return Err(NetlinkError::Io(io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram into `buf`: its length, or `None` when nothing came within
+    /// the socket's receive timeout.
+    fn recv(&self, buf: &mut [u8]) -> Result<Option<usize>, NetlinkError> {
+        loop {
+            // SAFETY: buf is a live, writable buffer of the given length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+            if n >= 0 {
+                return Ok(Some(n as usize));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Ok(None),
+                _ => return Err(NetlinkError::Io(e)),
+            }
         }
     }
 
@@ -724,28 +750,15 @@ impl Socket {
         let mut m = Msg::new((NFNL_SUBSYS_NFTABLES << 8) | ty, flags, seq, libc::AF_INET as u8, 0);
         build(&mut m);
         let dgram = m.done();
-        // SAFETY: dgram is a live buffer of the given length.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), dgram.as_ptr() as *const libc::c_void, dgram.len(), 0) };
-        if sent < 0 {
-            return Err(NetlinkError::Io(io::Error::last_os_error()));
-        }
+        self.send(&dgram)?;
         let what = format!("get (message type {ty})");
         let mut out = Vec::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            // SAFETY: buf is a live, writable buffer of the given length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut {
-                    return Err(NetlinkError::NoAnswer { missing: 1, sent: 1 });
-                }
-                return Err(NetlinkError::Io(e));
-            }
-            let mut b = &buf[..n as usize];
+            let Some(n) = self.recv(&mut buf)? else {
+                return Err(NetlinkError::NoAnswer { missing: 1, sent: 1 });
+            };
+            let mut b = &buf[..n];
             while b.len() >= 16 {
                 let len = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]) as usize;
                 let mty = u16::from_ne_bytes([b[4], b[5]]);
@@ -884,12 +897,7 @@ fn decode_fields(fields: &[Field], b: &[u8]) -> Option<String> {
             Field::Mark => u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?).to_string(),
         };
         parts.push(text);
-        let width = match f {
-            Field::Ipv4 | Field::Mark => 4,
-            Field::Proto => 1,
-            Field::Port => 2,
-        };
-        at += if fields.len() > 1 { 4 } else { width };
+        at += if fields.len() > 1 { 4 } else { f.width() };
     }
     (at == b.len()).then(|| parts.join(" . "))
 }

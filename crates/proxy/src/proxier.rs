@@ -4,12 +4,12 @@
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use crate::adopt;
 use crate::exec;
+use crate::fnv::{hash_parts, FastMap};
 use crate::metrics;
 use crate::model::{Endpoint, Protocol, ServicePortInfo};
 use crate::netlink::{self, Batch};
@@ -47,43 +47,10 @@ pub struct SyncStats {
     pub conntrack_deletions: usize,
 }
 
-/// FNV-1a: the maps below are keyed by our own strings and hashes, and a sync with
-/// 10,000 services does tens of thousands of lookups (SipHash + key allocations were most
-/// of a no-change sync).
-#[derive(Default)]
-pub(crate) struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        // Keys that are already hashes (see `identity_hash`) are used as they are.
-        self.0 ^= v;
-    }
-}
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
-
 /// Hash of a service port's identity (namespace, name, port name, protocol), computed
 /// without allocating.
 fn identity_hash(info: &ServicePortInfo) -> u64 {
-    let mut h = Fnv::default();
-    for part in [info.namespace.as_str(), info.name.as_str(), info.port_name.as_str(), info.protocol.as_str()] {
-        h.write(part.as_bytes());
-        h.write(&[0xff]);
-    }
-    h.finish()
+    hash_parts(&[info.namespace.as_str(), info.name.as_str(), info.port_name.as_str(), info.protocol.as_str()])
 }
 
 fn same_identity(a: &ServicePortInfo, b: &ServicePortInfo) -> bool {

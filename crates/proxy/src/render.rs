@@ -138,11 +138,7 @@ impl Groups {
 /// A short stable hash (8 base32 characters) prefixed to chain names, as upstream's
 /// `hashAndTruncate` does (FNV-1a here instead of SHA-256: only uniqueness matters).
 pub fn hash8(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = crate::fnv::fnv1a(s.as_bytes());
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     (0..8).map(|i| ALPHABET[((h >> (59 - 5 * i)) & 31) as usize] as char).collect()
 }

@@ -137,10 +137,10 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
         return Err(ProxyError::Command("watch stores dropped before the first list".into()));
     }
 
-    let mut proxier = Some(Proxier::new(cfg.clone()));
-    // Only Services whose objects changed are converted again (from_objects for all 10,000
-    // took longer than the partial sync itself); the cache moves into the sync task and back.
-    let mut cache = Some(ModelCache::new(&cfg.node_name));
+    // The proxier and the model cache (only Services whose objects changed are converted
+    // again: from_objects for all 10,000 took longer than the partial sync itself) move
+    // into the blocking sync task and back.
+    let mut worker = Some((Proxier::new(cfg.clone()), ModelCache::new(&cfg.node_name)));
     loop {
         if svc_task.is_finished() || eps_task.is_finished() {
             return Err(ProxyError::Command("service or endpointslice watch ended".into()));
@@ -148,7 +148,7 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
         let pending = std::mem::take(&mut triggers.lock().unwrap_or_else(|e| e.into_inner()).pending);
         let services = svc_store.state();
         let slices = eps_store.state();
-        let (Some(mut p), Some(mut c)) = (proxier.take(), cache.take()) else {
+        let Some((mut p, mut c)) = worker.take() else {
             return Err(ProxyError::Command("proxier lost".into()));
         };
         let zone = node_zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -160,8 +160,7 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
         })
         .await
         .map_err(|e| ProxyError::Command(format!("sync task: {e}")))?;
-        proxier = Some(p);
-        cache = Some(c);
+        worker = Some((p, c));
         match res {
             Ok(stats) => {
                 let now = jiff::Timestamp::now();
