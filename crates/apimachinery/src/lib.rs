@@ -7,6 +7,7 @@
 
 pub mod allocator;
 pub mod field;
+pub mod metallb;
 pub mod names;
 pub mod protobuf;
 pub mod quantity;
