@@ -364,7 +364,7 @@ pub fn validate_l2_advertisement(obj: &Value) -> Vec<FieldError> {
         }
     }
     for (i, v) in spec.get("ipAddressPools").and_then(Value::as_array).into_iter().flatten().enumerate() {
-        if !v.as_str().is_some_and(|s| !s.is_empty()) {
+        if v.as_str().is_none_or(str::is_empty) {
             errs.push(FieldError::invalid(format!("spec.ipAddressPools[{i}]"), v.clone(), "must be a pool name"));
         }
     }

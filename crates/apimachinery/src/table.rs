@@ -62,6 +62,14 @@ mod desc {
     pub const SECRET_DATA: &str = "Data contains the secret data. Each key must consist of alphanumeric characters, '-', '_' or '.'. The serialized form of the secret data is a base64 encoded string, representing the arbitrary (possibly non-string) data value here. Described in https://tools.ietf.org/html/rfc4648#section-4";
     pub const SERVICE_ACCOUNT_SECRETS: &str = "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use. Pods are only limited to this list if this service account has a \"kubernetes.io/enforce-mountable-secrets\" annotation set to \"true\". The \"kubernetes.io/enforce-mountable-secrets\" annotation is deprecated since v1.32. Prefer separate namespaces to isolate access to mounted secrets. This field should not be used to find auto-generated service account token secrets for use outside of pods. Instead, tokens can be requested directly using the TokenRequest API, or service account token secrets can be manually created. More info: https://kubernetes.io/docs/concepts/configuration/secret";
     pub const CONFIG_MAP_DATA: &str = "Data contains the configuration data. Each key must consist of alphanumeric characters, '-', '_' or '.'. Values with non-UTF-8 byte sequences must use the BinaryData field. The keys stored in Data must not overlap with the keys in the BinaryData field, this is enforced during validation process.";
+    pub const POOL_AUTO_ASSIGN: &str = "AutoAssign flag used to prevent MetallB from automatic allocation for a pool.";
+    pub const POOL_AVOID_BUGGY_IPS: &str =
+        "AvoidBuggyIPs prevents addresses ending with .0 and .255 to be used by a pool.";
+    pub const POOL_ADDRESSES: &str = "A list of IP address ranges over which MetalLB has authority. You can list multiple ranges in a single pool, they will all share the same settings. Each range can be either a CIDR prefix, or an explicit start-end range of IPs.";
+    pub const L2_POOLS: &str = "The list of IPAddressPools to advertise via this advertisement, selected by name.";
+    pub const L2_POOL_SELECTORS: &str = "A selector for the IPAddressPools which would get advertised via this advertisement. If no IPAddressPool is selected by this or by the list, the advertisement is applied to all the IPAddressPools.";
+    pub const L2_INTERFACES: &str = "A list of interfaces to announce from. The LB IP will be announced only from these interfaces. If the field is not set, we advertise from all the interfaces on the host.";
+    pub const L2_NODE_SELECTORS: &str = "NodeSelectors allows to limit the nodes to announce as next hops for the LoadBalancer IP. When empty, all the nodes having  are announced as next hops.";
     pub const LEASE_SPEC_HOLDER_IDENTITY: &str = "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.";
     pub const REPLICA_SET_SPEC_REPLICAS: &str = "Replicas is the number of desired pods. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset";
     pub const REPLICA_SET_STATUS_REPLICAS: &str = "Replicas is the most recently observed number of non-terminating pods. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset";
@@ -105,6 +113,8 @@ enum Printer {
     Deployment,
     EndpointSlice,
     Lease,
+    IPAddressPool,
+    L2Advertisement,
 }
 
 fn printer(group: &str, plural: &str) -> Option<Printer> {
@@ -122,6 +132,8 @@ fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("apps", "deployments") => Printer::Deployment,
         ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
         ("coordination.k8s.io", "leases") => Printer::Lease,
+        ("metallb.io", "ipaddresspools") => Printer::IPAddressPool,
+        ("metallb.io", "l2advertisements") => Printer::L2Advertisement,
         _ => return None,
     })
 }
@@ -246,6 +258,21 @@ pub fn columns(group: &str, plural: &str) -> Option<Vec<Value>> {
             age_col(),
         ],
         Printer::Lease => vec![name_col(), col("Holder", "string", "", desc::LEASE_SPEC_HOLDER_IDENTITY, 0), age_col()],
+        // MetalLB's CRD printer columns (`api/v1beta1/*_types.go` kubebuilder:printcolumn);
+        // a CRD with printer columns of its own gets no Age column.
+        Printer::IPAddressPool => vec![
+            name_col(),
+            col("Auto Assign", "boolean", "", desc::POOL_AUTO_ASSIGN, 0),
+            col("Avoid Buggy IPs", "boolean", "", desc::POOL_AVOID_BUGGY_IPS, 0),
+            col("Addresses", "string", "", desc::POOL_ADDRESSES, 0),
+        ],
+        Printer::L2Advertisement => vec![
+            name_col(),
+            col("IPAddressPools", "string", "", desc::L2_POOLS, 0),
+            col("IPAddressPool Selectors", "string", "", desc::L2_POOL_SELECTORS, 0),
+            col("Interfaces", "string", "", desc::L2_INTERFACES, 0),
+            col("Node Selectors", "string", "", desc::L2_NODE_SELECTORS, 10),
+        ],
     })
 }
 
@@ -272,6 +299,11 @@ pub fn cells(group: &str, plural: &str, obj: &Value, now: Timestamp) -> Vec<Valu
         Some(Printer::Deployment) => deployment_cells(obj, now),
         Some(Printer::EndpointSlice) => endpointslice_cells(obj, now),
         Some(Printer::Lease) => lease_cells(obj, now),
+        Some(Printer::IPAddressPool) => crd_cells(obj, &["/spec/autoAssign", "/spec/avoidBuggyIPs", "/spec/addresses"]),
+        Some(Printer::L2Advertisement) => crd_cells(
+            obj,
+            &["/spec/ipAddressPools", "/spec/ipAddressPoolSelectors", "/spec/interfaces", "/spec/nodeSelectors"],
+        ),
     }
 }
 
@@ -605,6 +637,20 @@ fn secret_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
 
 fn serviceaccount_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(obj), count(arr_at(obj, "/secrets").len()), age(obj, now)]
+}
+
+/// Cells of CRD printer columns (apiextensions-apiserver `tableconvertor.go`): a missing
+/// field is null (`<none>`), a scalar as it is, anything else its JSON text.
+fn crd_cells(obj: &Value, pointers: &[&str]) -> Vec<Value> {
+    let mut cells = vec![name(obj)];
+    for p in pointers {
+        cells.push(match obj.pointer(p) {
+            None | Some(Value::Null) => Value::Null,
+            Some(v @ (Value::Bool(_) | Value::Number(_) | Value::String(_))) => v.clone(),
+            Some(v) => Value::String(v.to_string()),
+        });
+    }
+    cells
 }
 
 fn lease_cells(obj: &Value, now: Timestamp) -> Vec<Value> {

@@ -9,6 +9,11 @@ use crate::Config;
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
 
+/// The `IPAddressPool` in `kube-system` that holds the `--lb-pool` ranges.
+pub const FLAG_POOL: &str = "rkube-lb-pool";
+/// Label on objects rkube writes from its flags (so it may also remove them).
+const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "rkube");
+
 pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiResult<()> {
     // Rebuild the allocators from what is stored before anything allocates.
     let svc = resources::find("", "v1", "services")
@@ -70,7 +75,48 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
         "endpoints": [{ "addresses": [address], "conditions": { "ready": true } }],
         "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
     });
-    upsert(reg, es, slice, "endpoints").await
+    upsert(reg, es, slice, "endpoints").await?;
+    flag_pool(reg, cfg).await
+}
+
+/// Keeps the `--lb-pool` ranges as an `IPAddressPool` so they are visible
+/// (`kubectl get ipaddresspools -A`) and allocated like any other pool; started
+/// without the flag, a pool rkube created earlier from it is removed.
+async fn flag_pool(reg: &Registry, cfg: &Config) -> ApiResult<()> {
+    let r = resources::find("metallb.io", "v1beta1", "ipaddresspools")
+        .ok_or_else(|| crate::error::ApiError::internal("ipaddresspools resource missing"))?;
+    let ns = Some("kube-system");
+    let addresses: Vec<String> = cfg.lb_pools.iter().map(ToString::to_string).collect();
+    let current = reg.get(r, ns, FLAG_POOL).await.ok();
+    let ours = |o: &Value| {
+        o.pointer(&format!("/metadata/labels/{}", MANAGED_BY.0.replace('/', "~1"))) == Some(&json!(MANAGED_BY.1))
+    };
+    match current {
+        None if addresses.is_empty() => Ok(()),
+        None => {
+            let obj = json!({
+                "apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+                "metadata": { "name": FLAG_POOL, "namespace": "kube-system", "labels": { MANAGED_BY.0: MANAGED_BY.1 } },
+                "spec": { "addresses": addresses, "autoAssign": true, "avoidBuggyIPs": false },
+            });
+            create_ignoring_exists(reg, r, ns, obj).await
+        }
+        Some(cur) if !ours(&cur.object) => Ok(()),
+        Some(_) if addresses.is_empty() => {
+            reg.delete(r, ns, FLAG_POOL, &crate::registry::DeleteOptions::default()).await.map(|_| ())
+        }
+        Some(cur) => {
+            if cur.object.pointer("/spec/addresses") != Some(&json!(addresses)) {
+                reg.modify(r, ns, FLAG_POOL, None, false, |o| {
+                    let mut o = o.clone();
+                    o["spec"]["addresses"] = json!(addresses);
+                    Ok(o)
+                })
+                .await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn create_ignoring_exists(

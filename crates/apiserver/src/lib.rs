@@ -63,6 +63,10 @@ pub struct Config {
     /// Address other components and the `kubernetes` Endpoints use.
     pub advertise_address: IpAddr,
     pub service_cidr: Ipv4Net,
+    /// The pod network (LoadBalancer pools may not overlap it).
+    pub cluster_cidr: Ipv4Net,
+    /// `--lb-pool`: kept as the `IPAddressPool` [`bootstrap::FLAG_POOL`] in `kube-system`.
+    pub lb_pools: Vec<apimachinery::metallb::AddressRange>,
     pub node_port_range: std::ops::RangeInclusive<u16>,
     /// How often history older than the previous tick is compacted.
     pub compaction_interval: Duration,
@@ -138,6 +142,7 @@ impl ApiServer {
                 service_cidr: cfg.service_cidr,
                 node_port_range: cfg.node_port_range.clone(),
             }),
+            lb_reserved: lb_reserved(&cfg),
         };
         let registry = registry::Registry { store: store.clone(), strategies };
         bootstrap::run(&registry, &cfg, kubernetes_ip).await.map_err(|e| StartError::Bootstrap(e.to_string()))?;
@@ -179,6 +184,16 @@ impl ApiServer {
 }
 
 /// `.1` of the service range: the `kubernetes` Service's ClusterIP.
+/// What a LoadBalancer pool may not cover: the service and pod CIDRs.
+pub fn lb_reserved(cfg: &Config) -> apimachinery::metallb::Reserved {
+    apimachinery::metallb::Reserved {
+        nets: vec![
+            (cfg.service_cidr.into(), "the service CIDR".to_string()),
+            (cfg.cluster_cidr.into(), "the pod CIDR".to_string()),
+        ],
+    }
+}
+
 pub fn first_service_ip(cidr: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(1))
 }

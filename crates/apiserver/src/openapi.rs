@@ -32,6 +32,10 @@ fn gvk(r: &Resource) -> Value {
 }
 
 fn schema_name(r: &Resource) -> String {
+    if r.group == "metallb.io" {
+        // A CRD's schema is named by its reversed group (`io.metallb.v1beta1.IPAddressPool`).
+        return format!("io.metallb.{}.{}", r.version, r.kind);
+    }
     let g = match r.group {
         "" => "core",
         "discovery.k8s.io" => "discovery",

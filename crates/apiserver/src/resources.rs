@@ -94,10 +94,14 @@ pub static RESOURCES: &[Resource] = &[
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true, short: ["deploy"], cat: ["all"], status: true, scale: true),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], cat: [], status: false, scale: false),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], cat: [], status: false, scale: false),
+    // MetalLB's kinds, served built in (as its CRDs declare them: status subresource, no short names).
+    resource!("metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools", "ipaddresspool", true, short: [], cat: [], status: true, scale: false),
+    resource!("metallb.io", "v1beta1", "L2Advertisement", "l2advertisements", "l2advertisement", true, short: [], cat: [], status: true, scale: false),
 ];
 
 /// API groups served (besides the core group), with their versions.
-pub static GROUPS: &[(&str, &str)] = &[("apps", "v1"), ("discovery.k8s.io", "v1"), ("coordination.k8s.io", "v1")];
+pub static GROUPS: &[(&str, &str)] =
+    &[("apps", "v1"), ("discovery.k8s.io", "v1"), ("coordination.k8s.io", "v1"), ("metallb.io", "v1beta1")];
 
 /// Look a resource up by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {

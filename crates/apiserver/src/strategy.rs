@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 /// Strategies of every resource, with the state some of them need.
 pub struct Strategies {
     pub services: ServiceAllocator,
+    /// Ranges a LoadBalancer address pool may not cover (service and pod CIDRs).
+    pub lb_reserved: apimachinery::metallb::Reserved,
 }
 
 type Errors = Vec<FieldError>;
@@ -52,6 +54,11 @@ impl Strategies {
                 }
                 return self.services.prepare_create(obj);
             }
+            "ipaddresspools" => {
+                defaults::ip_address_pool(obj);
+                errs.extend(apimachinery::metallb::validate_pool(obj, &self.lb_reserved));
+            }
+            "l2advertisements" => errs.extend(apimachinery::metallb::validate_l2_advertisement(obj)),
             _ => {}
         }
         if errs.is_empty() {
@@ -129,6 +136,11 @@ impl Strategies {
                 }
                 return self.services.prepare_update(obj, old);
             }
+            "ipaddresspools" => {
+                defaults::ip_address_pool(obj);
+                errs.extend(apimachinery::metallb::validate_pool(obj, &self.lb_reserved));
+            }
+            "l2advertisements" => errs.extend(apimachinery::metallb::validate_l2_advertisement(obj)),
             _ => {}
         }
         if errs.is_empty() {
@@ -314,6 +326,20 @@ mod defaults {
             if let Some(m) = t.as_object_mut() {
                 m.remove("creationTimestamp");
             }
+        }
+    }
+
+    /// The CRD defaults of MetalLB's `IPAddressPool` (`+kubebuilder:default`).
+    pub fn ip_address_pool(obj: &mut Value) {
+        if !obj.get("spec").is_some_and(Value::is_object) {
+            return;
+        }
+        let spec = &mut obj["spec"];
+        if spec.get("autoAssign").is_none_or(Value::is_null) {
+            spec["autoAssign"] = json!(true);
+        }
+        if spec.get("avoidBuggyIPs").is_none_or(Value::is_null) {
+            spec["avoidBuggyIPs"] = json!(false);
         }
     }
 

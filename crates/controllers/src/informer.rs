@@ -3,6 +3,7 @@
 //! `SharedInformerFactory`). Controllers read the stores and register change
 //! handlers that map an object to the work-queue keys it affects.
 
+use apimachinery::metallb::IPAddressPool;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
@@ -209,6 +210,8 @@ pub struct Informers {
     pub nodes: Arc<Informer<Node>>,
     pub replicasets: Arc<Informer<ReplicaSet>>,
     pub deployments: Arc<Informer<Deployment>>,
+    /// MetalLB `IPAddressPool`s (LoadBalancer address allocation).
+    pub ip_pools: Arc<Informer<IPAddressPool>>,
 }
 
 impl Informers {
@@ -234,6 +237,7 @@ impl Informers {
             nodes: Informer::new(Api::all(client.clone())),
             replicasets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
+            ip_pools: Informer::new(Api::all(client.clone())),
         })
     }
 
@@ -246,6 +250,7 @@ impl Informers {
             self.nodes.spawn(),
             self.replicasets.spawn(),
             self.deployments.spawn(),
+            self.ip_pools.spawn(),
         ]
     }
 
@@ -258,5 +263,6 @@ impl Informers {
         self.nodes.wait_ready().await;
         self.replicasets.wait_ready().await;
         self.deployments.wait_ready().await;
+        self.ip_pools.wait_ready().await;
     }
 }

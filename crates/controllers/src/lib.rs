@@ -1,7 +1,8 @@
 //! `controllers`: the control loops of the cluster, each a Kubernetes API
 //! client (kube-rs) that reconciles from a full view of its objects: garbage
 //! collector, namespace lifecycle, replicaset, deployment, endpoints,
-//! endpointslice, endpointslice mirroring, node IPAM and the scheduler.
+//! endpointslice, endpointslice mirroring, LoadBalancer address allocation, node
+//! IPAM and the scheduler.
 //!
 //! Shape (upstream `kube-controller-manager`): one shared reflector store per
 //! kind ([`informer`]), and per controller a coalescing work queue keyed by
@@ -17,6 +18,7 @@ mod events;
 mod gc;
 mod informer;
 mod kinds;
+mod lb;
 mod metrics;
 mod mirroring;
 mod namespace;
@@ -155,6 +157,7 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     endpoints::start(&ctx, &mut tasks);
     endpointslice::start(&ctx, &mut tasks);
     mirroring::start(&ctx, &mut tasks);
+    lb::start(&ctx, &mut tasks);
     if let Some(ipam) = ipam {
         nodeipam::start(&ctx, ipam, &mut tasks);
     }

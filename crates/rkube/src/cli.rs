@@ -163,6 +163,13 @@ pub struct ServerArgs {
     /// Pod network of the cluster; each node gets a /24 of it.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Net,
+    /// Addresses for LoadBalancer Services on the nodes' network, announced by ARP
+    /// (MetalLB-style L2): `A-B` or a CIDR, comma separated or repeated, e.g.
+    /// `--lb-pool 192.168.122.200-192.168.122.250`. Kept as the IPAddressPool
+    /// `kube-system/rkube-lb-pool`; more pools can be added as IPAddressPool objects.
+    /// Without any pool, LoadBalancer Services get the IPs of the nodes (k3s ServiceLB).
+    #[arg(long = "lb-pool", value_name = "RANGE")]
+    pub lb_pools: Vec<String>,
     /// Run the API server alone: no controllers and no cluster DNS (to measure or
     /// debug the API server by itself).
     #[arg(long)]

@@ -27,6 +27,21 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// The `--lb-pool` ranges, refused when they overlap the service CIDR, the pod CIDR or
+/// (under `rkube up`) this node's own address.
+fn lb_pools(args: &ServerArgs, node_ip: Option<IpAddr>) -> Result<Vec<apimachinery::metallb::AddressRange>, String> {
+    let mut reserved = apimachinery::metallb::Reserved {
+        nets: vec![
+            (args.service_cidr.into(), "the service CIDR".to_string()),
+            (args.cluster_cidr.into(), "the pod CIDR (--cluster-cidr)".to_string()),
+        ],
+    };
+    if let Some(ip) = node_ip {
+        reserved.nets.push((ipnet::IpNet::from(ip), "this node's address".to_string()));
+    }
+    apimachinery::metallb::parse_pool_flag(&args.lb_pools, &reserved)
+}
+
 fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -59,6 +74,8 @@ fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCod
 }
 
 async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Result<(), String> {
+    let advertise = args.advertise_address.unwrap_or_else(default_advertise_address);
+    let lb_pools = lb_pools(&args, node.is_some().then_some(advertise))?;
     let store: Arc<dyn store::Store> = match args.datastore.as_str() {
         "sqlite" => {
             std::fs::create_dir_all(&args.data_dir).map_err(|e| {
@@ -77,13 +94,14 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         }
         other => return Err(format!("--datastore {other:?}: expected `sqlite` or `etcd://host:port,...`")),
     };
-    let advertise = args.advertise_address.unwrap_or_else(default_advertise_address);
     let cfg = apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,
         port: args.port,
         advertise_address: advertise,
         service_cidr: args.service_cidr,
+        cluster_cidr: args.cluster_cidr,
+        lb_pools,
         node_port_range: args.node_port_range.0..=args.node_port_range.1,
         compaction_interval: args.compaction_interval,
     };
