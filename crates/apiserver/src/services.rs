@@ -112,20 +112,29 @@ impl ServiceAllocator {
         }
     }
 
-    /// Create: defaults, allocation, validation (upstream order).
+    /// Create: defaults, allocation, validation (upstream order: the registry's
+    /// `BeginCreate` allocates before `BeforeCreate` validates, so a LoadBalancer with
+    /// `externalTrafficPolicy: Local` has its healthCheckNodePort when it is checked).
+    /// A Service that fails validation after allocating gives everything back.
     pub fn prepare_create(&self, obj: &mut Value) -> Result<Allocation, Errors> {
         let mut svc = to_typed(obj)?;
         rules::set_defaults(&mut svc);
         rules::prepare_for_create(&mut svc);
-        let errs = rules::validate(&svc, &self.config);
-        if !errs.is_empty() {
-            return Err(errs);
+        // Invalid input is reported as validation errors, not as allocation failures.
+        let pre = rules::validate(&svc, &self.config);
+        if pre.iter().any(|e| e.field != "spec.healthCheckNodePort") {
+            return Err(pre);
         }
         let mut pools = lock(&self.pools);
         let Pools { ips, ports } = &mut *pools;
         let taken = rules::allocate_create(&mut svc, ips, ports).map_err(alloc_errors)?;
         drop(pools);
         let alloc = Allocation { pools: Some(self.pools.clone()), taken, freed: Default::default() };
+        let errs = rules::validate(&svc, &self.config);
+        if !errs.is_empty() {
+            alloc.release();
+            return Err(errs);
+        }
         write_back(&svc, obj, alloc)
     }
 

@@ -224,3 +224,77 @@ fn bad_pool_flags_refuse_to_start() {
         assert!(!dir.path().join("state.db").exists(), "{flag}: nothing written");
     }
 }
+
+fn node(name: &str, internal: &str, external: Option<&str>) -> (String, String) {
+    let obj = format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n");
+    let mut addresses = vec![format!("{{\"type\":\"InternalIP\",\"address\":\"{internal}\"}}")];
+    addresses.extend(external.map(|e| format!("{{\"type\":\"ExternalIP\",\"address\":\"{e}\"}}")));
+    let status = format!(
+        "{{\"status\":{{\"conditions\":[{{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\"}}],\"addresses\":[{}]}}}}",
+        addresses.join(",")
+    );
+    (obj, status)
+}
+
+/// Without any pool: k3s ServiceLB behaviour, the addresses of the Nodes that can serve.
+#[test]
+fn without_pools_node_addresses_are_the_ingress() {
+    let s = TestServer::start(env!("CARGO_BIN_EXE_rkube")).expect("rkube server");
+    let k = s.kubectl();
+    for (name, internal, external) in [("n1", "192.168.122.11", None), ("n2", "192.168.122.12", Some("192.168.123.12"))]
+    {
+        let (obj, status) = node(name, internal, external);
+        k.ok_with_stdin(["create", "-f", "-"], &obj);
+        k.ok(["patch", "node", name, "--subresource=status", "--type=merge", "-p", &status]);
+    }
+    k.ok(["create", "-f", manifest("mynapp-svc-ext-loadbalancer.yml").to_str().unwrap()]);
+    // ExternalIP before InternalIP, sorted.
+    let want = "192.168.122.11 192.168.123.12";
+    wait_for("node addresses", Duration::from_secs(20), || {
+        (ingress(&k, "mynapp-svc-ext-lb") == want).then(String::new)
+    });
+    let row = k.ok(["get", "svc", "mynapp-svc-ext-lb", "--no-headers"]);
+    assert_eq!(row.split_whitespace().nth(3), Some("192.168.122.11,192.168.123.12"), "{row}");
+
+    // Port 80 is taken on the node addresses: a second Service on it stays pending.
+    k.ok_with_stdin(["create", "-f", "-"], &lb_service("second", 80, "", ""));
+    wait_event(
+        &k,
+        "second",
+        "AllocationFailed",
+        "port 80/TCP is already used by LoadBalancer Service default/mynapp-svc-ext-lb",
+    );
+    k.ok_with_stdin(["create", "-f", "-"], &lb_service("other-port", 8081, "", ""));
+    assert_eq!(wait_ingress(&k, "other-port"), want);
+
+    // A Node that cannot serve drops out.
+    k.ok(["label", "node", "n2", "node.kubernetes.io/exclude-from-external-load-balancers="]);
+    wait_for("n2 excluded", Duration::from_secs(20), || {
+        (ingress(&k, "mynapp-svc-ext-lb") == "192.168.122.11").then(String::new)
+    });
+    k.ok(["label", "node", "n2", "node.kubernetes.io/exclude-from-external-load-balancers-"]);
+    let not_ready =
+        "{\"status\":{\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"KubeletNotReady\"}]}}";
+    k.ok(["patch", "node", "n1", "--subresource=status", "--type=merge", "-p", not_ready]);
+    wait_for("n1 not ready", Duration::from_secs(20), || {
+        (ingress(&k, "mynapp-svc-ext-lb") == "192.168.123.12").then(String::new)
+    });
+
+    // externalTrafficPolicy: Local: only Nodes with a ready local endpoint.
+    k.ok_with_stdin(["create", "-f", "-"], &lb_service("local", 9000, "", "  externalTrafficPolicy: Local\n"));
+    // Allocated before validation, as upstream does.
+    let hc: u16 =
+        k.ok(["get", "svc", "local", "-o", "jsonpath={.spec.healthCheckNodePort}"]).trim().parse().expect("port");
+    assert!((30000..=32767).contains(&hc), "healthCheckNodePort {hc}");
+    let slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: local-manual\n  labels:\n    kubernetes.io/service-name: local\naddressType: IPv4\nports:\n- port: 8080\n  protocol: TCP\n  name: \"\"\nendpoints:\n- addresses: [\"10.244.1.5\"]\n  nodeName: n2\n  conditions:\n    ready: true\n";
+    k.ok_with_stdin(["create", "-f", "-"], slice);
+    wait_for("local ingress", Duration::from_secs(20), || (ingress(&k, "local") == "192.168.123.12").then(String::new));
+
+    // The first pool switches every LoadBalancer Service to pool addresses.
+    let pool = "apiVersion: metallb.io/v1beta1\nkind: IPAddressPool\nmetadata:\n  name: lan\n  namespace: default\nspec:\n  addresses:\n  - 192.168.122.200-192.168.122.210\n";
+    k.ok_with_stdin(["create", "-f", "-"], pool);
+    wait_for("pool address", Duration::from_secs(20), || {
+        ingress(&k, "mynapp-svc-ext-lb").starts_with("192.168.122.20").then(String::new)
+    });
+    assert!(ingress(&k, "second").starts_with("192.168.122.20"), "the pending one is served too");
+}
