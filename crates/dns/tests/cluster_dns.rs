@@ -555,6 +555,7 @@ async fn http_get(addr: SocketAddr, path: &str) -> String {
 #[tokio::test]
 async fn dig_sees_every_record_type_over_udp_and_tcp() {
     if !have_dig() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true, so this test may not skip: dig not installed");
         eprintln!("skipping: dig not installed (apt-get install dnsutils)");
         return;
     }

@@ -129,7 +129,7 @@ fn veth_count(sandbox: &Sandbox) -> usize {
 #[test]
 fn pods_and_connections_survive_an_rkube_restart() {
     if let Some(why) = testkit::sandbox_unavailable() {
-        eprintln!("skipping: {why}");
+        testkit::skip(&why);
         return;
     }
     let sandbox = Sandbox::new(1).expect("sandbox");

@@ -15,7 +15,7 @@ struct Cluster {
 
 fn cluster() -> Option<Cluster> {
     if let Some(why) = testkit::sandbox_unavailable() {
-        eprintln!("skipping: {why}");
+        testkit::skip(&why);
         return None;
     }
     let sandbox = Sandbox::new(1).expect("sandbox");

@@ -24,7 +24,7 @@ impl Drop for Cluster {
 
 fn cluster() -> Option<Cluster> {
     if let Some(why) = testkit::sandbox_unavailable() {
-        eprintln!("skipping: {why}");
+        testkit::skip(&why);
         return None;
     }
     if std::process::Command::new("sh")
@@ -33,7 +33,7 @@ fn cluster() -> Option<Cluster> {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        eprintln!("skipping: dnsmasq and dig are needed (scripts/install-prereqs.sh installs them)");
+        testkit::skip("dnsmasq and dig are needed (scripts/install-prereqs.sh installs them)");
         return None;
     }
     let sandbox = Sandbox::new(1).expect("sandbox");

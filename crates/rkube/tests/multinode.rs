@@ -23,7 +23,7 @@ impl Drop for Agent {
 #[test]
 fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     if let Some(why) = testkit::sandbox_unavailable() {
-        eprintln!("skipping: {why}");
+        testkit::skip(&why);
         return;
     }
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rkube"));

@@ -24,6 +24,18 @@ pub use server::{free_port, token_from_kubeconfig, TestServer};
 
 use std::path::PathBuf;
 
+/// Whether this run is CI's (`CI=true`): root, with every prerequisite installed.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Reports a test that cannot run here (not root, a tool missing). Under CI a skip
+/// means something is broken, so it fails the test instead.
+pub fn skip(why: &str) {
+    assert!(!in_ci(), "CI=true, so this test may not skip itself: {why}");
+    eprintln!("skipping: {why}");
+}
+
 /// The root of the repository (the workspace), found from this crate's manifest dir.
 pub fn repo_root() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -79,7 +91,7 @@ mod tests {
             .unwrap_or_else(|| repo_root().join("..").join("shared"));
         let originals = shared.join("seed").join("manifests");
         if !originals.is_dir() {
-            eprintln!("skipping: {} not found", originals.display());
+            skip(&format!("{} not found", originals.display()));
             return;
         }
         let copy = repo_root().join("tests").join("manifests");

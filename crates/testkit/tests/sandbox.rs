@@ -12,7 +12,7 @@ use testkit::{cleanup_stale, repo_root, sandbox_unavailable, Sandbox};
 fn skip() -> bool {
     match sandbox_unavailable() {
         Some(reason) => {
-            eprintln!("skipping: {reason}");
+            testkit::skip(&reason);
             true
         }
         None => false,
@@ -307,7 +307,7 @@ fn rkube_up_in_a_node() {
         return;
     }
     let Some(bin) = rkube_bin() else {
-        eprintln!("skipping: target/debug/rkube not built (cargo build -p rkube)");
+        testkit::skip("target/debug/rkube not built (cargo build -p rkube)");
         return;
     };
     let sb = Sandbox::new(1).expect("sandbox");
