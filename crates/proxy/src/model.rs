@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
@@ -19,6 +20,9 @@ pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub const LABEL_SERVICE_PROXY_NAME: &str = "service.kubernetes.io/service-proxy-name";
 /// Annotation on EndpointSlices: when the change that produced this version happened.
 pub const ANNOTATION_LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
+/// The annotation that lists source ranges when `spec.loadBalancerSourceRanges` is empty
+/// (upstream `v1.AnnotationLoadBalancerSourceRangesKey`, comma-separated CIDRs).
+pub const ANNOTATION_LOAD_BALANCER_SOURCE_RANGES: &str = "service.beta.kubernetes.io/load-balancer-source-ranges";
 /// Default `sessionAffinityConfig.clientIP.timeoutSeconds` (3 hours).
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10800;
 
@@ -110,6 +114,13 @@ pub struct ServicePortInfo {
     pub external_ips: Vec<Ipv4Addr>,
     /// `status.loadBalancer.ingress[].ip` (type LoadBalancer, `ipMode` not `Proxy`).
     pub load_balancer_ips: Vec<Ipv4Addr>,
+    /// `spec.loadBalancerSourceRanges` (or the annotation; see [`load_balancer_source_ranges`]),
+    /// IPv4 only, aggregated: traffic to `load_balancer_ips` from elsewhere is dropped.
+    /// Empty means no filtering. Only kept for type LoadBalancer.
+    pub load_balancer_source_ranges: Vec<Ipv4Net>,
+    /// `spec.healthCheckNodePort` of a LoadBalancer Service with `externalTrafficPolicy:
+    /// Local` (upstream `apiservice.NeedsHealthCheck`): the node answers health checks there.
+    pub health_check_node_port: Option<u16>,
     pub session_affinity: SessionAffinity,
     pub external_traffic_policy: TrafficPolicy,
     pub internal_traffic_policy: TrafficPolicy,
@@ -128,6 +139,8 @@ impl Default for ServicePortInfo {
             node_port: None,
             external_ips: Vec::new(),
             load_balancer_ips: Vec::new(),
+            load_balancer_source_ranges: Vec::new(),
+            health_check_node_port: None,
             session_affinity: SessionAffinity::None,
             external_traffic_policy: TrafficPolicy::Cluster,
             internal_traffic_policy: TrafficPolicy::Cluster,
@@ -247,6 +260,68 @@ fn parse_v4(s: &str) -> Option<Ipv4Addr> {
     s.parse::<Ipv4Addr>().ok()
 }
 
+/// An IPv4 address as Go's `netutils.ParseIPSloppy` reads it: octets may have leading
+/// zeros (decimal, not octal), which `Ipv4Addr::from_str` rejects.
+fn parse_v4_sloppy(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = s.split('.');
+    for o in octets.iter_mut() {
+        let p = parts.next()?;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *o = p.parse().ok()?;
+    }
+    parts.next().is_none().then(|| Ipv4Addr::from(octets))
+}
+
+/// An IPv4 CIDR as `netutils.ParseCIDRSloppy` reads it; host bits are cleared
+/// (`10.0.0.5/24` is `10.0.0.0/24`). `None` for IPv6 and for anything unparsable.
+pub fn parse_cidr_v4(s: &str) -> Option<Ipv4Net> {
+    let (addr, prefix) = s.trim().split_once('/')?;
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let net = Ipv4Net::new(parse_v4_sloppy(addr)?, prefix.parse().ok()?).ok()?;
+    Some(net.trunc())
+}
+
+/// The IPv4 source ranges of a Service: `spec.loadBalancerSourceRanges`, or when that is
+/// empty the comma-separated annotation [`ANNOTATION_LOAD_BALANCER_SOURCE_RANGES`] (as
+/// `servicehelper.GetLoadBalancerSourceRanges` in k8s.io/cloud-provider reads it).
+/// Entries are trimmed (validation lets whitespace through, upstream `newBaseServiceInfo`);
+/// IPv6 entries belong to the IPv6 proxier, and an unparsable entry is skipped, as
+/// upstream `proxyutil.MapCIDRsByIPFamily` does. The result is aggregated (sorted, no
+/// overlaps), so equal range sets compare equal.
+pub fn load_balancer_source_ranges(svc: &Service) -> Vec<Ipv4Net> {
+    let spec = svc.spec.as_ref().and_then(|s| s.load_balancer_source_ranges.as_ref()).filter(|r| !r.is_empty());
+    let from_annotation;
+    let entries: Vec<&str> = match spec {
+        Some(r) => r.iter().map(String::as_str).collect(),
+        None => {
+            from_annotation = svc
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ANNOTATION_LOAD_BALANCER_SOURCE_RANGES))
+                .cloned()
+                .unwrap_or_default();
+            from_annotation.split(',').filter(|e| !e.trim().is_empty()).collect()
+        }
+    };
+    let nets: Vec<Ipv4Net> = entries
+        .iter()
+        .filter_map(|e| {
+            let net = parse_cidr_v4(e);
+            if net.is_none() && !e.contains(':') {
+                tracing::debug!(entry = %e.trim(), "ignoring an unparsable load balancer source range");
+            }
+            net
+        })
+        .collect();
+    Ipv4Net::aggregate(&nets)
+}
+
 fn port_u16(p: i32) -> Option<u16> {
     u16::try_from(p).ok().filter(|p| *p != 0)
 }
@@ -348,6 +423,15 @@ where
         } else {
             Vec::new()
         };
+        let load_balancer_source_ranges =
+            if service_type == ServiceType::LoadBalancer { load_balancer_source_ranges(svc) } else { Vec::new() };
+        let policy = |p: Option<&str>| if p == Some("Local") { TrafficPolicy::Local } else { TrafficPolicy::Cluster };
+        let external_traffic_policy = policy(spec.external_traffic_policy.as_deref());
+        // Upstream `apiservice.NeedsHealthCheck`: LoadBalancer with external policy Local.
+        let health_check_node_port = (service_type == ServiceType::LoadBalancer
+            && external_traffic_policy == TrafficPolicy::Local)
+            .then(|| spec.health_check_node_port.and_then(port_u16))
+            .flatten();
         let session_affinity = if spec.session_affinity.as_deref() == Some("ClientIP") {
             let t = spec
                 .session_affinity_config
@@ -361,7 +445,6 @@ where
         } else {
             SessionAffinity::None
         };
-        let policy = |p: Option<&str>| if p == Some("Local") { TrafficPolicy::Local } else { TrafficPolicy::Cluster };
         let eps_for = by_service.get(&(ns.clone(), name.clone()));
         for p in spec.ports.iter().flatten() {
             let Some(port) = port_u16(p.port) else { continue };
@@ -382,8 +465,10 @@ where
                 node_port,
                 external_ips: external_ips.clone(),
                 load_balancer_ips: load_balancer_ips.clone(),
+                load_balancer_source_ranges: load_balancer_source_ranges.clone(),
+                health_check_node_port,
                 session_affinity,
-                external_traffic_policy: policy(spec.external_traffic_policy.as_deref()),
+                external_traffic_policy,
                 internal_traffic_policy: policy(spec.internal_traffic_policy.as_deref()),
             };
             let eps: Vec<Endpoint> = eps_for

@@ -192,7 +192,7 @@ impl Field {
 fn key_fields(map: MapId) -> &'static [Field] {
     match map {
         MapId::ClusterIps => &[Field::Ipv4],
-        MapId::ServiceIps | MapId::NoEndpointServices => &[Field::Ipv4, Field::Proto, Field::Port],
+        MapId::ServiceIps | MapId::NoEndpointServices | MapId::FirewallIps => &[Field::Ipv4, Field::Proto, Field::Port],
         MapId::ServiceNodePorts | MapId::NoEndpointNodePorts => &[Field::Proto, Field::Port],
         MapId::Endpoints => &[Field::Mark],
         MapId::Hairpin => &[Field::Ipv4, Field::Ipv4],
@@ -235,9 +235,11 @@ pub fn encode_value(map: MapId, value: &str) -> Option<Data> {
     match map {
         MapId::ClusterIps | MapId::Hairpin => None,
         MapId::Endpoints => Some(Data::Value(encode_fields(&[Field::Ipv4, Field::Port], value)?)),
-        MapId::ServiceIps | MapId::ServiceNodePorts | MapId::NoEndpointServices | MapId::NoEndpointNodePorts => {
-            encode_verdict(value)
-        }
+        MapId::ServiceIps
+        | MapId::ServiceNodePorts
+        | MapId::NoEndpointServices
+        | MapId::NoEndpointNodePorts
+        | MapId::FirewallIps => encode_verdict(value),
     }
 }
 
@@ -912,7 +914,11 @@ pub fn decode_value(map: MapId, d: &Data) -> Option<String> {
     match (map, d) {
         (MapId::Endpoints, Data::Value(v)) => decode_fields(&[Field::Ipv4, Field::Port], v),
         (
-            MapId::ServiceIps | MapId::ServiceNodePorts | MapId::NoEndpointServices | MapId::NoEndpointNodePorts,
+            MapId::ServiceIps
+            | MapId::ServiceNodePorts
+            | MapId::NoEndpointServices
+            | MapId::NoEndpointNodePorts
+            | MapId::FirewallIps,
             Data::Verdict { code, chain },
         ) => verdict_text(*code, chain.as_deref()),
         _ => None,
@@ -980,6 +986,7 @@ mod tests {
             (MapId::ServiceNodePorts, "udp . 31111"),
             (MapId::Endpoints, "655360001"),
             (MapId::Hairpin, "10.244.0.2 . 10.244.0.2"),
+            (MapId::FirewallIps, "192.168.122.200 . tcp . 80"),
         ] {
             let bytes = encode_key(map, key).unwrap_or_default();
             assert_eq!(decode_key(map, &bytes).as_deref(), Some(key), "{map:?}");
@@ -989,6 +996,7 @@ mod tests {
             (MapId::ServiceIps, "goto service-ABC-default/web/tcp/http"),
             (MapId::NoEndpointServices, "goto reject-chain"),
             (MapId::NoEndpointNodePorts, "drop"),
+            (MapId::FirewallIps, "goto firewall-ABC-default/lb/tcp/http"),
         ] {
             let data = encode_value(map, value);
             assert_eq!(data.as_ref().and_then(|d| decode_value(map, d)).as_deref(), Some(value), "{map:?}");
@@ -1006,6 +1014,7 @@ mod tests {
         assert!(encode_rule("numgen random mod 2 vmap { 0 : goto a, 1 : goto b }").is_none());
         assert!(encode_rule("ct mark set numgen random mod 0 offset 1").is_none());
         assert!(encode_rule("fib saddr type local goto service-X comment \"x\"").is_none());
+        assert!(encode_rule("ip saddr != { 192.168.0.0/16 } drop").is_none(), "firewall rules go through nft");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
+use ipnet::Ipv4Net;
+
 use crate::model::{categorize_endpoints, Endpoint, Protocol, ServicePortInfo, SessionAffinity};
 use crate::ProxyConfig;
 
@@ -41,10 +43,13 @@ pub enum MapId {
     Endpoints,
     /// set `hairpin`: `ip . ip` for every endpoint IP (masquerade a pod reaching itself).
     Hairpin,
+    /// vmap `firewall-ips`: LoadBalancer `ip . proto . port` -> goto the service's
+    /// `firewall-…` chain (`loadBalancerSourceRanges`).
+    FirewallIps,
 }
 
 impl MapId {
-    pub const ALL: [MapId; 7] = [
+    pub const ALL: [MapId; 8] = [
         MapId::ClusterIps,
         MapId::ServiceIps,
         MapId::ServiceNodePorts,
@@ -52,6 +57,7 @@ impl MapId {
         MapId::NoEndpointNodePorts,
         MapId::Endpoints,
         MapId::Hairpin,
+        MapId::FirewallIps,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +69,7 @@ impl MapId {
             MapId::NoEndpointNodePorts => "no-endpoint-nodeports",
             MapId::Endpoints => "endpoints",
             MapId::Hairpin => "hairpin",
+            MapId::FirewallIps => "firewall-ips",
         }
     }
 
@@ -169,6 +176,30 @@ pub fn local_chain_name(svc: &ServicePortInfo) -> String {
 /// `external-…`: the chain for NodePort, externalIP and LoadBalancer traffic.
 pub fn external_chain_name(svc: &ServicePortInfo) -> String {
     format!("external-{}", chain_name_base(svc))
+}
+
+/// `firewall-…`: drops LoadBalancer traffic from outside `loadBalancerSourceRanges`.
+pub fn firewall_chain_name(svc: &ServicePortInfo) -> String {
+    format!("firewall-{}", chain_name_base(svc))
+}
+
+/// The rule of a service's `firewall-…` chain (upstream `syncProxyRules`, "usesFWChain"):
+/// `ip saddr != { ranges } drop`. When a range holds one of this node's IPs, the
+/// LoadBalancer IPs are allowed too: a node reaching a VIP that is a local address uses
+/// the VIP as its source. `None` when the service needs no firewall (no LoadBalancer IP
+/// or no ranges).
+pub fn firewall_rule(cfg: &ProxyConfig, svc: &ServicePortInfo) -> Option<String> {
+    if svc.load_balancer_ips.is_empty() || svc.load_balancer_source_ranges.is_empty() {
+        return None;
+    }
+    let mut sources: Vec<Ipv4Net> = svc.load_balancer_source_ranges.clone();
+    let from_node = sources.iter().any(|r| cfg.node_ips.iter().any(|ip| r.contains(ip)));
+    if from_node {
+        sources.extend(svc.load_balancer_ips.iter().map(|ip| Ipv4Net::from(*ip)));
+    }
+    // Aggregated: an anonymous interval set must not hold overlapping elements.
+    let sources: Vec<String> = Ipv4Net::aggregate(&sources).iter().map(Ipv4Net::to_string).collect();
+    Some(format!("ip saddr != {{ {} }} drop", sources.join(", ")))
 }
 
 /// `endpoint-…`: per-endpoint chain (ClientIP affinity services only).
@@ -298,6 +329,15 @@ pub fn compile(
         if !has_external {
             f.elements.push((MapId::NoEndpointServices, vip(*ip), Some(external_verdict.to_string())));
         }
+    }
+    // loadBalancerSourceRanges: checked before DNAT (`firewall-check`), whether or not the
+    // service has endpoints, for the LoadBalancer IPs only (not NodePorts, not externalIPs).
+    if let Some(rule) = firewall_rule(cfg, svc) {
+        let fw_chain = firewall_chain_name(svc);
+        for ip in &svc.load_balancer_ips {
+            f.elements.push((MapId::FirewallIps, vip(*ip), Some(format!("goto {fw_chain}"))));
+        }
+        f.chains.push((fw_chain, vec![rule]));
     }
     if let Some(np) = svc.node_port {
         if cat.has_any {
@@ -495,6 +535,11 @@ pub fn base_commands(cfg: &ProxyConfig) -> Vec<String> {
         "vmap to drop or reject packets to service nodeports with no endpoints",
     );
     map("endpoints", "mark : ipv4_addr . inet_service", "endpoint slots: ct mark -> DNAT target");
+    map(
+        "firewall-ips",
+        "ipv4_addr . inet_proto . inet_service : verdict",
+        "destinations that are subject to LoadBalancerSourceRanges",
+    );
     c.push(format!("add set {t} cluster-ips {{ type ipv4_addr; comment \"Active ClusterIPs\"; }}"));
     c.push(format!(
         "add set {t} hairpin {{ type ipv4_addr . ipv4_addr; comment \"endpoint IPs: masquerade a pod reaching itself\"; }}"
@@ -562,6 +607,12 @@ pub fn base_commands(cfg: &ProxyConfig) -> Vec<String> {
             format!("ip daddr {} drop comment \"Drop traffic to unallocated ClusterIPs\"", cfg.service_cidr),
         ],
     );
+    chain("firewall-check", None, &["ip daddr . meta l4proto . th dport vmap @firewall-ips".to_string()]);
+    // loadBalancerSourceRanges are checked on the pre-DNAT destination (upstream
+    // `nftablesBaseChains`: filter-prerouting / filter-output at priority dstnat-10).
+    let firewall = ["ct state new jump firewall-check".to_string()];
+    chain("filter-prerouting", Some("type filter hook prerouting priority -110"), &firewall);
+    chain("filter-output", Some("type filter hook output priority -110"), &firewall);
     let checks =
         ["ct state new jump service-endpoints-check".to_string(), "ct state new jump cluster-ips-check".to_string()];
     chain("filter-prerouting-post-dnat", Some("type filter hook prerouting priority -90"), &checks);

@@ -170,6 +170,77 @@ fn load_balancer_ingress_ips_skip_proxy_mode() {
     assert_eq!(s.session_affinity, SessionAffinity::ClientIP { timeout_seconds: 60 });
 }
 
+fn lb_with(spec_extra: Value, annotations: Value) -> Service {
+    let mut spec = json!({"type": "LoadBalancer", "clusterIP": "10.96.0.8",
+                          "ports": [{"port": 80, "nodePort": 30081}]});
+    if let (Some(s), Some(extra)) = (spec.as_object_mut(), spec_extra.as_object()) {
+        for (k, v) in extra {
+            s.insert(k.clone(), v.clone());
+        }
+    }
+    service(json!({
+        "metadata": {"namespace": "default", "name": "lb", "annotations": annotations},
+        "spec": spec,
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.168.122.201"}]}}
+    }))
+}
+
+fn nets(v: &[&str]) -> Vec<ipnet::Ipv4Net> {
+    v.iter().map(|s| s.parse().expect("test CIDR")).collect()
+}
+
+#[test]
+fn load_balancer_source_ranges_are_parsed_as_upstream() {
+    // Whitespace is trimmed, IPv6 and unparsable entries are skipped (MapCIDRsByIPFamily),
+    // host bits are cleared and leading zeros read as decimal (ParseCIDRSloppy), overlaps merged.
+    let svc = lb_with(
+        json!({"loadBalancerSourceRanges": [" 192.168.122.0/24 ", "fd00::/64", "not-a-cidr", "10.1.2.3/8",
+                                            "010.2.0.0/16", "192.168.122.128/25", "1.2.3.4", "1.2.3.0/33"]}),
+        json!({}),
+    );
+    assert_eq!(proxy::model::load_balancer_source_ranges(&svc), nets(&["10.0.0.0/8", "192.168.122.0/24"]));
+    let out = from_objects(&[svc], &[] as &[EndpointSlice], "node-a");
+    assert_eq!(out[0].0.load_balancer_source_ranges, nets(&["10.0.0.0/8", "192.168.122.0/24"]));
+
+    // The annotation counts only when the field is empty.
+    let ann = json!({"service.beta.kubernetes.io/load-balancer-source-ranges": "192.168.1.0/24, 172.16.0.0/12,"});
+    let svc = lb_with(json!({}), ann.clone());
+    assert_eq!(proxy::model::load_balancer_source_ranges(&svc), nets(&["172.16.0.0/12", "192.168.1.0/24"]));
+    let svc = lb_with(json!({"loadBalancerSourceRanges": []}), ann.clone());
+    assert_eq!(proxy::model::load_balancer_source_ranges(&svc), nets(&["172.16.0.0/12", "192.168.1.0/24"]));
+    let svc = lb_with(json!({"loadBalancerSourceRanges": ["10.0.0.0/8"]}), ann);
+    assert_eq!(proxy::model::load_balancer_source_ranges(&svc), nets(&["10.0.0.0/8"]));
+    let svc = lb_with(json!({}), json!({}));
+    assert!(proxy::model::load_balancer_source_ranges(&svc).is_empty(), "no ranges: no filtering");
+
+    // Only LoadBalancer Services carry them into the model.
+    let mut np = lb_with(json!({"loadBalancerSourceRanges": ["10.0.0.0/8"]}), json!({}));
+    if let Some(spec) = np.spec.as_mut() {
+        spec.type_ = Some("NodePort".into());
+    }
+    let out = from_objects(&[np], &[] as &[EndpointSlice], "node-a");
+    assert!(out[0].0.load_balancer_source_ranges.is_empty());
+}
+
+#[test]
+fn health_check_node_port_only_for_local_load_balancers() {
+    let local = lb_with(json!({"externalTrafficPolicy": "Local", "healthCheckNodePort": 32000}), json!({}));
+    let out = from_objects(std::slice::from_ref(&local), &[] as &[EndpointSlice], "node-a");
+    assert_eq!(out[0].0.health_check_node_port, Some(32000));
+    let cluster = lb_with(json!({"externalTrafficPolicy": "Cluster", "healthCheckNodePort": 32000}), json!({}));
+    let out = from_objects(&[cluster], &[] as &[EndpointSlice], "node-a");
+    assert_eq!(out[0].0.health_check_node_port, None, "Cluster policy: no health check");
+    let mut np = local;
+    if let Some(spec) = np.spec.as_mut() {
+        spec.type_ = Some("NodePort".into());
+    }
+    let out = from_objects(&[np], &[] as &[EndpointSlice], "node-a");
+    assert_eq!(out[0].0.health_check_node_port, None, "NodePort: no health check");
+    let unset = lb_with(json!({"externalTrafficPolicy": "Local"}), json!({}));
+    let out = from_objects(&[unset], &[] as &[EndpointSlice], "node-a");
+    assert_eq!(out[0].0.health_check_node_port, None);
+}
+
 fn ep(last: u8, ready: bool, serving: bool, terminating: bool, local: bool) -> Endpoint {
     Endpoint {
         ip: Ipv4Addr::new(10, 244, 0, last),

@@ -23,6 +23,10 @@ fn svc(name: &str, ip: [u8; 4], port: u16, protocol: Protocol) -> ServicePortInf
     }
 }
 
+fn cidrs(v: &[&str]) -> Vec<ipnet::Ipv4Net> {
+    v.iter().map(|c| c.parse().expect("test CIDR")).collect()
+}
+
 fn ep(last: u8, port: u16, local: bool) -> Endpoint {
     let node = if local { "node-a" } else { "node-b" };
     Endpoint::ready(Ipv4Addr::new(10, 244, 0, last), port, Some(node), local)
@@ -136,6 +140,31 @@ fn netlink_partial_syncs_match_nft() {
     desired.remove(0);
     assert!(pair.step("remove a service", &desired));
 
+    // loadBalancerSourceRanges: the firewall chain's rule (an anonymous interval set) goes
+    // through nft; element-only changes and removals stay on netlink.
+    let fw = ServicePortInfo {
+        service_type: ServiceType::LoadBalancer,
+        node_port: Some(31120),
+        load_balancer_ips: vec![Ipv4Addr::new(192, 168, 122, 210)],
+        load_balancer_source_ranges: cidrs(&["10.9.0.0/16", "172.16.0.0/12"]),
+        ..svc("fw", [10, 96, 0, 20], 80, Protocol::Tcp)
+    };
+    desired.push((fw, vec![ep(20, 8080, true)]));
+    assert!(!pair.step("a LoadBalancer with source ranges", &desired), "the firewall rule needs nft");
+    let i = desired.len() - 1;
+    desired[i].0.load_balancer_source_ranges = cidrs(&["10.9.0.0/16", "192.168.122.0/24"]);
+    assert!(!pair.step("source ranges changed (and now hold the node IP)", &desired));
+    desired[i].0.load_balancer_ips = vec![Ipv4Addr::new(192, 168, 123, 211)];
+    assert!(!pair.step("another LoadBalancer IP (in the rule: the node is in a range)", &desired));
+    desired[i].0.load_balancer_source_ranges = cidrs(&["10.9.0.0/16"]);
+    assert!(!pair.step("ranges without the node", &desired));
+    desired[i].0.load_balancer_ips.push(Ipv4Addr::new(192, 168, 122, 212));
+    assert!(pair.step("a second LoadBalancer IP (elements only)", &desired));
+    desired[i].1.clear();
+    assert!(pair.step("no endpoints: the firewall stays", &desired));
+    desired[i].0.load_balancer_source_ranges.clear();
+    assert!(pair.step("source ranges removed", &desired));
+
     // Many changes at once span several element messages.
     let many: Desired = (0..900u32)
         .map(|k| {
@@ -203,8 +232,16 @@ fn restart_adopts_the_table_and_sends_only_the_difference() {
         node_port: Some(31001),
         ..svc("np", [10, 96, 0, 13], 53, Protocol::Udp)
     };
+    let fw = ServicePortInfo {
+        service_type: ServiceType::LoadBalancer,
+        node_port: Some(31002),
+        load_balancer_ips: vec![Ipv4Addr::new(192, 168, 122, 210)],
+        load_balancer_source_ranges: cidrs(&["10.9.0.0/16", "192.168.122.0/24"]),
+        ..svc("fw", [10, 96, 0, 16], 80, Protocol::Tcp)
+    };
     let mut desired: Desired = vec![
         (web.clone(), vec![ep(2, 8080, true), ep(3, 8080, true), ep(4, 8080, false)]),
+        (fw, vec![ep(13, 8080, true)]),
         (sticky, vec![ep(5, 8080, true), ep(6, 8080, true)]),
         (local, vec![ep(7, 8080, true), ep(8, 8080, false)]),
         (np, vec![ep(9, 53, true)]),
@@ -231,13 +268,16 @@ fn restart_adopts_the_table_and_sends_only_the_difference() {
         assert!(!tx.contains(name), "{name} unchanged, not in the transaction: {tx}");
     }
     assert!(tx.contains("default/sticky/") && tx.contains("default/local/"), "{tx}");
+    // The firewall rule is not read back either: its chain is rewritten, its element kept.
+    assert!(tx.contains("flush chain ip rkube firewall-") && tx.contains("default/fw/"), "{tx}");
     assert!(!tx.contains("element"), "no element changes: {tx}");
     assert_eq!(table(&pair.nl.0), table(&pair.text.0), "same table after the restart");
 
     // Restart again while services changed: only the difference goes out, and the result
     // is the table of the proxier that never restarted.
     desired[0].1.remove(1);
-    desired.remove(4);
+    desired.remove(5);
+    desired[1].0.load_balancer_source_ranges = cidrs(&["10.10.0.0/16"]);
     desired.push((svc("new", [10, 96, 0, 15], 80, Protocol::Tcp), vec![ep(12, 80, true)]));
     pair.nl.1 = Proxier::new(cfg.clone());
     pair.step("restart after changes", &desired);

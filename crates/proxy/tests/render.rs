@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use proxy::render::{cluster_chain_name, external_chain_name, local_chain_name};
+use proxy::render::{cluster_chain_name, external_chain_name, firewall_chain_name, local_chain_name};
 use proxy::{
     render_full, Endpoint, Protocol, ProxyConfig, ServicePortInfo, ServiceType, SessionAffinity, TrafficPolicy,
 };
@@ -85,6 +85,12 @@ fn skeleton_hooks_and_helper_chains() {
             "add rule ip rkube raw-prerouting ip daddr 169.254.20.10 udp dport 53 notrack",
             "add rule ip rkube raw-prerouting ip daddr 169.254.20.10 tcp dport 53 notrack",
             "add rule ip rkube raw-output ip saddr 169.254.20.10 udp sport 53 notrack",
+            "add map ip rkube firewall-ips { type ipv4_addr . inet_proto . inet_service : verdict; comment \"destinations that are subject to LoadBalancerSourceRanges\"; }",
+            "add rule ip rkube firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips",
+            "add chain ip rkube filter-prerouting { type filter hook prerouting priority -110; policy accept; }",
+            "add rule ip rkube filter-prerouting ct state new jump firewall-check",
+            "add chain ip rkube filter-output { type filter hook output priority -110; policy accept; }",
+            "add rule ip rkube filter-output ct state new jump firewall-check",
         ],
     );
     let no_dns = render_full(&ProxyConfig { node_local_dns: None, ..cfg() }, &[]);
@@ -246,4 +252,65 @@ fn duplicate_endpoints_count_once() {
     let t = render_full(&cfg(), &[(s, vec![ep(2, true), ep(3, true), ep(2, true)])]);
     assert!(has(&t, &format!("add rule ip rkube {chain} ct mark set numgen random mod 2 offset 65536")), "{t}");
     assert!(has(&t, "add element ip rkube endpoints { 65536 : 10.244.0.2 . 8080, 65537 : 10.244.0.3 . 8080 }"), "{t}");
+}
+
+fn lb(name: &str, ip: [u8; 4], port: u16, lb_ip: [u8; 4], ranges: &[&str]) -> ServicePortInfo {
+    ServicePortInfo {
+        service_type: ServiceType::LoadBalancer,
+        node_port: Some(31200),
+        load_balancer_ips: vec![Ipv4Addr::from(lb_ip)],
+        external_ips: vec![Ipv4Addr::new(192, 168, 122, 60)],
+        load_balancer_source_ranges: ranges.iter().map(|r| r.parse().expect("test CIDR")).collect(),
+        ..svc(name, ip, port)
+    }
+}
+
+#[test]
+fn load_balancer_source_ranges_get_a_firewall_chain() {
+    let s = lb("fw", [10, 96, 0, 30], 80, [192, 168, 122, 200], &["10.1.0.0/16", "172.16.0.0/12"]);
+    let fw = firewall_chain_name(&s);
+    assert!(fw.starts_with("firewall-") && fw.ends_with("-default/fw/tcp/http"), "{fw}");
+    let t = render_full(&cfg(), &[(s.clone(), vec![ep(2, true)])]);
+    assert_lines(
+        &t,
+        &[
+            &format!("add chain ip rkube {fw}"),
+            &format!("add rule ip rkube {fw} ip saddr != {{ 10.1.0.0/16, 172.16.0.0/12 }} drop"),
+            &format!("add element ip rkube firewall-ips {{ 192.168.122.200 . tcp . 80 : goto {fw} }}"),
+        ],
+    );
+    // Only the LoadBalancer IP is filtered: not the ClusterIP, the externalIP or the NodePort.
+    let fw_elements: Vec<&str> = t.lines().filter(|l| l.starts_with("add element ip rkube firewall-ips")).collect();
+    assert_eq!(fw_elements.len(), 1, "{fw_elements:?}");
+    assert!(!fw_elements[0].contains("10.96.0.30") && !fw_elements[0].contains("192.168.122.60"));
+
+    // Without endpoints the filter still applies (before the reject).
+    let t = render_full(&cfg(), &[(s.clone(), vec![])]);
+    assert!(has(&t, &format!("add rule ip rkube {fw} ip saddr != {{ 10.1.0.0/16, 172.16.0.0/12 }} drop")), "{t}");
+    assert!(has(&t, "add element ip rkube no-endpoint-services { 10.96.0.30 . tcp . 80 : goto reject-chain, 192.168.122.200 . tcp . 80 : goto reject-chain, 192.168.122.60 . tcp . 80 : goto reject-chain }"), "{t}");
+
+    // A range holding the node's IP also allows the VIP itself as a source (upstream allowFromNode).
+    let node_cfg = ProxyConfig { node_ips: vec![Ipv4Addr::new(192, 168, 122, 11)], ..cfg() };
+    let s2 = lb("fw", [10, 96, 0, 30], 80, [192, 168, 123, 200], &["192.168.122.0/24"]);
+    let t = render_full(&node_cfg, &[(s2.clone(), vec![ep(2, true)])]);
+    let fw2 = firewall_chain_name(&s2);
+    assert!(
+        has(&t, &format!("add rule ip rkube {fw2} ip saddr != {{ 192.168.122.0/24, 192.168.123.200/32 }} drop")),
+        "{t}"
+    );
+    // Already inside a range: aggregated away (an interval set must not overlap).
+    let s3 = lb("fw", [10, 96, 0, 30], 80, [192, 168, 122, 200], &["192.168.122.0/24"]);
+    let t = render_full(&node_cfg, &[(s3, vec![ep(2, true)])]);
+    assert!(has(&t, &format!("add rule ip rkube {fw2} ip saddr != {{ 192.168.122.0/24 }} drop")), "{t}");
+
+    // No ranges, or no LoadBalancer IP yet: no firewall.
+    for s in [lb("open", [10, 96, 0, 31], 80, [192, 168, 122, 201], &[]), {
+        let mut s = lb("pending", [10, 96, 0, 32], 80, [192, 168, 122, 202], &["10.0.0.0/8"]);
+        s.load_balancer_ips.clear();
+        s
+    }] {
+        let t = render_full(&cfg(), &[(s, vec![ep(2, true)])]);
+        assert!(!t.lines().any(|l| l.starts_with("add chain ip rkube firewall-") && l.contains('/')), "{t}");
+        assert!(!t.contains("add element ip rkube firewall-ips"), "{t}");
+    }
 }

@@ -132,16 +132,47 @@ for line in sys.stdin:
         print("ERR", e, flush=True)
 "#;
 
+/// One GET: "<status> <Content-Type> <X-Content-Type-Options> <JSON body, keys sorted>",
+/// or "REFUSED", "TIMEOUT", "ERR <errno>".
+const STATUS_CLIENT: &str = r#"
+import sys, http.client, json
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    c = http.client.HTTPConnection(host, port, timeout=2)
+    c.request("GET", "/any/path?x=1")
+    r = c.getresponse()
+    body = json.loads(r.read().decode())
+    print(r.status, r.getheader("Content-Type"), r.getheader("X-Content-Type-Options"), json.dumps(body, sort_keys=True))
+except ConnectionRefusedError:
+    print("REFUSED")
+except TimeoutError:
+    print("TIMEOUT")
+except OSError as e:
+    print("ERR", e.errno)
+"#;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// True when running as root (the tests need CAP_NET_ADMIN); prints why a test is skipped.
+/// True when the test can run: root (CAP_NET_ADMIN) with `nft` and `ip` installed. Otherwise
+/// it prints why the test is skipped, and fails instead when `CI=true` (a skipped test must
+/// not pass silently in CI).
 pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipping {test}: needs root (network namespaces, nftables)");
+    let missing: Vec<&str> =
+        ["nft", "ip"].into_iter().filter(|t| Command::new(t).arg("-V").output().is_err()).collect();
+    let why = if !root {
+        "needs root (network namespaces, nftables)".to_string()
+    } else if !missing.is_empty() {
+        format!("needs {} (scripts/install-prereqs.sh)", missing.join(", "))
+    } else {
+        return true;
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: {why}, and CI=true forbids skipping");
     }
-    root
+    eprintln!("skipping {test}: {why}");
+    false
 }
 
 fn python() -> &'static str {
@@ -348,6 +379,12 @@ impl Sandbox {
         let (ip, port, n, timeout, sport) =
             (ip.to_string(), port.to_string(), n.to_string(), timeout.to_string(), sport.to_string());
         Self::lines(self.exec(ns, python(), &["-c", UDP_CLIENT, &ip, &port, &n, &timeout, &sport]))
+    }
+
+    /// One GET of a JSON resource from `ns` (a health check node port): see `STATUS_CLIENT`.
+    pub fn http_status(&self, ns: &str, ip: Ipv4Addr, port: u16) -> String {
+        let out = self.exec(ns, python(), &["-c", STATUS_CLIENT, &ip.to_string(), &port.to_string()]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// A long-lived TCP connection from `ns` to `ip:port`.
