@@ -3,7 +3,8 @@
 //! (`pkg/proxy/nftables/proxier.go`, KEP-3866). The first (full) sync is one atomic
 //! `nft -f -` transaction; later syncs send only the difference as one nf_tables netlink
 //! batch ([`netlink`]), falling back to `nft -f -` for statements outside the encoder's
-//! subset (ClientIP affinity sets and rules, Local-policy external chains).
+//! subset (ClientIP affinity sets and rules, Local-policy external chains,
+//! `loadBalancerSourceRanges` rules).
 //!
 //! Depends on: kube, k8s-openapi (it is an API client like every other component), the
 //! `nft` binary (Debian `nftables`), and for UDP flow cleanup the `conntrack` binary
@@ -19,6 +20,8 @@
 //! - [`netlink`]: nf_tables transactions and read-back over netlink.
 //! - [`ModelCache`]: `from_objects` converting only the Services whose objects changed.
 //! - [`run`]: reflectors on Services and EndpointSlices, coalesced syncs; [`metrics()`].
+//! - [`healthcheck`]: the `healthCheckNodePort` HTTP servers of LoadBalancer Services with
+//!   `externalTrafficPolicy: Local` ([`HealthServer`], upstream `service_health.go`).
 //! - [`setup_node`]: sysctls and the optional unreachable route; [`cleanup`].
 //!
 //! # Table layout
@@ -45,6 +48,10 @@
 //!     Local policy without local endpoints), @cluster-ips reject (undefined port),
 //!     service CIDR drop (unallocated IP)
 //! filter-input (-110): @no-endpoint-nodeports
+//! filter-prerouting / filter-output (dstnat -10 = -110, before DNAT), ct state new:
+//!     jump firewall-check: ip daddr . meta l4proto . th dport vmap @firewall-ips
+//!     (LoadBalancer IP . proto . port of Services with loadBalancerSourceRanges)
+//! firewall-<hash>-…  ip saddr != { ranges [, LB IPs when a range holds a node IP] } drop
 //! raw-prerouting / raw-output (raw -300): notrack for the node-local DNS address:port
 //! ```
 //! ClientIP session affinity uses upstream's layout for that service only: per-endpoint
@@ -127,14 +134,25 @@
 //!   from its Node, watched), but rkube's EndpointSlice controller does not write hints
 //!   yet (`service.kubernetes.io/topology-mode: Auto`); node hints (PreferSameNode, an
 //!   alpha gate in 1.33) are not used.
-//! - Not implemented: `loadBalancerSourceRanges`, IPv6, `--nodeport-addresses` (NodePorts
-//!   answer on every local address except 127/8, the upstream default), health-check node
-//!   ports.
+//! - `loadBalancerSourceRanges`: as upstream (only the LoadBalancer IPs are filtered, not
+//!   the ClusterIP, externalIPs or NodePorts; IPv6 and unparsable entries are ignored), and
+//!   when the field is empty the `service.beta.kubernetes.io/load-balancer-source-ranges`
+//!   annotation counts (as cloud providers read it; kube-proxy itself ignores it). The
+//!   ranges are aggregated before rendering. A firewall rule is outside the netlink
+//!   encoder's subset, so a partial sync that changes one goes through `nft -f`, and an
+//!   adopting restart rewrites each firewall chain (one flush + one rule) instead of
+//!   reading it back.
+//! - Health check node ports answer one request per connection (`Connection: close`);
+//!   `serviceProxyHealthy` is false while the last sync failed (upstream compares sync
+//!   timestamps with the queued changes).
+//! - Not implemented: IPv6, `--nodeport-addresses` (NodePorts and health check ports
+//!   answer on every local address, except 127/8 for NodePorts, the upstream default).
 
 mod adopt;
 mod cache;
 mod exec;
 mod fnv;
+pub mod healthcheck;
 pub mod metrics;
 pub mod model;
 pub mod netlink;
@@ -150,6 +168,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 pub use cache::ModelCache;
+pub use healthcheck::{health_checks, HealthCheck, HealthServer, ServiceName};
 pub use metrics::metrics;
 pub use model::{
     categorize_endpoints, from_objects, Categorized, Desired, Endpoint, Protocol, ServicePortInfo, ServicePortKey,
@@ -166,7 +185,9 @@ pub struct ProxyConfig {
     pub table: String,
     /// This node's name: endpoints with this `nodeName` are local.
     pub node_name: String,
-    /// This node's addresses (informational; NodePorts answer on every local address).
+    /// This node's addresses. NodePorts answer on every local address; these only decide
+    /// whether a `loadBalancerSourceRanges` range holding the node also admits the
+    /// LoadBalancer IPs as sources (upstream `allowFromNode`).
     pub node_ips: Vec<Ipv4Addr>,
     /// This node's `topology.kubernetes.io/zone` label: Cluster-policy traffic stays in the
     /// zone when the endpoints carry zone hints. [`run`] keeps it current from the Node.

@@ -61,6 +61,9 @@ struct Metrics {
     rules: usize,
     chains: usize,
     last_sync_unix: f64,
+    health_check_listeners: usize,
+    /// Health check answers: 200 and 503.
+    health_check_responses: [u64; 2],
 }
 
 fn registry() -> &'static Mutex<Metrics> {
@@ -76,6 +79,8 @@ fn registry() -> &'static Mutex<Metrics> {
             rules: 0,
             chains: 0,
             last_sync_unix: 0.0,
+            health_check_listeners: 0,
+            health_check_responses: [0, 0],
         })
     })
 }
@@ -107,6 +112,16 @@ pub fn observe_network_programming(latency: Duration) {
     with(|m| m.programming.observe(latency.as_secs_f64()));
 }
 
+/// Records the number of open health check node ports.
+pub(crate) fn set_health_check_listeners(n: usize) {
+    with(|m| m.health_check_listeners = n);
+}
+
+/// Records one health check answer (200 when `ok`, else 503).
+pub(crate) fn record_health_check_response(ok: bool) {
+    with(|m| m.health_check_responses[usize::from(!ok)] += 1);
+}
+
 /// All proxy metrics, Prometheus text exposition format.
 pub fn metrics() -> String {
     with(|m| {
@@ -123,18 +138,27 @@ pub fn metrics() -> String {
         );
         let _ = writeln!(out, "# TYPE {name} histogram");
         m.programming.render(&mut out, name, "");
-        let gauges: [(&str, &str, f64); 5] = [
+        let gauges: [(&str, &str, f64); 6] = [
             ("kubeproxy_sync_proxy_rules_services", "Service ports programmed", m.services as f64),
             ("kubeproxy_sync_proxy_rules_endpoints", "Endpoints programmed", m.endpoints as f64),
             ("kubeproxy_sync_proxy_rules_nftables_rules", "Rules in the proxy's nftables table", m.rules as f64),
             ("kubeproxy_sync_proxy_rules_nftables_chains", "Chains in the proxy's nftables table", m.chains as f64),
             ("kubeproxy_sync_proxy_rules_last_timestamp_seconds", "The last time rules were synced", m.last_sync_unix),
+            (
+                "kubeproxy_service_health_check_listeners",
+                "healthCheckNodePorts this proxy listens on",
+                m.health_check_listeners as f64,
+            ),
         ];
         for (n, help, v) in gauges {
             let _ = writeln!(out, "# HELP {n} {help}\n# TYPE {n} gauge\n{n} {v}");
         }
         let n = "kubeproxy_sync_proxy_rules_nftables_sync_failures_total";
         let _ = writeln!(out, "# HELP {n} nftables sync failures\n# TYPE {n} counter\n{n} {}", m.failures);
+        let n = "kubeproxy_service_health_check_responses_total";
+        let _ = writeln!(out, "# HELP {n} Service health check answers by HTTP status\n# TYPE {n} counter");
+        let [ok, unavailable] = m.health_check_responses;
+        let _ = writeln!(out, "{n}{{code=\"200\"}} {ok}\n{n}{{code=\"503\"}} {unavailable}");
         out
     })
 }

@@ -5,7 +5,8 @@
 //! of the time of a one-endpoint change. The proxier already knows what the table holds,
 //! so a partial sync can be sent as the netlink batch `nft` itself would send, with no
 //! listing first: chains, element changes and the verdict-free service rules. Anything
-//! else (ClientIP affinity sets and rules, Local-policy external chains) is left to
+//! else (ClientIP affinity sets and rules, Local-policy external chains, the
+//! `loadBalancerSourceRanges` rules with their anonymous interval sets) is left to
 //! `nft -f`: [`encode_rule`] returns `None` and the caller falls back.
 //!
 //! Wire format: `include/uapi/linux/netfilter/nf_tables.h` and `nfnetlink.h` (Linux);

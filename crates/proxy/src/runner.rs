@@ -12,6 +12,7 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
 use tokio::sync::Notify;
 
+use crate::healthcheck::{health_checks, HealthServer};
 use crate::model::ANNOTATION_LAST_CHANGE_TRIGGER_TIME;
 use crate::{metrics, setup_node, ModelCache, Proxier, ProxyConfig, ProxyError};
 
@@ -48,10 +49,11 @@ fn note_slice(triggers: &Mutex<Triggers>, slice: &EndpointSlice, started: jiff::
     }
 }
 
-/// Runs the proxy until the watches end: prepares the node ([`NodeSetup::default`]), waits
+/// Runs the proxy until the watches end: prepares the node ([`crate::NodeSetup`]), waits
 /// for the first complete list of Services and EndpointSlices, syncs, then syncs again after
 /// every change, waiting `cfg.min_sync_period` to coalesce bursts. A failed sync is retried
-/// (as a full sync) after a second. Metrics: [`crate::metrics()`].
+/// (as a full sync) after a second. After each sync the health check node ports
+/// ([`HealthServer`]) follow the Services. Metrics: [`crate::metrics()`].
 pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyError> {
     let setup_cfg = cfg.clone();
     let report = tokio::task::spawn_blocking(move || setup_node(&setup_cfg, &setup_cfg.node_setup))
@@ -141,6 +143,8 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
     // again: from_objects for all 10,000 took longer than the partial sync itself) move
     // into the blocking sync task and back.
     let mut worker = Some((Proxier::new(cfg.clone()), ModelCache::new(&cfg.node_name)));
+    let mut health = HealthServer::new(cfg.netns.clone());
+    let mut health_retry: Option<AbortOnDrop> = None;
     loop {
         if svc_task.is_finished() || eps_task.is_finished() {
             return Err(ProxyError::Command("service or endpointslice watch ended".into()));
@@ -152,15 +156,30 @@ pub async fn run(client: kube::Client, cfg: ProxyConfig) -> Result<(), ProxyErro
             return Err(ProxyError::Command("proxier lost".into()));
         };
         let zone = node_zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (p, c, res) = tokio::task::spawn_blocking(move || {
+        let (p, c, res, checks) = tokio::task::spawn_blocking(move || {
             p.set_node_zone(zone);
             let desired = c.update(&services, &slices);
             let r = p.sync(&desired);
-            (p, c, r)
+            let checks = health_checks(&desired);
+            (p, c, r, checks)
         })
         .await
         .map_err(|e| ProxyError::Command(format!("sync task: {e}")))?;
         worker = Some((p, c));
+        // Upstream syncs the health server after the rules (`syncProxyRules`).
+        health.set_proxy_healthy(res.is_ok());
+        let errors = health.sync(&checks);
+        for e in &errors {
+            tracing::warn!(error = %e, "health check");
+        }
+        if !errors.is_empty() && health_retry.as_ref().is_none_or(|t| t.0.is_finished()) {
+            // A port still held (e.g. by a listener closing a moment ago): try again soon.
+            let n = notify.clone();
+            health_retry = Some(AbortOnDrop(tokio::spawn(async move {
+                tokio::time::sleep(RETRY_AFTER).await;
+                n.notify_one();
+            })));
+        }
         match res {
             Ok(stats) => {
                 let now = jiff::Timestamp::now();

@@ -264,3 +264,94 @@ async fn runner_programs_services_from_watches() {
     runner.abort();
     server.abort();
 }
+
+/// A LoadBalancer Service with `externalTrafficPolicy: Local` and a health check node port.
+fn local_lb(rv: u32, policy: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"namespace": "default", "name": "web", "resourceVersion": rv.to_string()},
+        "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.71", "clusterIPs": ["10.96.0.71"],
+                 "externalTrafficPolicy": policy, "healthCheckNodePort": 32100,
+                 "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP", "nodePort": 31180}]},
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.168.122.220"}]}}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_serves_health_check_node_ports() {
+    if !root_or_skip("runner_serves_health_check_node_ports") {
+        return;
+    }
+    let sb = Sandbox::new(1);
+    let p1 = sb.pods[0].ip;
+    let (tx, _) = broadcast::channel(16);
+    let api = Arc::new(Mutex::new(Api {
+        services: vec![local_lb(1, "Local")],
+        slices: vec![slice(1, &[p1], None)],
+        nodes: vec![node_object(1, None)],
+        events: tx.clone(),
+    }));
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let server_api = api.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let api = server_api.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(api.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    let uri: http::Uri = match format!("http://127.0.0.1:{port}").parse() {
+        Ok(u) => u,
+        Err(e) => panic!("uri: {e}"),
+    };
+    let client = match kube::Client::try_from(kube::Config::new(uri)) {
+        Ok(c) => c,
+        Err(e) => panic!("client: {e}"),
+    };
+    let cfg = proxy::ProxyConfig { min_sync_period: Duration::from_millis(20), ..sb.proxy_config() };
+    let runner = tokio::spawn(proxy::run(client, cfg));
+
+    let sb = Arc::new(sb);
+    let health = || {
+        let sb = sb.clone();
+        async move {
+            tokio::task::spawn_blocking(move || sb.http_status(&sb.client, common::NODE_IP, 32100))
+                .await
+                .unwrap_or_default()
+        }
+    };
+    let until = |what: &'static str, want: fn(&str) -> bool| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = health().await;
+            if want(&got) {
+                return got;
+            }
+            assert!(Instant::now() < deadline, "{what}: {got:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    // The listener is opened in the node's namespace, reachable from the LAN.
+    let got = until("health check with a local endpoint", |g| g.starts_with("200 ")).await;
+    assert!(got.contains("\"localEndpoints\": 1") && got.contains("\"name\": \"web\""), "{got}");
+
+    // The endpoint goes away: 503.
+    let _ = tx.send((SLICES.to_string(), json!({"type": "MODIFIED", "object": slice(2, &[], None)})));
+    until("no local endpoint", |g| g.starts_with("503 ")).await;
+
+    // Policy Cluster: the port closes; Local again: it opens; the Service deleted: closed.
+    let _ = tx.send((SERVICES.to_string(), json!({"type": "MODIFIED", "object": local_lb(2, "Cluster")})));
+    until("policy Cluster", |g| g == "REFUSED").await;
+    let _ = tx.send((SERVICES.to_string(), json!({"type": "MODIFIED", "object": local_lb(3, "Local")})));
+    until("policy Local again", |g| g.starts_with("503 ")).await;
+    let _ = tx.send((SERVICES.to_string(), json!({"type": "DELETED", "object": local_lb(4, "Local")})));
+    until("Service deleted", |g| g == "REFUSED").await;
+    runner.abort();
+    server.abort();
+}
