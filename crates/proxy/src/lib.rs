@@ -45,7 +45,7 @@
 //!     ip daddr @hairpin`) and packets marked 0x4000 are masqueraded (fully-random)
 //! filter-prerouting-post-dnat / filter-output-post-dnat (-90), ct state new:
 //!     @no-endpoint-services (reject: tcp reset / icmp port-unreachable, or drop for a
-//!     Local policy without local endpoints), @cluster-ips reject (undefined port),
+//!     Local policy without local endpoints), @cluster-ips and @lb-ips reject (undefined port),
 //!     service CIDR drop (unallocated IP)
 //! filter-input (-110): @no-endpoint-nodeports
 //! filter-prerouting / filter-output (dstnat -10 = -110, before DNAT), ct state new:

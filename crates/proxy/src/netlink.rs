@@ -192,7 +192,7 @@ impl Field {
 
 fn key_fields(map: MapId) -> &'static [Field] {
     match map {
-        MapId::ClusterIps => &[Field::Ipv4],
+        MapId::ClusterIps | MapId::LoadBalancerIps => &[Field::Ipv4],
         MapId::ServiceIps | MapId::NoEndpointServices | MapId::FirewallIps => &[Field::Ipv4, Field::Proto, Field::Port],
         MapId::ServiceNodePorts | MapId::NoEndpointNodePorts => &[Field::Proto, Field::Port],
         MapId::Endpoints => &[Field::Mark],
@@ -234,7 +234,7 @@ pub fn encode_key(map: MapId, key: &str) -> Option<Vec<u8>> {
 /// Data of an element of `map` written as `value`.
 pub fn encode_value(map: MapId, value: &str) -> Option<Data> {
     match map {
-        MapId::ClusterIps | MapId::Hairpin => None,
+        MapId::ClusterIps | MapId::Hairpin | MapId::LoadBalancerIps => None,
         MapId::Endpoints => Some(Data::Value(encode_fields(&[Field::Ipv4, Field::Port], value)?)),
         MapId::ServiceIps
         | MapId::ServiceNodePorts

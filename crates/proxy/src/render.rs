@@ -46,10 +46,14 @@ pub enum MapId {
     /// vmap `firewall-ips`: LoadBalancer `ip . proto . port` -> goto the service's
     /// `firewall-…` chain (`loadBalancerSourceRanges`).
     FirewallIps,
+    /// set `lb-ips`: every LoadBalancer ingress IP (packets to a port no Service uses
+    /// are rejected instead of being forwarded: the node answers ARP for these
+    /// addresses without owning them).
+    LoadBalancerIps,
 }
 
 impl MapId {
-    pub const ALL: [MapId; 8] = [
+    pub const ALL: [MapId; 9] = [
         MapId::ClusterIps,
         MapId::ServiceIps,
         MapId::ServiceNodePorts,
@@ -58,6 +62,7 @@ impl MapId {
         MapId::Endpoints,
         MapId::Hairpin,
         MapId::FirewallIps,
+        MapId::LoadBalancerIps,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,12 +75,13 @@ impl MapId {
             MapId::Endpoints => "endpoints",
             MapId::Hairpin => "hairpin",
             MapId::FirewallIps => "firewall-ips",
+            MapId::LoadBalancerIps => "lb-ips",
         }
     }
 
     /// A map (elements have a value) rather than a set.
     pub fn is_map(self) -> bool {
-        !matches!(self, MapId::ClusterIps | MapId::Hairpin)
+        !matches!(self, MapId::ClusterIps | MapId::Hairpin | MapId::LoadBalancerIps)
     }
 }
 
@@ -322,6 +328,9 @@ pub fn compile(
     } else {
         f.elements.push((MapId::NoEndpointServices, vip(svc.cluster_ip), Some(internal_verdict.to_string())));
     }
+    for ip in &svc.load_balancer_ips {
+        f.elements.push((MapId::LoadBalancerIps, ip.to_string(), None));
+    }
     for ip in svc.external_ips.iter().chain(svc.load_balancer_ips.iter()) {
         if cat.has_any {
             f.elements.push((MapId::ServiceIps, vip(*ip), Some(format!("goto {ext_chain}"))));
@@ -541,6 +550,7 @@ pub fn base_commands(cfg: &ProxyConfig) -> Vec<String> {
         "destinations that are subject to LoadBalancerSourceRanges",
     );
     c.push(format!("add set {t} cluster-ips {{ type ipv4_addr; comment \"Active ClusterIPs\"; }}"));
+    c.push(format!("add set {t} lb-ips {{ type ipv4_addr; comment \"Active LoadBalancer ingress IPs\"; }}"));
     c.push(format!(
         "add set {t} hairpin {{ type ipv4_addr . ipv4_addr; comment \"endpoint IPs: masquerade a pod reaching itself\"; }}"
     ));
@@ -605,6 +615,12 @@ pub fn base_commands(cfg: &ProxyConfig) -> Vec<String> {
             "ip daddr @cluster-ips goto reject-chain comment \"Reject traffic to invalid ports of ClusterIPs\""
                 .to_string(),
             format!("ip daddr {} drop comment \"Drop traffic to unallocated ClusterIPs\"", cfg.service_cidr),
+            // Not upstream: kube-proxy leaves this to the cloud LB or to MetalLB's setup.
+            // rkube answers ARP for these addresses without owning them, so a packet for
+            // another port would be forwarded back out to the LAN. A node's own address
+            // (ServiceLB mode, without pools) keeps serving its other ports.
+            "ip daddr @lb-ips fib daddr type != local goto reject-chain comment \"Reject traffic to unused ports of LoadBalancer IPs\""
+                .to_string(),
         ],
     );
     chain("firewall-check", None, &["ip daddr . meta l4proto . th dport vmap @firewall-ips".to_string()]);

@@ -109,6 +109,9 @@ fn load_balancer_ips_reach_every_port_and_reject_without_endpoints() {
 
     let lines = sb.http_get(&sb.client, LB_IP_EMPTY, 80, 1, 3.0);
     assert!(refused_fast(&lines), "LB IP of a Service without endpoints: TCP reset at once: {lines:?}");
+    // A port no Service uses on an LB IP is refused, not forwarded (the node does not own it).
+    let lines = sb.http_get(&sb.client, LB_IP, 8081, 1, 3.0);
+    assert!(refused_fast(&lines), "LB IP, unused port: TCP reset at once: {lines:?}");
 
     let lines = sb.http_get(&sb.client, LB_IP_LOCAL, 80, 10, 2.0);
     assert!(all_ok(&lines), "client -> Local-policy LB IP: {lines:?}");
