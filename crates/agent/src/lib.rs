@@ -4,7 +4,8 @@
 //! server. It is an API client only (kube-rs); it never assumes it is the only
 //! node.
 //!
-//! Depends on: kube, k8s-openapi, images, hyper, rustls.
+//! Depends on: kube, k8s-openapi, images, proxy, dns, l2 (LoadBalancer ARP
+//! announcement), hyper, rustls.
 
 mod dns_config;
 mod envvars;
@@ -47,6 +48,24 @@ pub struct AgentConfig {
     pub node_local_dns: Option<NodeLocalDns>,
     /// The Service data plane of this node.
     pub proxy: ProxySettings,
+    /// ARP announcement of LoadBalancer addresses.
+    pub l2: L2Settings,
+}
+
+/// How this node announces LoadBalancer addresses on its LAN (crate `l2`).
+#[derive(Clone, Debug)]
+pub struct L2Settings {
+    pub enabled: bool,
+    /// A holder unseen this long is taken over.
+    pub lease_duration: Duration,
+    /// How often a holder renews its heartbeat.
+    pub renew: Duration,
+}
+
+impl Default for L2Settings {
+    fn default() -> Self {
+        L2Settings { enabled: true, lease_duration: Duration::from_millis(600), renew: Duration::from_millis(150) }
+    }
 }
 
 /// What the node's Service proxy needs to know about the cluster.
@@ -155,6 +174,20 @@ impl Agent {
             }
         }));
         tasks.push(tokio::spawn(proxy_task(client.clone(), &cfg)));
+        if cfg.l2.enabled {
+            let l2cfg = l2::L2Config {
+                exclude_interfaces: vec![cfg.bridge.clone()],
+                lease_duration: cfg.l2.lease_duration,
+                renew: cfg.l2.renew,
+                ..l2::L2Config::new(&cfg.node_name, cfg.node_ip)
+            };
+            let c = client.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = l2::run(c, l2cfg).await {
+                    tracing::error!(error = %e, "LoadBalancer L2 announcer stopped");
+                }
+            }));
+        }
         tasks.push(tokio::spawn(pods::run(client.clone(), cfg.clone(), rt.clone())));
         let srv = server::start(cfg.clone(), rt, client.clone()).await.map_err(AgentError::Server)?;
         tasks.push(srv);

@@ -85,7 +85,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
     }
     if path == "/metrics" {
         // The node's Service proxy metrics (kube-proxy's names).
-        let mut r = text(200, proxy::metrics());
+        let mut r = text(200, proxy::metrics() + &l2::metrics());
         r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         return r;
     }

@@ -86,6 +86,17 @@ pub struct NodeArgs {
     /// burst of changes becomes one sync (kube-proxy's `--min-sync-period`).
     #[arg(long, default_value = "50ms", value_parser = parse_duration)]
     pub min_sync_period: std::time::Duration,
+    /// Do not answer ARP for LoadBalancer addresses on this node (another announcer,
+    /// e.g. MetalLB's speaker, does it).
+    #[arg(long)]
+    pub no_lb_announce: bool,
+    /// A node announcing LoadBalancer addresses that is not heard from for this long
+    /// is taken over by another node.
+    #[arg(long, default_value = "600ms", value_parser = parse_duration)]
+    pub lb_lease_duration: std::time::Duration,
+    /// How often the announcing node renews its heartbeat (shorter than --lb-lease-duration).
+    #[arg(long, default_value = "150ms", value_parser = parse_duration)]
+    pub lb_renew_period: std::time::Duration,
 }
 
 #[derive(Args, Debug, Clone)]

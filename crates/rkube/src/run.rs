@@ -242,6 +242,12 @@ fn agent_config(
     proxy: agent::ProxySettings,
 ) -> Result<agent::AgentConfig, String> {
     let self_exe = std::env::current_exe().map_err(|e| format!("finding the rkube binary: {e}"))?;
+    if node.lb_renew_period.is_zero() || node.lb_renew_period >= node.lb_lease_duration {
+        return Err(format!(
+            "--lb-renew-period {:?} must be shorter than --lb-lease-duration {:?}",
+            node.lb_renew_period, node.lb_lease_duration
+        ));
+    }
     Ok(agent::AgentConfig {
         node_name: name,
         node_ip,
@@ -261,6 +267,11 @@ fn agent_config(
         node_local_dns: None,
         serving_cert_pin: None,
         proxy,
+        l2: agent::L2Settings {
+            enabled: !node.no_lb_announce,
+            lease_duration: node.lb_lease_duration,
+            renew: node.lb_renew_period,
+        },
     })
 }
 
