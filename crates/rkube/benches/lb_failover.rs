@@ -58,10 +58,13 @@ fn main() {
     let mut lb = Vec::new();
     let mut np = Vec::new();
     for i in 0..CREATES {
-        let port = 31500 + i as u16;
-        let nodeport = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: np{i}\nspec:\n  type: NodePort\n  externalTrafficPolicy: Local\n  selector:\n    app: web\n  ports:\n  - port: 80\n    targetPort: 8080\n    nodePort: {port}\n");
+        let nodeport = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: np{i}\nspec:\n  type: NodePort\n  externalTrafficPolicy: Local\n  selector:\n    app: web\n  ports:\n  - port: 80\n    targetPort: 8080\n");
         let t = Instant::now();
-        k.ok_with_stdin(["create", "-f", "-"], &nodeport);
+        let port: u16 = k
+            .ok_with_stdin(["create", "-f", "-", "-o", "jsonpath={.spec.ports[0].nodePort}"], &nodeport)
+            .trim()
+            .parse()
+            .expect("nodePort");
         while c.probe_addr(node_ip, port).is_none() {
             assert!(t.elapsed() < Duration::from_secs(20), "NodePort {port} never answered");
             std::thread::sleep(Duration::from_millis(5));
