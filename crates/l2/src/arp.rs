@@ -19,6 +19,34 @@ const BROADCAST: [u8; 6] = [0xff; 6];
 /// The addresses answered on one interface; shared with its receiving thread.
 pub type Announced = Arc<RwLock<HashSet<Ipv4Addr>>>;
 
+/// Until when this node may answer at all (self-fencing), checked by the receiving
+/// thread on every request, so a loop stuck on the API cannot keep it answering.
+#[derive(Debug)]
+pub struct Fence {
+    epoch: std::time::Instant,
+    /// Milliseconds since `epoch`; 0: not allowed.
+    until_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Fence {
+    fn default() -> Self {
+        Fence { epoch: std::time::Instant::now(), until_ms: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+impl Fence {
+    /// Allows answering until `until`.
+    pub fn extend(&self, until: std::time::Instant) {
+        let ms = u64::try_from(until.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        self.until_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn open(&self) -> bool {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        now < self.until_ms.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// An `AF_PACKET` socket bound to one interface for ARP.
 #[derive(Debug)]
 pub struct ArpSocket {
@@ -100,7 +128,7 @@ impl ArpSocket {
 
     /// Receives frames until the socket fails, answering requests for addresses in
     /// `announced`; `on_reply` is called after each reply sent.
-    pub fn serve(&self, announced: &Announced, on_reply: &dyn Fn(Ipv4Addr)) -> io::Result<()> {
+    pub fn serve(&self, announced: &Announced, fence: &Fence, on_reply: &dyn Fn(Ipv4Addr)) -> io::Result<()> {
         let mut buf = [0u8; 1514];
         loop {
             // SAFETY: as in open.
@@ -129,7 +157,7 @@ impl ArpSocket {
                 continue;
             }
             let Some(req) = parse_request(&buf[..n as usize]) else { continue };
-            let wanted = announced.read().map(|a| a.contains(&req.target_ip)).unwrap_or(false);
+            let wanted = fence.open() && announced.read().map(|a| a.contains(&req.target_ip)).unwrap_or(false);
             if !wanted {
                 continue;
             }
@@ -222,6 +250,16 @@ pub fn mac_string(mac: &[u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fence_opens_until_its_deadline() {
+        let f = Fence::default();
+        assert!(!f.open(), "closed before the first renew");
+        f.extend(std::time::Instant::now() + std::time::Duration::from_millis(200));
+        assert!(f.open());
+        f.extend(std::time::Instant::now());
+        assert!(!f.open());
+    }
 
     #[test]
     fn builds_and_parses_requests() {

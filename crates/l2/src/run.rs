@@ -1,7 +1,7 @@
 //! The announcer loop: reflectors on the objects the election reads, a short tick
 //! that decides per address, the Lease writes, and the ARP sockets.
 
-use crate::arp::{self, Announced, ArpSocket};
+use crate::arp::{self, Announced, ArpSocket, Fence};
 use crate::election::{self, Action, Holder, NodeView, ServiceView};
 use crate::interfaces::{self, IfAddr};
 use crate::lease;
@@ -76,6 +76,20 @@ struct State {
     sockets: HashMap<String, (Arc<ArpSocket>, Announced)>,
     /// What is being answered now, per interface.
     announcing: BTreeSet<(String, Ipv4Addr)>,
+    /// Shared with the ARP threads: no answers once the heartbeat is stale.
+    fence: Arc<Fence>,
+}
+
+/// An API call bounded by `limit` (the client has no read timeout), so a silent API
+/// server cannot stall the loop past the fence.
+async fn bounded<T>(
+    limit: Duration,
+    f: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer from the API server within {limit:?}")),
+    }
 }
 
 fn is_lb(svc: &Service) -> bool {
@@ -192,6 +206,7 @@ pub async fn run(client: kube::Client, cfg: L2Config) -> Result<(), L2Error> {
         ifaddrs_at: None,
         sockets: HashMap::new(),
         announcing: BTreeSet::new(),
+        fence: Arc::new(Fence::default()),
     };
     tracing::info!(node = %st.cfg.node_name, lease = ?st.cfg.lease_duration, renew = ?st.cfg.renew, "L2 announcer started");
     let mut tick = tokio::time::interval(TICK);
@@ -246,8 +261,12 @@ impl State {
         }
         let started = Instant::now();
         self.last_renew_try = Some(started);
-        match lease::renew_heartbeat(&self.api, &self.cfg.node_name, self.cfg.lease_duration).await {
-            Ok(()) => self.last_renew_ok = Some(started),
+        let limit = self.cfg.lease_duration / 2;
+        match bounded(limit, lease::renew_heartbeat(&self.api, &self.cfg.node_name, self.cfg.lease_duration)).await {
+            Ok(()) => {
+                self.last_renew_ok = Some(started);
+                self.fence.extend(started + self.cfg.lease_duration * 3 / 4);
+            }
             Err(e) => tracing::warn!(error = %e, "renewing the L2 heartbeat failed"),
         }
     }
@@ -316,7 +335,7 @@ impl State {
                 Action::Release => {
                     self.won.remove(ip);
                     if let Some(l) = current {
-                        if let Err(e) = lease::release(&self.api, l).await {
+                        if let Err(e) = bounded(self.cfg.lease_duration / 2, lease::release(&self.api, l)).await {
                             tracing::warn!(%ip, error = %e, "releasing an L2 address failed");
                         }
                     }
@@ -360,7 +379,7 @@ impl State {
                 .and_then(|a| a.get(lease::ADDRESS_ANNOTATION))
                 .and_then(|v| v.parse().ok());
             if is_address && lease::holder(l) == Some(self.me()) && ip.is_some_and(|ip| !addresses.contains_key(&ip)) {
-                if let Err(e) = lease::delete(&self.api, l).await {
+                if let Err(e) = bounded(self.cfg.lease_duration / 2, lease::delete(&self.api, l)).await {
                     tracing::debug!(lease = %name, error = %e, "deleting an unused L2 lease failed");
                 }
             }
@@ -433,12 +452,12 @@ impl State {
             }
         };
         let announced: Announced = Default::default();
-        let (s, a) = (sock.clone(), announced.clone());
+        let (s, a, fence) = (sock.clone(), announced.clone(), self.fence.clone());
         let spawned = std::thread::Builder::new().name(format!("arp-{ifname}")).spawn(move || {
             let on_reply = |_ip: Ipv4Addr| {
                 m::ARP_REPLIES.fetch_add(1, Ordering::Relaxed);
             };
-            if let Err(e) = s.serve(&a, &on_reply) {
+            if let Err(e) = s.serve(&a, &fence, &on_reply) {
                 tracing::warn!(interface = %s.ifname, error = %e, "ARP responder stopped");
             }
         });
