@@ -15,6 +15,8 @@ const ARP_REPLY: u16 = 2;
 /// Ethernet header (14) + ARP for IPv4 over Ethernet (28).
 const FRAME_LEN: usize = 42;
 const BROADCAST: [u8; 6] = [0xff; 6];
+/// How often a receiving thread wakes up to see whether it should end.
+pub const RECV_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The addresses answered on one interface; shared with its receiving thread.
 pub type Announced = Arc<RwLock<HashSet<Ipv4Addr>>>;
@@ -26,15 +28,31 @@ pub struct Fence {
     epoch: std::time::Instant,
     /// Milliseconds since `epoch`; 0: not allowed.
     until_ms: std::sync::atomic::AtomicU64,
+    /// The announcer is gone: receiving threads end.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Fence {
     fn default() -> Self {
-        Fence { epoch: std::time::Instant::now(), until_ms: std::sync::atomic::AtomicU64::new(0) }
+        Fence {
+            epoch: std::time::Instant::now(),
+            until_ms: std::sync::atomic::AtomicU64::new(0),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 }
 
 impl Fence {
+    /// No more answers, and the receiving threads end within [`RECV_TIMEOUT`].
+    pub fn stop(&self) {
+        self.until_ms.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Allows answering until `until`.
     pub fn extend(&self, until: std::time::Instant) {
         let ms = u64::try_from(until.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
@@ -91,6 +109,20 @@ impl ArpSocket {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
+        let tv = libc::timeval { tv_sec: 0, tv_usec: RECV_TIMEOUT.as_micros() as libc::suseconds_t };
+        // SAFETY: tv is a valid timeval of the size given.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const libc::timeval as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(ArpSocket { fd, ifindex, ifname: ifname.to_string(), mac })
     }
 
@@ -126,11 +158,15 @@ impl ArpSocket {
         self.send(&frame, BROADCAST)
     }
 
-    /// Receives frames until the socket fails, answering requests for addresses in
-    /// `announced`; `on_reply` is called after each reply sent.
+    /// Receives frames until the socket fails or `fence` is stopped, answering requests
+    /// for addresses in `announced` while the fence is open; `on_reply` is called after
+    /// each reply sent.
     pub fn serve(&self, announced: &Announced, fence: &Fence, on_reply: &dyn Fn(Ipv4Addr)) -> io::Result<()> {
         let mut buf = [0u8; 1514];
         loop {
+            if fence.stopped() {
+                return Ok(());
+            }
             // SAFETY: as in open.
             let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
@@ -147,7 +183,8 @@ impl ArpSocket {
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
+                if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+                {
                     continue;
                 }
                 return Err(e);
@@ -157,6 +194,10 @@ impl ArpSocket {
                 continue;
             }
             let Some(req) = parse_request(&buf[..n as usize]) else { continue };
+            // Another node's gratuitous ARP (sender = target) is news, not a question.
+            if req.sender_ip == req.target_ip {
+                continue;
+            }
             let wanted = fence.open() && announced.read().map(|a| a.contains(&req.target_ip)).unwrap_or(false);
             if !wanted {
                 continue;

@@ -26,13 +26,25 @@ const INTERFACE_REFRESH: Duration = Duration::from_secs(2);
 /// When the gratuitous ARPs of a take-over go out, after it.
 const GARP_SCHEDULE: [u64; 3] = [0, 100, 500];
 
-fn reflect<K>(api: Api<K>, config: watcher::Config) -> Store<K>
+/// Watch tasks, aborted when the announcer goes.
+#[derive(Default)]
+struct Tasks(std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for t in self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+            t.abort();
+        }
+    }
+}
+
+fn reflect<K>(tasks: &Tasks, api: Api<K>, config: watcher::Config) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store::<K>();
     let stream = watcher(api, config).default_backoff().reflect(writer);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut s = std::pin::pin!(stream);
         while let Some(ev) = s.next().await {
             if let Err(e) = ev {
@@ -40,6 +52,9 @@ where
             }
         }
     });
+    if let Ok(mut v) = tasks.0.lock() {
+        v.push(task);
+    }
     store
 }
 
@@ -174,13 +189,15 @@ pub async fn run(client: kube::Client, cfg: L2Config) -> Result<(), L2Error> {
         )));
     }
     let label = watcher::Config::default().labels(lease::LABEL);
+    let tasks = Tasks::default();
+    let all = watcher::Config::default;
     let stores = Stores {
-        services: reflect(Api::all(client.clone()), watcher::Config::default()),
-        slices: reflect(Api::all(client.clone()), watcher::Config::default()),
-        nodes: reflect(Api::all(client.clone()), watcher::Config::default()),
-        pools: reflect(Api::all(client.clone()), watcher::Config::default()),
-        ads: reflect(Api::all(client.clone()), watcher::Config::default()),
-        leases: reflect(Api::namespaced(client.clone(), lease::NAMESPACE), label),
+        services: reflect(&tasks, Api::all(client.clone()), all()),
+        slices: reflect(&tasks, Api::all(client.clone()), all()),
+        nodes: reflect(&tasks, Api::all(client.clone()), all()),
+        pools: reflect(&tasks, Api::all(client.clone()), all()),
+        ads: reflect(&tasks, Api::all(client.clone()), all()),
+        leases: reflect(&tasks, Api::namespaced(client.clone(), lease::NAMESPACE), label),
     };
     for ready in [
         stores.services.wait_until_ready().await.is_ok(),
@@ -214,6 +231,13 @@ pub async fn run(client: kube::Client, cfg: L2Config) -> Result<(), L2Error> {
     loop {
         tick.tick().await;
         st.step(&stores).await;
+    }
+}
+
+impl Drop for State {
+    /// The announcer stopped (agent shutdown or task aborted): answer nothing more.
+    fn drop(&mut self) {
+        self.fence.stop();
     }
 }
 
