@@ -82,8 +82,10 @@ struct State {
     seen: HashMap<String, (String, Instant)>,
     /// When each address was first seen free.
     free_since: HashMap<Ipv4Addr, Instant>,
-    /// Addresses this node won and has not given up (the store may lag its writes).
-    won: HashSet<Ipv4Addr>,
+    /// Addresses this node won and has not given up, with the resourceVersion of the
+    /// Lease it replaced: while the store still shows that version (it lags our own
+    /// write), the win stands.
+    won: HashMap<Ipv4Addr, Option<String>>,
     last_renew_ok: Option<Instant>,
     last_renew_try: Option<Instant>,
     ifaddrs: Vec<IfAddr>,
@@ -216,7 +218,7 @@ pub async fn run(client: kube::Client, cfg: L2Config) -> Result<(), L2Error> {
         cfg,
         seen: HashMap::new(),
         free_since: HashMap::new(),
-        won: HashSet::new(),
+        won: HashMap::new(),
         last_renew_ok: None,
         last_renew_try: None,
         ifaddrs: Vec::new(),
@@ -315,7 +317,7 @@ impl State {
 
         // Holding anything: keep the heartbeat going (before any take-over, so peers
         // see this node alive).
-        let holds_any = self.won.iter().any(|ip| addresses.contains_key(ip));
+        let holds_any = self.won.keys().any(|ip| addresses.contains_key(ip));
         if holds_any {
             self.renew(false).await;
         }
@@ -335,10 +337,10 @@ impl State {
             let holder_name = current.and_then(|l| lease::holder(l)).map(str::to_string);
             let holder_alive = holder_name.as_deref().is_some_and(|h| self.alive(h, &durations, now));
             // The store may not show our own win yet.
-            let (holder_name, holder_alive) = match (&holder_name, self.won.contains(ip)) {
-                (None, true) => (Some(self.me().to_string()), true),
-                _ => (holder_name, holder_alive),
-            };
+            let store_rv = current.and_then(|l| l.metadata.resource_version.clone());
+            let stale = self.won.get(ip).is_some_and(|replaced| *replaced == store_rv);
+            let (holder_name, holder_alive) =
+                if stale { (Some(self.me().to_string()), true) } else { (holder_name, holder_alive) };
             if holder_name.as_deref() != Some(self.me()) {
                 self.won.remove(ip);
             }
@@ -354,7 +356,10 @@ impl State {
             let step = self.cfg.renew.max(Duration::from_millis(100));
             match election::decide(self.me(), &holder, &eligible, free_for, step) {
                 Action::Keep => {
-                    self.won.insert(*ip);
+                    if !stale {
+                        // The store shows our hold: no version to wait for ("" never matches).
+                        self.won.insert(*ip, Some(String::new()));
+                    }
                 }
                 Action::Release => {
                     self.won.remove(ip);
@@ -375,7 +380,7 @@ impl State {
                         .await
                     {
                         Ok(true) => {
-                            self.won.insert(*ip);
+                            self.won.insert(*ip, store_rv.clone());
                             self.free_since.remove(ip);
                             m::TAKEOVERS.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(%ip, previous = ?holder.node, "took over the address");
@@ -386,7 +391,7 @@ impl State {
                 }
                 Action::Wait => {}
             }
-            if self.won.contains(ip) && self.fenced_ok() {
+            if self.won.contains_key(ip) && self.fenced_ok() {
                 let wanted: Vec<String> = pool_ads.iter().flat_map(|a| a.interfaces.iter().cloned()).collect();
                 interfaces_needed.push((*ip, wanted));
             }
@@ -408,7 +413,7 @@ impl State {
                 }
             }
         }
-        self.won.retain(|ip| addresses.contains_key(ip));
+        self.won.retain(|ip, _| addresses.contains_key(ip));
 
         if !interfaces_needed.is_empty() && self.ifaddrs_at.is_none_or(|t| t.elapsed() >= INTERFACE_REFRESH) {
             match interfaces::list().await {
