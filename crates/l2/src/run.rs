@@ -72,11 +72,47 @@ struct Stores {
 struct Address {
     services: Vec<ServiceView>,
     pool: Option<String>,
+    /// The Services, for their Events.
+    refs: Vec<k8s_openapi::api::core::v1::ObjectReference>,
+}
+
+/// MetalLB's `nodeAssigned` Event on each Service of a taken-over address.
+async fn record_assigned(client: kube::Client, node: String, refs: Vec<k8s_openapi::api::core::v1::ObjectReference>) {
+    use k8s_openapi::api::core::v1::{Event, EventSource};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    for r in refs {
+        let ns = r.namespace.clone().unwrap_or_else(|| "default".into());
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let nanos = k8s_openapi::jiff::Timestamp::now().as_nanosecond().max(0);
+        let ev = Event {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{}.{nanos:x}", r.name.as_deref().unwrap_or("service"))),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: r,
+            reason: Some("nodeAssigned".into()),
+            message: Some(format!("announcing from node \"{node}\" with protocol \"layer2\"")),
+            type_: Some("Normal".into()),
+            source: Some(EventSource { component: Some("rkube-l2".into()), host: Some(node.clone()) }),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            reporting_component: Some("rkube-l2".into()),
+            reporting_instance: Some(node.clone()),
+            ..Default::default()
+        };
+        let api: Api<Event> = Api::namespaced(client.clone(), &ns);
+        if let Err(e) = api.create(&kube::api::PostParams::default(), &ev).await {
+            tracing::debug!(error = %e, "could not record the nodeAssigned event");
+        }
+    }
 }
 
 /// What this node knows beyond the stores.
 struct State {
     cfg: L2Config,
+    client: kube::Client,
     api: Api<Lease>,
     /// Heartbeat observations: node -> (what was seen, when it changed).
     seen: HashMap<String, (String, Instant)>,
@@ -172,8 +208,18 @@ impl Stores {
             let pool =
                 svc.metadata.annotations.as_ref().and_then(|a| a.get(metallb::ANNOTATION_ALLOCATED_FROM_POOL)).cloned();
             let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+            let r = k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Service".into()),
+                namespace: svc.metadata.namespace.clone(),
+                name: svc.metadata.name.clone(),
+                uid: svc.metadata.uid.clone(),
+                resource_version: svc.metadata.resource_version.clone(),
+                ..Default::default()
+            };
             for ip in ips {
                 let a = out.entry(ip).or_default();
+                a.refs.push(r.clone());
                 a.pool = a.pool.clone().or(pool.clone());
                 a.services.push(ServiceView { local, endpoint_nodes: endpoint_nodes.clone(), pool: pool.clone() });
             }
@@ -214,7 +260,8 @@ pub async fn run(client: kube::Client, cfg: L2Config) -> Result<(), L2Error> {
         }
     }
     let mut st = State {
-        api: Api::namespaced(client, lease::NAMESPACE),
+        api: Api::namespaced(client.clone(), lease::NAMESPACE),
+        client,
         cfg,
         seen: HashMap::new(),
         free_since: HashMap::new(),
@@ -376,13 +423,19 @@ impl State {
                     if !self.fenced_ok() {
                         continue;
                     }
-                    match lease::acquire(&self.api, *ip, self.me(), self.cfg.lease_duration, current.map(|l| &**l))
-                        .await
-                    {
+                    let limit = self.cfg.lease_duration / 2;
+                    let me = self.cfg.node_name.clone();
+                    let acquired = bounded(
+                        limit,
+                        lease::acquire(&self.api, *ip, &me, self.cfg.lease_duration, current.map(|l| &**l)),
+                    )
+                    .await;
+                    match acquired {
                         Ok(true) => {
                             self.won.insert(*ip, store_rv.clone());
                             self.free_since.remove(ip);
                             m::TAKEOVERS.fetch_add(1, Ordering::Relaxed);
+                            tokio::spawn(record_assigned(self.client.clone(), me.clone(), addr.refs.clone()));
                             tracing::info!(%ip, previous = ?holder.node, "took over the address");
                         }
                         Ok(false) => {}

@@ -46,6 +46,19 @@ fn the_address_moves_when_its_node_is_lost() {
     let holder = k.ok(["get", "lease", "-n", "kube-system", &lease_name, "-o", "jsonpath={.spec.holderIdentity}"]);
     assert_eq!(holder, format!("node{second}"));
 
+    // The Service's events say who announces (MetalLB's nodeAssigned).
+    c.wait("a nodeAssigned event for the new holder", Duration::from_secs(10), || {
+        k.ok([
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=web,reason=nodeAssigned",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .contains(&format!("announcing from node \"node{second}\" with protocol \"layer2\""))
+    });
+
     // The old node returns: the address stays (no second interruption).
     c.restore(old);
     std::thread::sleep(Duration::from_secs(2));
