@@ -7,6 +7,7 @@
 
 pub mod allocator;
 pub mod field;
+pub mod loadbalancer;
 pub mod metallb;
 pub mod names;
 pub mod protobuf;

@@ -19,8 +19,7 @@ use apimachinery::metallb::{selector_matches, L2AdvertisementSpec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// Label that keeps a Node out of LoadBalancer traffic (upstream).
-pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+pub use apimachinery::loadbalancer::EXCLUDE_LABEL;
 
 /// What the election needs of one Node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

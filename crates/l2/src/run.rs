@@ -7,6 +7,7 @@ use crate::interfaces::{self, IfAddr};
 use crate::lease;
 use crate::metrics as m;
 use crate::{L2Config, L2Error};
+use apimachinery::loadbalancer as lbrules;
 use apimachinery::metallb::{self, IPAddressPool, L2Advertisement};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -38,17 +39,27 @@ impl Drop for Tasks {
     }
 }
 
-fn reflect<K>(tasks: &Tasks, api: Api<K>, config: watcher::Config) -> Store<K>
+/// Bumped on every event of the watches the election's inputs come from, so the
+/// 25 ms tick rebuilds them only after a change.
+type Changes = Arc<std::sync::atomic::AtomicU64>;
+
+fn reflect<K>(tasks: &Tasks, changes: Option<&Changes>, api: Api<K>, config: watcher::Config) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store::<K>();
     let stream = watcher(api, config).default_backoff().reflect(writer);
+    let changes = changes.cloned();
     let task = tokio::spawn(async move {
         let mut s = std::pin::pin!(stream);
         while let Some(ev) = s.next().await {
-            if let Err(e) = ev {
-                tracing::debug!(error = %e, "l2 watch error");
+            match ev {
+                Ok(_) => {
+                    if let Some(c) = &changes {
+                        c.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "l2 watch error"),
             }
         }
     });
@@ -59,12 +70,21 @@ where
 }
 
 struct Stores {
+    changes: Changes,
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     nodes: Store<Node>,
     pools: Store<IPAddressPool>,
     ads: Store<L2Advertisement>,
     leases: Store<Lease>,
+}
+
+/// The election's inputs, rebuilt from the stores after a change.
+struct View {
+    addresses: BTreeMap<Ipv4Addr, Address>,
+    nodes: Vec<NodeView>,
+    ad_specs: Vec<apimachinery::metallb::L2AdvertisementSpec>,
+    pool_labels: HashMap<String, BTreeMap<String, String>>,
 }
 
 /// One address as the Services use it.
@@ -131,6 +151,8 @@ struct State {
     announcing: BTreeSet<(String, Ipv4Addr)>,
     /// Shared with the ARP threads: no answers once the heartbeat is stale.
     fence: Arc<Fence>,
+    /// The last [`View`] and the change count it was built at.
+    view: Option<(u64, Arc<View>)>,
 }
 
 /// An API call bounded by `limit` (the client has no read timeout), so a silent API
@@ -145,49 +167,58 @@ async fn bounded<T>(
     }
 }
 
-fn is_lb(svc: &Service) -> bool {
-    svc.spec.as_ref().is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer") && s.load_balancer_class.is_none())
-}
-
 fn node_view(n: &Node) -> NodeView {
-    let ready = n
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     NodeView {
         name: n.metadata.name.clone().unwrap_or_default(),
         labels: n.metadata.labels.clone().unwrap_or_default(),
-        ready: ready && n.metadata.deletion_timestamp.is_none(),
+        ready: lbrules::node_ready(n),
     }
 }
 
 impl Stores {
-    /// Every announced address: LoadBalancer ingress IPs that are not a Node's own.
+    fn view(&self) -> View {
+        View {
+            addresses: self.addresses(),
+            nodes: self.nodes.state().iter().map(|n| node_view(n)).collect(),
+            ad_specs: self
+                .ads
+                .state()
+                .iter()
+                .filter(|a| a.metadata.deletion_timestamp.is_none())
+                .map(|a| a.spec.clone())
+                .collect(),
+            pool_labels: self
+                .pools
+                .state()
+                .iter()
+                .filter_map(|p| Some((p.metadata.name.clone()?, p.metadata.labels.clone().unwrap_or_default())))
+                .collect(),
+        }
+    }
+
+    /// Every announced address: LoadBalancer ingress IPs that are not a Node's own (the
+    /// allocator's ServiceLB mode hands out node addresses, which need no announcing).
     fn addresses(&self) -> BTreeMap<Ipv4Addr, Address> {
         let node_ips: HashSet<Ipv4Addr> = self
             .nodes
             .state()
             .iter()
-            .flat_map(|n| n.status.as_ref().and_then(|s| s.addresses.clone()).unwrap_or_default())
-            .filter_map(|a| a.address.parse().ok())
+            .flat_map(|n| {
+                let (internal, external) = lbrules::node_addresses(n);
+                internal.into_iter().chain(external)
+            })
             .collect();
         let mut slices_by_svc: HashMap<(String, String), Vec<Arc<EndpointSlice>>> = HashMap::new();
         for s in self.slices.state() {
             let ns = s.metadata.namespace.clone().unwrap_or_default();
-            if let Some(name) = s.metadata.labels.as_ref().and_then(|l| l.get("kubernetes.io/service-name")) {
+            if let Some(name) = s.metadata.labels.as_ref().and_then(|l| l.get(lbrules::SERVICE_NAME_LABEL)) {
                 slices_by_svc.entry((ns, name.clone())).or_default().push(s.clone());
             }
         }
         let mut out: BTreeMap<Ipv4Addr, Address> = BTreeMap::new();
-        for svc in self.services.state().iter().filter(|s| is_lb(s)) {
-            let ips: Vec<Ipv4Addr> = svc
-                .status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
+        for svc in self.services.state().iter().filter(|s| lbrules::is_handled(s)) {
+            let ips: Vec<Ipv4Addr> = lbrules::ingress(svc)
+                .iter()
                 .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
                 .filter_map(|i| i.ip.as_deref().and_then(|ip| ip.parse().ok()))
                 .filter(|ip| !node_ips.contains(ip))
@@ -197,26 +228,12 @@ impl Stores {
             }
             let key =
                 (svc.metadata.namespace.clone().unwrap_or_default(), svc.metadata.name.clone().unwrap_or_default());
-            let endpoint_nodes: BTreeSet<String> = slices_by_svc
-                .get(&key)
-                .into_iter()
-                .flatten()
-                .flat_map(|s| s.endpoints.iter())
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-                .filter_map(|e| e.node_name.clone())
-                .collect();
+            let endpoint_nodes =
+                lbrules::ready_endpoint_nodes(slices_by_svc.get(&key).into_iter().flatten().map(|s| &**s));
             let pool =
                 svc.metadata.annotations.as_ref().and_then(|a| a.get(metallb::ANNOTATION_ALLOCATED_FROM_POOL)).cloned();
-            let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
-            let r = k8s_openapi::api::core::v1::ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Service".into()),
-                namespace: svc.metadata.namespace.clone(),
-                name: svc.metadata.name.clone(),
-                uid: svc.metadata.uid.clone(),
-                resource_version: svc.metadata.resource_version.clone(),
-                ..Default::default()
-            };
+            let local = lbrules::is_local(svc);
+            let r = kube::Resource::object_ref(&**svc, &());
             for ip in ips {
                 let a = out.entry(ip).or_default();
                 a.refs.push(r.clone());
@@ -239,13 +256,17 @@ pub async fn run(client: kube::Client, cfg: L2Config) -> Result<(), L2Error> {
     let label = watcher::Config::default().labels(lease::LABEL);
     let tasks = Tasks::default();
     let all = watcher::Config::default;
+    let changes: Changes = Default::default();
+    let c = Some(&changes);
     let stores = Stores {
-        services: reflect(&tasks, Api::all(client.clone()), all()),
-        slices: reflect(&tasks, Api::all(client.clone()), all()),
-        nodes: reflect(&tasks, Api::all(client.clone()), all()),
-        pools: reflect(&tasks, Api::all(client.clone()), all()),
-        ads: reflect(&tasks, Api::all(client.clone()), all()),
-        leases: reflect(&tasks, Api::namespaced(client.clone(), lease::NAMESPACE), label),
+        services: reflect(&tasks, c, Api::all(client.clone()), all()),
+        slices: reflect(&tasks, c, Api::all(client.clone()), all()),
+        nodes: reflect(&tasks, c, Api::all(client.clone()), all()),
+        pools: reflect(&tasks, c, Api::all(client.clone()), all()),
+        ads: reflect(&tasks, c, Api::all(client.clone()), all()),
+        // Heartbeats change every renew period; they are read each tick anyway.
+        leases: reflect(&tasks, None, Api::namespaced(client.clone(), lease::NAMESPACE), label),
+        changes,
     };
     for ready in [
         stores.services.wait_until_ready().await.is_ok(),
@@ -273,6 +294,7 @@ pub async fn run(client: kube::Client, cfg: L2Config) -> Result<(), L2Error> {
         sockets: HashMap::new(),
         announcing: BTreeSet::new(),
         fence: Arc::new(Fence::default()),
+        view: None,
     };
     tracing::info!(node = %st.cfg.node_name, lease = ?st.cfg.lease_duration, renew = ?st.cfg.renew, "L2 announcer started");
     let mut tick = tokio::time::interval(TICK);
@@ -344,23 +366,27 @@ impl State {
         }
     }
 
+    /// The election's inputs, rebuilt only when a watched object changed.
+    fn view(&mut self, stores: &Stores) -> Arc<View> {
+        let gen = stores.changes.load(Ordering::SeqCst);
+        match &self.view {
+            Some((g, v)) if *g == gen => v.clone(),
+            _ => {
+                let v = Arc::new(stores.view());
+                self.view = Some((gen, v.clone()));
+                v
+            }
+        }
+    }
+
     async fn step(&mut self, stores: &Stores) {
         let now = Instant::now();
-        let addresses = stores.addresses();
+        let view = self.view(stores);
+        let View { addresses, nodes, ad_specs, pool_labels } = &*view;
         let leases = stores.leases.state();
         let durations = self.observe(&leases, now);
         let by_name: HashMap<String, Arc<Lease>> =
             leases.iter().filter_map(|l| l.metadata.name.clone().map(|n| (n, l.clone()))).collect();
-        let nodes: Vec<NodeView> = stores.nodes.state().iter().map(|n| node_view(n)).collect();
-        let ads: Vec<Arc<L2Advertisement>> = stores.ads.state();
-        let ad_specs: Vec<_> =
-            ads.iter().filter(|a| a.metadata.deletion_timestamp.is_none()).map(|a| a.spec.clone()).collect();
-        let pool_labels: HashMap<String, BTreeMap<String, String>> = stores
-            .pools
-            .state()
-            .iter()
-            .filter_map(|p| Some((p.metadata.name.clone()?, p.metadata.labels.clone().unwrap_or_default())))
-            .collect();
 
         // Holding anything: keep the heartbeat going (before any take-over, so peers
         // see this node alive).
@@ -371,14 +397,14 @@ impl State {
 
         let mut want: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
         let mut interfaces_needed: Vec<(Ipv4Addr, Vec<String>)> = Vec::new();
-        for (ip, addr) in &addresses {
+        for (ip, addr) in addresses {
             let ip_s = ip.to_string();
             let pool_ads = election::ads_for_pool(
-                &ad_specs,
+                ad_specs,
                 addr.pool.as_deref(),
                 addr.pool.as_ref().and_then(|p| pool_labels.get(p)),
             );
-            let eligible = election::eligible(&nodes, &addr.services, &pool_ads, !ad_specs.is_empty(), &ip_s);
+            let eligible = election::eligible(nodes, &addr.services, &pool_ads, !ad_specs.is_empty(), &ip_s);
             let name = lease::address_lease_name(*ip);
             let current = by_name.get(&name);
             let holder_name = current.and_then(|l| lease::holder(l)).map(str::to_string);

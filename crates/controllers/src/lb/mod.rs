@@ -26,6 +26,7 @@ use crate::informer::{Informers, Key};
 use crate::queue::{resync, run_workers, Queue};
 use crate::{metrics, util, Ctx, SyncError};
 use allocator::{Allocator, Pool, Port, Request};
+use apimachinery::loadbalancer::{self as lbrules, is_handled as is_ours, node_addresses, SERVICE_NAME_LABEL};
 use apimachinery::metallb::{self, IPAddressPool};
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::{Api, Patch, PatchParams};
@@ -37,9 +38,6 @@ use std::sync::{Arc, Mutex};
 use tokio::task::JoinHandle;
 
 const COMPONENT: &str = "rkube-loadbalancer-controller";
-/// Upstream label: Nodes that must not carry LoadBalancer traffic.
-const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 pub fn start(ctx: &Ctx, tasks: &mut Vec<JoinHandle<()>>) {
     let (recorder, rec_task) = Recorder::new(ctx.client.clone(), COMPONENT);
@@ -101,20 +99,8 @@ struct Lbc {
     recorder: Recorder,
 }
 
-/// Whether this controller handles the Service at all.
-fn is_ours(svc: &Service) -> bool {
-    svc.spec.as_ref().is_some_and(|s| s.type_.as_deref() == Some("LoadBalancer") && s.load_balancer_class.is_none())
-}
-
 fn ingress_ips(svc: &Service) -> Vec<String> {
-    svc.status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.ip.clone())
-        .collect()
+    lbrules::ingress(svc).iter().filter_map(|i| i.ip.clone()).collect()
 }
 
 fn first_v4(ips: &[String]) -> Option<Ipv4Addr> {
@@ -134,8 +120,7 @@ fn ports(svc: &Service) -> Vec<Port> {
 fn request(svc: &Service) -> Request {
     let ann = svc.metadata.annotations.as_ref();
     let spec = svc.spec.as_ref();
-    let local = spec.and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
-    let backend = if local {
+    let backend = if lbrules::is_local(svc) {
         // metallb `k8salloc.BackendKey`: the selector as `labels.Set.String()`.
         let sel = spec.and_then(|s| s.selector.clone()).unwrap_or_default();
         sel.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
@@ -180,28 +165,7 @@ fn requested_ip(svc: &Service) -> Result<Option<Ipv4Addr>, String> {
 }
 
 fn node_can_serve(n: &Node) -> bool {
-    let ready = n
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let excluded = n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(EXCLUDE_LABEL));
-    ready && !excluded && n.metadata.deletion_timestamp.is_none()
-}
-
-/// (InternalIP, ExternalIP) IPv4 addresses of a Node.
-fn node_addresses(n: &Node) -> (Vec<Ipv4Addr>, Vec<Ipv4Addr>) {
-    let mut internal = Vec::new();
-    let mut external = Vec::new();
-    for a in n.status.as_ref().and_then(|s| s.addresses.as_ref()).into_iter().flatten() {
-        let Ok(ip) = a.address.parse::<Ipv4Addr>() else { continue };
-        match a.type_.as_str() {
-            "InternalIP" => internal.push(ip),
-            "ExternalIP" => external.push(ip),
-            _ => {}
-        }
-    }
-    (internal, external)
+    lbrules::node_ready(n) && !lbrules::node_excluded(n)
 }
 
 fn creation_order(s: &Service) -> (String, String) {
@@ -401,7 +365,7 @@ impl Lbc {
                 return Ok(());
             }
         }
-        let local = svc.spec.as_ref().and_then(|s| s.external_traffic_policy.as_deref()) == Some("Local");
+        let local = lbrules::is_local(svc);
         let with_endpoints: BTreeSet<String> =
             if local { self.nodes_with_ready_endpoints(svc) } else { BTreeSet::new() };
         let mut ips: Vec<Ipv4Addr> = Vec::new();
@@ -421,17 +385,8 @@ impl Lbc {
     fn nodes_with_ready_endpoints(&self, svc: &Service) -> BTreeSet<String> {
         let ns = svc.metadata.namespace.as_deref().unwrap_or_default();
         let name = svc.metadata.name.as_deref().unwrap_or_default();
-        self.inf
-            .slices
-            .list_ns(ns)
-            .iter()
-            .filter(|s| {
-                s.metadata.labels.as_ref().and_then(|l| l.get(SERVICE_NAME_LABEL)).map(String::as_str) == Some(name)
-            })
-            .flat_map(|s| s.endpoints.clone())
-            .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
-            .filter_map(|e| e.node_name)
-            .collect()
+        let slices = self.inf.slices.list_ns(ns);
+        lbrules::ready_endpoint_nodes(slices.iter().map(|s| &**s).filter(|s| lbrules::slice_of(s, name)))
     }
 
     /// Writes the ingress (and the pool annotation) if they differ from what is stored.
