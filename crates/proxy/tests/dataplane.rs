@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{clients_in, pods_in, root_or_skip, Sandbox, BRIDGE_IP, CLIENT_IP, NODE_IP};
+use common::{
+    all_ok, clients_in, pods_in, proxier_for, refused_fast, root_or_skip, sync, Sandbox, BRIDGE_IP, CLIENT_IP, NODE_IP,
+};
 use proxy::{
     setup_node, Endpoint, NodeSetup, Protocol, Proxier, ServicePortInfo, ServiceType, SessionAffinity, TrafficPolicy,
 };
@@ -19,26 +21,6 @@ fn svc(name: &str, ip: [u8; 4], port: u16, protocol: Protocol) -> ServicePortInf
         protocol,
         ..ServicePortInfo::default()
     }
-}
-
-/// Node setup (ip_forward, bridge-nf-call-iptables) and a proxier for the sandbox's node.
-fn proxier_for(sb: &Sandbox) -> Proxier {
-    let cfg = sb.proxy_config();
-    if let Err(e) = setup_node(&cfg, &NodeSetup::default()) {
-        panic!("setup_node: {e}");
-    }
-    Proxier::new(cfg)
-}
-
-fn sync(p: &mut Proxier, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> proxy::SyncStats {
-    match p.sync(desired) {
-        Ok(s) => s,
-        Err(e) => panic!("sync: {e}\n{}", p.last_transaction()),
-    }
-}
-
-fn all_ok(lines: &[String]) -> bool {
-    !lines.is_empty() && lines.iter().all(|l| l.starts_with("OK "))
 }
 
 #[test]
@@ -169,11 +151,6 @@ fn service_without_endpoints_refuses_at_once() {
     let sb = Sandbox::new(1);
     let mut p = proxier_for(&sb);
     sync(&mut p, &[(empty, vec![]), (empty_udp, vec![]), (web, vec![sb.endpoint(0, 8080)])]);
-    let refused_fast = |lines: &[String]| {
-        lines.len() == 1
-            && lines[0].starts_with("REFUSED ")
-            && lines[0].split_whitespace().nth(1).and_then(|s| s.parse::<f64>().ok()).is_some_and(|t| t < 0.5)
-    };
     for ns in [sb.node.clone(), sb.pods[0].ns.clone()] {
         let lines = sb.http_get(&ns, Ipv4Addr::new(10, 96, 0, 20), 80, 1, 3.0);
         assert!(refused_fast(&lines), "{ns}: no endpoints -> connection refused at once: {lines:?}");

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::{clients_in, pods_in, root_or_skip, Sandbox, BRIDGE_IP, CLIENT_IP, NODE_IP};
+use common::{
+    all_ok, clients_in, pods_in, proxier_for, refused_fast, root_or_skip, sync, Sandbox, BRIDGE_IP, CLIENT_IP, NODE_IP,
+};
 use proxy::{
-    health_checks, setup_node, Endpoint, HealthServer, NodeSetup, Protocol, Proxier, ServiceName, ServicePortInfo,
-    ServiceType, TrafficPolicy,
+    health_checks, Endpoint, HealthServer, Protocol, Proxier, ServiceName, ServicePortInfo, ServiceType, TrafficPolicy,
 };
 
 const LB_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 122, 200);
@@ -44,35 +45,15 @@ fn ranges(v: &[&str]) -> Vec<ipnet::Ipv4Net> {
     v.iter().map(|r| r.parse().expect("test CIDR")).collect()
 }
 
-/// Node setup, the client's routes to the LoadBalancer IPs and the service CIDR (via the
-/// node), and a proxier for the sandbox's node.
+/// A proxier for the sandbox's node, and the client's routes to the LoadBalancer IPs and
+/// the service CIDR (via the node).
 fn setup(sb: &Sandbox) -> Proxier {
-    let cfg = sb.proxy_config();
-    if let Err(e) = setup_node(&cfg, &NodeSetup::default()) {
-        panic!("setup_node: {e}");
-    }
+    let p = proxier_for(sb);
     for dst in ["192.168.122.200/31", "192.168.122.202/32", "10.96.0.0/12"] {
         let out = sb.exec(&sb.client, "ip", &["route", "add", dst, "via", &NODE_IP.to_string()]);
         assert!(out.status.success(), "route {dst}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    Proxier::new(cfg)
-}
-
-fn sync(p: &mut Proxier, desired: &[(ServicePortInfo, Vec<Endpoint>)]) -> proxy::SyncStats {
-    match p.sync(desired) {
-        Ok(s) => s,
-        Err(e) => panic!("sync: {e}\n{}", p.last_transaction()),
-    }
-}
-
-fn all_ok(lines: &[String]) -> bool {
-    !lines.is_empty() && lines.iter().all(|l| l.starts_with("OK "))
-}
-
-fn refused_fast(lines: &[String]) -> bool {
-    lines.len() == 1
-        && lines[0].starts_with("REFUSED ")
-        && lines[0].split_whitespace().nth(1).and_then(|s| s.parse::<f64>().ok()).is_some_and(|t| t < 0.5)
+    p
 }
 
 #[test]

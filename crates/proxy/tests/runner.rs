@@ -130,6 +130,34 @@ fn hinted_slice(rv: u32, eps: &[(Ipv4Addr, Option<&str>)], trigger: Option<Strin
     })
 }
 
+/// Serves `api` on a loopback port; a client for it and the server task.
+async fn serve(api: Arc<Mutex<Api>>) -> (kube::Client, tokio::task::JoinHandle<()>) {
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    let server_api = api;
+    let server = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let api = server_api.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(api.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    let uri: http::Uri = match format!("http://127.0.0.1:{port}").parse() {
+        Ok(u) => u,
+        Err(e) => panic!("uri: {e}"),
+    };
+    let client = match kube::Client::try_from(kube::Config::new(uri)) {
+        Ok(c) => c,
+        Err(e) => panic!("client: {e}"),
+    };
+    (client, server)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_programs_services_from_watches() {
     if !root_or_skip("runner_programs_services_from_watches") {
@@ -150,30 +178,7 @@ async fn runner_programs_services_from_watches() {
         events: tx.clone(),
     }));
 
-    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("bind: {e}"),
-    };
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-    let server_api = api.clone();
-    let server = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let api = server_api.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(api.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
-
-    let uri: http::Uri = match format!("http://127.0.0.1:{port}").parse() {
-        Ok(u) => u,
-        Err(e) => panic!("uri: {e}"),
-    };
-    let client = match kube::Client::try_from(kube::Config::new(uri)) {
-        Ok(c) => c,
-        Err(e) => panic!("client: {e}"),
-    };
+    let (client, server) = serve(api.clone()).await;
     let cfg = proxy::ProxyConfig { min_sync_period: Duration::from_millis(20), ..sb.proxy_config() };
     let runner = tokio::spawn(proxy::run(client, cfg));
 
@@ -291,29 +296,7 @@ async fn runner_serves_health_check_node_ports() {
         nodes: vec![node_object(1, None)],
         events: tx.clone(),
     }));
-    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
-        Ok(l) => l,
-        Err(e) => panic!("bind: {e}"),
-    };
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-    let server_api = api.clone();
-    let server = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let api = server_api.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(api.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
-            });
-        }
-    });
-    let uri: http::Uri = match format!("http://127.0.0.1:{port}").parse() {
-        Ok(u) => u,
-        Err(e) => panic!("uri: {e}"),
-    };
-    let client = match kube::Client::try_from(kube::Config::new(uri)) {
-        Ok(c) => c,
-        Err(e) => panic!("client: {e}"),
-    };
+    let (client, server) = serve(api.clone()).await;
     let cfg = proxy::ProxyConfig { min_sync_period: Duration::from_millis(20), ..sb.proxy_config() };
     let runner = tokio::spawn(proxy::run(client, cfg));
 

@@ -463,3 +463,32 @@ pub fn clients_in(lines: &[String]) -> std::collections::BTreeSet<String> {
 pub fn wait(d: Duration) {
     std::thread::sleep(d);
 }
+
+/// Node setup (ip_forward, bridge-nf-call-iptables) and a proxier for the sandbox's node.
+pub fn proxier_for(sb: &Sandbox) -> proxy::Proxier {
+    let cfg = sb.proxy_config();
+    if let Err(e) = proxy::setup_node(&cfg, &proxy::NodeSetup::default()) {
+        panic!("setup_node: {e}");
+    }
+    proxy::Proxier::new(cfg)
+}
+
+/// Syncs, showing the failed transaction on error.
+pub fn sync(p: &mut proxy::Proxier, desired: &[(proxy::ServicePortInfo, Vec<Endpoint>)]) -> proxy::SyncStats {
+    match p.sync(desired) {
+        Ok(s) => s,
+        Err(e) => panic!("sync: {e}\n{}", p.last_transaction()),
+    }
+}
+
+/// Every request of an `http_get` / `udp_query` run succeeded.
+pub fn all_ok(lines: &[String]) -> bool {
+    !lines.is_empty() && lines.iter().all(|l| l.starts_with("OK "))
+}
+
+/// One request, refused (reset or port unreachable) within half a second.
+pub fn refused_fast(lines: &[String]) -> bool {
+    lines.len() == 1
+        && lines[0].starts_with("REFUSED ")
+        && lines[0].split_whitespace().nth(1).and_then(|s| s.parse::<f64>().ok()).is_some_and(|t| t < 0.5)
+}
