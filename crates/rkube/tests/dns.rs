@@ -40,24 +40,11 @@ fn cluster() -> Option<Cluster> {
     let log = sandbox.temp_dir().join("upstream.log");
     // The "internet" of the sandbox: one name, and a log of every query.
     let upstream = sandbox
-        .spawn(
-            sandbox.lan_netns(),
-            "dnsmasq",
-            [
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=192.168.122.1",
-                "--address=/www.google.com/142.250.0.99",
-                // dnsmasq answers its own records with TTL 0 (uncacheable) by default.
-                "--local-ttl=300",
-                "--log-queries",
-                &format!("--log-facility={}", log.display()),
-                "--pid-file=",
-                "--user=root",
-            ],
-        )
+        .spawn_lan_dns(&[
+            "--address=/www.google.com/142.250.0.99",
+            "--log-queries",
+            &format!("--log-facility={}", log.display()),
+        ])
         .expect("dnsmasq");
     let node = sandbox
         .start_rkube(

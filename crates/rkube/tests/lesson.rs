@@ -186,23 +186,7 @@ fn the_lesson_end_to_end() {
     }
     let sandbox = Sandbox::new(1).expect("sandbox");
     // The sandbox's "internet": the name the ExternalName Service points at.
-    let upstream = sandbox
-        .spawn(
-            sandbox.lan_netns(),
-            "dnsmasq",
-            [
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--bind-interfaces",
-                "--listen-address=192.168.122.1",
-                "--address=/www.google.com/142.250.0.99",
-                "--local-ttl=300",
-                "--pid-file=",
-                "--user=root",
-            ],
-        )
-        .expect("dnsmasq");
+    let upstream = sandbox.spawn_lan_dns(&["--address=/www.google.com/142.250.0.99"]).expect("dnsmasq");
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rkube"));
     let node = sandbox
         .start_rkube(bin, 1, &["--node-name", "node1", "--upstream-dns", "192.168.122.1", "--lb-pool", POOL])

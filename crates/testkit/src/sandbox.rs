@@ -348,6 +348,25 @@ impl Sandbox {
         spawn_tied(command).map_err(io(format!("start {} in {netns}", cmd.as_ref().to_string_lossy())))
     }
 
+    /// A DNS server for the sandbox's "internet": dnsmasq on [`LAN_IP`]:53 in the `lan`
+    /// namespace, answering only what `args` give it (e.g.
+    /// `--address=/www.google.com/142.250.0.99`), with a TTL of 300 s for its own
+    /// records (dnsmasq's default 0 would make them uncacheable). Needs `dnsmasq`.
+    pub fn spawn_lan_dns(&self, args: &[&str]) -> Result<Child> {
+        let mut all = vec![
+            "--keep-in-foreground".to_string(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--bind-interfaces".into(),
+            format!("--listen-address={LAN_IP}"),
+            "--local-ttl=300".into(),
+            "--pid-file=".into(),
+            "--user=root".into(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        self.spawn(self.lan_netns(), "dnsmasq", all)
+    }
+
     /// Runs `f` on a thread that has entered `netns`: sockets it creates belong to
     /// `netns` for good, wherever they are used afterwards. A panic in `f` is
     /// propagated.
