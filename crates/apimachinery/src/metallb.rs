@@ -371,13 +371,8 @@ pub fn validate_l2_advertisement(obj: &Value) -> Vec<FieldError> {
     errs
 }
 
-/// Whether `labels` match a `metav1.LabelSelector` (an empty selector matches all; an
-/// invalid one matches nothing).
-pub fn selector_matches(sel: &LabelSelector, labels: Option<&std::collections::BTreeMap<String, String>>) -> bool {
-    let Ok(v) = serde_json::to_value(sel) else { return false };
-    let Ok(s) = Selector::from_label_selector(&v) else { return false };
-    s.matches(|k| labels.and_then(|l| l.get(k)).map(String::as_str))
-}
+/// Whether `labels` match a `metav1.LabelSelector` (an empty selector matches all).
+pub use crate::selector::label_selector_matches as selector_matches;
 
 #[cfg(test)]
 mod tests {

@@ -74,32 +74,7 @@ pub fn pod_ips(pod: &Pod) -> Vec<String> {
 
 // ---- selectors ----
 
-/// Whether a `LabelSelector` selects `labels` (`LabelSelectorAsSelector`):
-/// an empty selector selects everything.
-pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let empty = BTreeMap::new();
-    let labels = labels.unwrap_or(&empty);
-    for (k, v) in sel.match_labels.iter().flatten() {
-        if labels.get(k) != Some(v) {
-            return false;
-        }
-    }
-    for e in sel.match_expressions.iter().flatten() {
-        let values = e.values.as_deref().unwrap_or_default();
-        let has = labels.get(&e.key);
-        let ok = match e.operator.as_str() {
-            "In" => has.is_some_and(|v| values.contains(v)),
-            "NotIn" => has.is_none_or(|v| !values.contains(v)),
-            "Exists" => has.is_some(),
-            "DoesNotExist" => has.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
+pub use apimachinery::selector::label_selector_matches as selector_matches;
 
 /// Whether a selector has no requirement at all (it selects everything).
 pub fn selector_is_empty(sel: &LabelSelector) -> bool {
