@@ -39,6 +39,7 @@ ROOTS = [
     "api::discovery::v1",
     "api::coordination::v1",
     "api::autoscaling::v1",
+    "api::batch::v1",
     "apimachinery::pkg::apis::meta::v1",
     "apimachinery::pkg::runtime",
 ]
@@ -54,6 +55,7 @@ ORACLE = [
     ("apps/v1", "ReplicaSet", ["set", "image", "*=img"]),
     ("apps/v1", "StatefulSet", ["set", "image", "*=img"]),
     ("apps/v1", "DaemonSet", ["set", "image", "*=img"]),
+    ("batch/v1", "CronJob", ["set", "image", "*=img"]),
     ("v1", "Service", ["set", "selector", "oracle=x"]),
 ]
 
@@ -90,6 +92,7 @@ MANUAL_KEEP_ZERO = {
         "collisionCount",
     ],
     "k8s.io.api.apps.v1.ControllerRevision": ["revision"],
+    "k8s.io.api.batch.v1.JobStatus": ["terminating", "ready", "failedIndexes"],
     "k8s.io.api.autoscaling.v1.ScaleStatus": ["replicas"],
     "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerSpec": ["minReplicas", "maxReplicas", "targetCPUUtilizationPercentage"],
     "k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerStatus": [

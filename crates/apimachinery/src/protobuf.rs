@@ -1,7 +1,7 @@
 //! Kubernetes protobuf request bodies (`application/vnd.kubernetes.protobuf`) to JSON.
 //!
 //! kubectl v1.33's typed commands (`kubectl create configmap|secret|service|deployment|
-//! namespace|serviceaccount|quota|...`) send their bodies as Kubernetes protobuf: the
+//! job|namespace|serviceaccount|quota|...`) send their bodies as Kubernetes protobuf: the
 //! magic `k8s\0` followed by a `runtime.Unknown` envelope (typeMeta = 1, raw = 2,
 //! contentEncoding = 3, contentType = 4) whose `raw` is the gogo-protobuf encoding of
 //! the typed object. [`decode`] turns such a body into the object's v1 JSON form, the
@@ -101,6 +101,7 @@ const SCHEMA: &[(&str, &str)] = &[
     ("k8s.io/api/discovery/v1/generated.proto", include_str!("../proto/k8s.io/api/discovery/v1/generated.proto")),
     ("k8s.io/api/coordination/v1/generated.proto", include_str!("../proto/k8s.io/api/coordination/v1/generated.proto")),
     ("k8s.io/api/autoscaling/v1/generated.proto", include_str!("../proto/k8s.io/api/autoscaling/v1/generated.proto")),
+    ("k8s.io/api/batch/v1/generated.proto", include_str!("../proto/k8s.io/api/batch/v1/generated.proto")),
 ];
 
 const META_V1: &str = "k8s.io.apimachinery.pkg.apis.meta.v1";

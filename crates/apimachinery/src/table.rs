@@ -23,6 +23,10 @@ use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 
+// One module per kind (issue 11 item 7); the kinds still below move out over time.
+mod daemonset;
+mod job;
+
 /// `metav1.TableColumnDefinition` descriptions (the `SwaggerDoc()` strings upstream
 /// uses; taken from the v1.33 API documentation).
 mod desc {
@@ -111,6 +115,8 @@ enum Printer {
     ServiceAccount,
     ReplicaSet,
     Deployment,
+    DaemonSet,
+    Job,
     EndpointSlice,
     Lease,
     IPAddressPool,
@@ -130,6 +136,8 @@ fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("", "serviceaccounts") => Printer::ServiceAccount,
         ("apps", "replicasets") => Printer::ReplicaSet,
         ("apps", "deployments") => Printer::Deployment,
+        ("apps", "daemonsets") => Printer::DaemonSet,
+        ("batch", "jobs") => Printer::Job,
         ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
         ("coordination.k8s.io", "leases") => Printer::Lease,
         ("metallb.io", "ipaddresspools") => Printer::IPAddressPool,
@@ -250,6 +258,8 @@ pub fn columns(group: &str, plural: &str) -> Option<Vec<Value>> {
             col("Images", "string", "", desc::TEMPLATE_IMAGES, 1),
             col("Selector", "string", "", desc::DEPLOYMENT_SPEC_SELECTOR, 1),
         ],
+        Printer::DaemonSet => daemonset::columns(),
+        Printer::Job => job::columns(),
         Printer::EndpointSlice => vec![
             name_col(),
             col("AddressType", "string", "", desc::ENDPOINT_SLICE_ADDRESS_TYPE, 0),
@@ -297,6 +307,8 @@ pub fn cells(group: &str, plural: &str, obj: &Value, now: Timestamp) -> Vec<Valu
         Some(Printer::ServiceAccount) => serviceaccount_cells(obj, now),
         Some(Printer::ReplicaSet) => replicaset_cells(obj, now),
         Some(Printer::Deployment) => deployment_cells(obj, now),
+        Some(Printer::DaemonSet) => daemonset::cells(obj, now),
+        Some(Printer::Job) => job::cells(obj, now),
         Some(Printer::EndpointSlice) => endpointslice_cells(obj, now),
         Some(Printer::Lease) => lease_cells(obj, now),
         Some(Printer::IPAddressPool) => crd_cells(obj, &["/spec/autoAssign", "/spec/avoidBuggyIPs", "/spec/addresses"]),
@@ -1431,6 +1443,37 @@ mod tests {
             &[name, ("AddressType", "string", "", 0), ("Ports", "string", "", 0), ("Endpoints", "string", "", 0), age],
         );
         expect_cols("coordination.k8s.io", "leases", &[name, ("Holder", "string", "", 0), age]);
+        expect_cols(
+            "apps",
+            "daemonsets",
+            &[
+                name,
+                ("Desired", "integer", "", 0),
+                ("Current", "integer", "", 0),
+                ("Ready", "integer", "", 0),
+                ("Up-to-date", "integer", "", 0),
+                ("Available", "integer", "", 0),
+                ("Node Selector", "string", "", 0),
+                age,
+                ("Containers", "string", "", 1),
+                ("Images", "string", "", 1),
+                ("Selector", "string", "", 1),
+            ],
+        );
+        expect_cols(
+            "batch",
+            "jobs",
+            &[
+                name,
+                ("Status", "string", "", 0),
+                ("Completions", "string", "", 0),
+                ("Duration", "string", "", 0),
+                age,
+                ("Containers", "string", "", 1),
+                ("Images", "string", "", 1),
+                ("Selector", "string", "", 1),
+            ],
+        );
     }
 
     #[test]
@@ -1447,6 +1490,8 @@ mod tests {
             ("", "serviceaccounts"),
             ("apps", "replicasets"),
             ("apps", "deployments"),
+            ("apps", "daemonsets"),
+            ("batch", "jobs"),
             ("discovery.k8s.io", "endpointslices"),
             ("coordination.k8s.io", "leases"),
         ];

@@ -308,6 +308,29 @@ mod protobuf_built {
         );
     }
 
+    /// `kubectl create job hello --image=busybox -- echo hi` (batch/v1, as its typed client sends it).
+    #[test]
+    fn create_job() {
+        let got = decode(&body(
+            "batch/v1",
+            "Job",
+            json!({"metadata": meta("hello"),
+                   "spec": {"template": {"metadata": {"creationTimestamp": {}},
+                            "spec": {"containers": [{"name": "hello", "image": "busybox", "command": ["echo", "hi"],
+                                                     "stdin": false, "tty": false}],
+                                     "restartPolicy": "Never"}}},
+                   "status": {"active": 0, "succeeded": 0, "failed": 0}}),
+        ));
+        assert_eq!(
+            got,
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hello", "creationTimestamp": null},
+                   "spec": {"template": {"metadata": {"creationTimestamp": null},
+                            "spec": {"containers": [{"name": "hello", "image": "busybox", "command": ["echo", "hi"]}],
+                                     "restartPolicy": "Never"}}},
+                   "status": {}})
+        );
+    }
+
     #[test]
     fn managed_fields_raw_json() {
         let got = decode(&body(
