@@ -6,7 +6,9 @@
 //! Depends on: serde_json, k8s-openapi. Used by `apiserver`.
 
 pub mod allocator;
+pub mod daemonset;
 pub mod field;
+pub mod job;
 pub mod loadbalancer;
 pub mod metallb;
 pub mod names;

@@ -112,6 +112,8 @@ fn roundtrip(group: &str, kind: &str, obj: &Value) -> Result<Value, String> {
         ("", "ServiceAccount") => rt::<core::ServiceAccount>(obj),
         ("apps", "ReplicaSet") => rt::<apps::ReplicaSet>(obj),
         ("apps", "Deployment") => rt::<apps::Deployment>(obj),
+        ("apps", "DaemonSet") => rt::<apps::DaemonSet>(obj),
+        ("batch", "Job") => rt::<k8s_openapi::api::batch::v1::Job>(obj),
         ("discovery.k8s.io", "EndpointSlice") => rt::<disc::EndpointSlice>(obj),
         ("coordination.k8s.io", "Lease") => rt::<coord::Lease>(obj),
         ("autoscaling", "Scale") => rt::<k8s_openapi::api::autoscaling::v1::Scale>(obj),

@@ -92,6 +92,8 @@ pub static RESOURCES: &[Resource] = &[
     resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, short: ["sa"], cat: [], status: false, scale: false),
     resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, short: ["rs"], cat: ["all"], status: true, scale: true),
     resource!("apps", "v1", "Deployment", "deployments", "deployment", true, short: ["deploy"], cat: ["all"], status: true, scale: true),
+    resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, short: ["ds"], cat: ["all"], status: true, scale: false),
+    resource!("batch", "v1", "Job", "jobs", "job", true, short: [], cat: ["all"], status: true, scale: false),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], cat: [], status: false, scale: false),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], cat: [], status: false, scale: false),
     // MetalLB's kinds, served built in (as its CRDs declare them: status subresource, no short names).
@@ -100,8 +102,13 @@ pub static RESOURCES: &[Resource] = &[
 ];
 
 /// API groups served (besides the core group), with their versions.
-pub static GROUPS: &[(&str, &str)] =
-    &[("apps", "v1"), ("discovery.k8s.io", "v1"), ("coordination.k8s.io", "v1"), ("metallb.io", "v1beta1")];
+pub static GROUPS: &[(&str, &str)] = &[
+    ("apps", "v1"),
+    ("batch", "v1"),
+    ("discovery.k8s.io", "v1"),
+    ("coordination.k8s.io", "v1"),
+    ("metallb.io", "v1beta1"),
+];
 
 /// Look a resource up by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {

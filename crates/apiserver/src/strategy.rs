@@ -19,7 +19,7 @@ type Errors = Vec<FieldError>;
 impl Strategies {
     /// Whether `metadata.generation` is maintained (bumped on spec changes).
     pub fn has_generation(&self, r: &Resource) -> bool {
-        matches!(r.plural, "replicasets" | "deployments")
+        matches!(r.plural, "replicasets" | "deployments" | "daemonsets" | "jobs")
     }
 
     /// Default propagation policy when the client sends none (Background).
@@ -47,6 +47,18 @@ impl Strategies {
                 defaults::deployment(obj);
                 obj["status"] = json!({});
                 errs.extend(validate_selector_matches_template(obj));
+            }
+            // pkg/registry/apps/daemonset/strategy.go
+            "daemonsets" => {
+                defaults::daemonset(obj);
+                apimachinery::daemonset::prepare_create(obj);
+                errs.extend(apimachinery::daemonset::validate(obj));
+            }
+            // pkg/registry/batch/job/strategy.go
+            "jobs" => {
+                defaults::job(obj);
+                apimachinery::job::prepare_create(obj);
+                errs.extend(apimachinery::job::validate(obj));
             }
             "services" => {
                 if !errs.is_empty() {
@@ -129,6 +141,15 @@ impl Strategies {
             "deployments" => {
                 defaults::deployment(obj);
                 errs.extend(validate_selector_matches_template(obj));
+            }
+            "daemonsets" => {
+                defaults::daemonset(obj);
+                apimachinery::daemonset::prepare_update(obj, old);
+                errs.extend(apimachinery::daemonset::validate_update(obj, old));
+            }
+            "jobs" => {
+                defaults::job(obj);
+                errs.extend(apimachinery::job::validate_update(obj, old));
             }
             "services" => {
                 if !errs.is_empty() {
@@ -348,6 +369,18 @@ mod defaults {
             obj["spec"] = json!({});
         }
         set_if_absent(&mut obj["spec"], "replicas", json!(1));
+        template(obj);
+    }
+
+    /// `SetDefaults_DaemonSet` and the template's pod defaults.
+    pub fn daemonset(obj: &mut Value) {
+        apimachinery::daemonset::set_defaults(obj);
+        template(obj);
+    }
+
+    /// `SetDefaults_Job` and the template's pod defaults.
+    pub fn job(obj: &mut Value) {
+        apimachinery::job::set_defaults(obj);
         template(obj);
     }
 
