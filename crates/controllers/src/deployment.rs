@@ -134,7 +134,7 @@ fn max_revision(rss: &[ReplicaSet]) -> i64 {
 }
 
 /// `GetScaledValueFromIntOrPercent`.
-fn scaled_value(v: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
+pub(crate) fn scaled_value(v: Option<&IntOrString>, total: i32, round_up: bool) -> i32 {
     match v {
         None => 0,
         Some(IntOrString::Int(i)) => *i,

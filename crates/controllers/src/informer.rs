@@ -5,7 +5,8 @@
 
 use apimachinery::metallb::IPAddressPool;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -210,6 +211,8 @@ pub struct Informers {
     pub nodes: Arc<Informer<Node>>,
     pub replicasets: Arc<Informer<ReplicaSet>>,
     pub deployments: Arc<Informer<Deployment>>,
+    pub daemonsets: Arc<Informer<DaemonSet>>,
+    pub jobs: Arc<Informer<Job>>,
     /// MetalLB `IPAddressPool`s (LoadBalancer address allocation).
     pub ip_pools: Arc<Informer<IPAddressPool>>,
 }
@@ -237,6 +240,8 @@ impl Informers {
             nodes: Informer::new(Api::all(client.clone())),
             replicasets: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),
+            daemonsets: Informer::new(Api::all(client.clone())),
+            jobs: Informer::new(Api::all(client.clone())),
             ip_pools: Informer::new(Api::all(client.clone())),
         })
     }
@@ -250,6 +255,8 @@ impl Informers {
             self.nodes.spawn(),
             self.replicasets.spawn(),
             self.deployments.spawn(),
+            self.daemonsets.spawn(),
+            self.jobs.spawn(),
             self.ip_pools.spawn(),
         ]
     }
@@ -263,6 +270,8 @@ impl Informers {
         self.nodes.wait_ready().await;
         self.replicasets.wait_ready().await;
         self.deployments.wait_ready().await;
+        self.daemonsets.wait_ready().await;
+        self.jobs.wait_ready().await;
         self.ip_pools.wait_ready().await;
     }
 }

@@ -1,6 +1,8 @@
 //! The kinds the controllers know, as kube-rs `ApiResource`s.
 
-use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc};
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
+};
 use kube::discovery::ApiResource;
 
 /// A kind and whether it is namespaced.
@@ -26,6 +28,8 @@ pub fn all() -> Vec<Kind> {
         k::<core::Node>(false),
         k::<apps::ReplicaSet>(true),
         k::<apps::Deployment>(true),
+        k::<apps::DaemonSet>(true),
+        k::<batch::Job>(true),
         k::<disc::EndpointSlice>(true),
         k::<coord::Lease>(true),
     ]

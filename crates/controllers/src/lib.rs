@@ -1,6 +1,7 @@
 //! `controllers`: the control loops of the cluster, each a Kubernetes API
 //! client (kube-rs) that reconciles from a full view of its objects: garbage
-//! collector, namespace lifecycle, replicaset, deployment, endpoints,
+//! collector, namespace lifecycle, replicaset, deployment, daemonset, job (and
+//! ttl-after-finished), endpoints,
 //! endpointslice, endpointslice mirroring, LoadBalancer address allocation, node
 //! IPAM and the scheduler.
 //!
@@ -11,18 +12,21 @@
 //!
 //! Depends on: kube, k8s-openapi. Never on `store` or `apiserver`.
 
+mod daemonset;
 mod deployment;
 mod endpoints;
 mod endpointslice;
 mod events;
 mod gc;
 mod informer;
+mod job;
 mod kinds;
 mod lb;
 mod metrics;
 mod mirroring;
 mod namespace;
 mod nodeipam;
+mod podcontrol;
 mod queue;
 mod replicaset;
 mod scheduler;
@@ -154,6 +158,8 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     let mut tasks = vec![tokio::spawn(gc::run(client.clone())), tokio::spawn(namespace::run(client))];
     replicaset::start(&ctx, &mut tasks);
     deployment::start(&ctx, &mut tasks);
+    daemonset::start(&ctx, &mut tasks);
+    job::start(&ctx, &mut tasks);
     endpoints::start(&ctx, &mut tasks);
     endpointslice::start(&ctx, &mut tasks);
     mirroring::start(&ctx, &mut tasks);

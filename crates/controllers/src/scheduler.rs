@@ -104,7 +104,7 @@ struct Scheduler {
 }
 
 /// `ToleratesTaint`.
-fn tolerates(t: &Toleration, taint: &Taint) -> bool {
+pub(crate) fn tolerates(t: &Toleration, taint: &Taint) -> bool {
     if t.effect.as_deref().is_some_and(|e| !e.is_empty() && e != taint.effect) {
         return false;
     }
@@ -184,7 +184,7 @@ fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
 }
 
 /// NodeAffinity: `nodeSelector` and required node affinity.
-fn affinity_matches(pod: &Pod, node: &Node) -> bool {
+pub(crate) fn affinity_matches(pod: &Pod, node: &Node) -> bool {
     let Some(spec) = pod.spec.as_ref() else { return true };
     if let Some(sel) = spec.node_selector.as_ref() {
         if !util::map_selector_matches(sel, node.metadata.labels.as_ref()) {
