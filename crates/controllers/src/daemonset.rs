@@ -320,11 +320,7 @@ pub(crate) fn rolling_budget(ds: &DaemonSet, desired: i32) -> (i32, i32) {
 }
 
 /// `findUpdatedPodsOnNode`: the node's (new, old) pod, `None` if there are several of either.
-fn updated_and_old(
-    pods: &[Arc<Pod>],
-    hash: &str,
-    generation: Option<&str>,
-) -> Option<NewAndOld> {
+fn updated_and_old(pods: &[Arc<Pod>], hash: &str, generation: Option<&str>) -> Option<NewAndOld> {
     let (mut new_pod, mut old_pod): (Option<Arc<Pod>>, Option<Arc<Pod>>) = (None, None);
     for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let slot = if is_updated(p, hash, generation) { &mut new_pod } else { &mut old_pod };
