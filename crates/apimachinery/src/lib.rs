@@ -16,5 +16,6 @@ pub mod protobuf;
 pub mod quantity;
 pub mod selector;
 pub mod service;
+pub mod smd;
 pub mod strategic_merge;
 pub mod table;
