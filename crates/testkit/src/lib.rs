@@ -18,7 +18,7 @@ pub mod sandbox;
 mod server;
 
 pub use error::{Error, Result};
-pub use kubectl::{kubectl_path, Kubectl, Output};
+pub use kubectl::{helm_path, kubectl_path, Kubectl, Output};
 pub use sandbox::{cleanup_stale, sandbox_unavailable, Sandbox, SandboxNode};
 pub use server::{free_port, token_from_kubeconfig, TestServer};
 

@@ -5,7 +5,9 @@
 //! `k8s.io/apimachinery/pkg/util/managedfields/internal` (stripmeta,
 //! managedfieldsupdater, capmanagers, skipnonapplied, conflict.go).
 
-use super::path::{display, Path, PathElement};
+#[cfg(test)]
+use super::path::PathElement;
+use super::path::{display, Path};
 use super::schema::Shape;
 use super::set::Set;
 use super::typed::{self, TypeError};
@@ -194,21 +196,22 @@ pub fn update(
 ) -> Result<Vec<Entry>, TypeError> {
     let c = typed::compare(live, new, shape)?;
     let changed = c.modified.union(&c.added);
-    let me = w.entry(Operation::Update, Set::new());
-    let mut mine = Set::new();
     for e in &mut entries {
-        if e.same_manager(&me) {
-            mine = mine.union(&e.set);
-            e.set = Set::new();
-        } else {
-            e.set = e.set.difference(&changed).difference(&c.removed);
+        e.set = e.set.difference(&changed).difference(&c.removed);
+    }
+    // The writer's entry (and its time) changes only if it took fields
+    // (`managedfieldsupdater.go`).
+    if !changed.is_empty() {
+        let me = w.entry(Operation::Update, changed);
+        match entries.iter_mut().find(|e| e.same_manager(&me)) {
+            Some(e) => {
+                e.set = e.set.union(&me.set);
+                e.time = me.time;
+            }
+            None => entries.push(me),
         }
     }
     entries.retain(|e| !e.set.is_empty());
-    let mine = mine.difference(&c.removed).union(&changed);
-    if !mine.is_empty() {
-        entries.push(w.entry(Operation::Update, mine));
-    }
     Ok(cap_update_managers(entries))
 }
 
@@ -281,8 +284,10 @@ pub fn apply(
         entries = update(entries, zero, live, shape, &first)?;
     }
     let mut merged = typed::merge(live, config, shape)?;
-    let me = w.entry(Operation::Apply, typed::to_field_set(config, shape)?);
-    let last = entries.iter().find(|e| e.same_manager(&me)).map(|e| e.set.clone()).unwrap_or_default();
+    let mut me = w.entry(Operation::Apply, typed::to_field_set(config, shape)?);
+    let previous = entries.iter().find(|e| e.same_manager(&me));
+    let last = previous.map(|e| e.set.clone()).unwrap_or_default();
+    let last_time = previous.and_then(|e| e.time.clone());
     entries.retain(|e| !e.same_manager(&me));
     let owned = entries.iter().fold(me.set.clone(), |acc, e| acc.union(&e.set));
     if !last.is_empty() {
@@ -304,6 +309,10 @@ pub fn apply(
         e.set = e.set.difference(&changed).difference(&c.removed);
     }
     entries.retain(|e| !e.set.is_empty());
+    // A no-op apply keeps the applier's time (`managedfieldsupdater.go`).
+    if merged == *live && last_time.is_some() {
+        me.time = last_time;
+    }
     if !me.set.is_empty() {
         entries.push(me);
     }
@@ -346,22 +355,6 @@ pub fn requested_or_live(requested: Option<&Value>, live: Vec<Entry>) -> Vec<Ent
         }
     }
     live
-}
-
-/// Entries equal but for their times keep the live times
-/// (`IgnoreManagedFieldsTimestampsTransformer`), so a no-op write stays one.
-pub fn keep_times_if_unchanged(new: &mut [Entry], live: &[Entry]) {
-    let same = new.len() == live.len()
-        && new
-            .iter()
-            .all(|n| live.iter().any(|l| l.same_manager(n) && l.set == n.set && l.api_version == n.api_version));
-    if same {
-        for n in new.iter_mut() {
-            if let Some(l) = live.iter().find(|l| l.same_manager(n)) {
-                n.time = l.time.clone();
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ impl Set {
             m.insert(".".into(), Value::Object(Map::new()));
         }
         for pe in &self.members {
-            if !self.children.get(pe).is_some_and(|c| !c.is_empty()) {
+            if self.children.get(pe).is_none_or(|c| c.is_empty()) {
                 m.insert(pe.to_fields_v1_key(), Value::Object(Map::new()));
             }
         }

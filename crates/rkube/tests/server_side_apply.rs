@@ -1,0 +1,259 @@
+//! Server-side apply and field ownership with real clients (issue 11 items 1
+//! and 2), against one sandboxed `rkube up`: `kubectl apply --server-side`
+//! creates, re-applies as a no-op, conflicts with another manager (upstream's
+//! message), takes fields with `--force-conflicts`, removes fields it stopped
+//! applying, shares an object with a second applier; every write records
+//! `managedFields` (Update for create/patch, Apply for apply); helm 4 installs,
+//! upgrades, rolls back and uninstalls a `helm create` chart with its defaults;
+//! typed creates without `kind`/`apiVersion` (JSON, YAML) get them from the
+//! URL. One cluster for all checks. Needs root (skips otherwise).
+
+use serde_json::Value;
+use testkit::{Kubectl, Sandbox, SandboxNode};
+
+struct Cluster {
+    server: SandboxNode,
+    _sandbox: Sandbox,
+}
+
+impl Cluster {
+    fn start() -> Option<Cluster> {
+        if let Some(why) = testkit::sandbox_unavailable() {
+            testkit::skip(&why);
+            return None;
+        }
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rkube"));
+        let sandbox = Sandbox::new(1).expect("sandbox");
+        let server = sandbox.start_rkube(bin, 1, &["--node-name", "node1"]).expect("rkube up");
+        Some(Cluster { server, _sandbox: sandbox })
+    }
+
+    fn k(&self) -> Kubectl {
+        self.server.kubectl()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a: Vec<&str> = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["-o", "json", "--show-managed-fields"]);
+        serde_json::from_str(&self.k().ok(a)).expect("kubectl get -o json")
+    }
+
+    /// `manager/operation[/subresource]` of each managedFields entry.
+    fn managers(&self, args: &[&str]) -> Vec<String> {
+        let obj = self.json(args);
+        obj.pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .map(|es| {
+                es.iter()
+                    .map(|e| {
+                        let mut s = format!(
+                            "{}/{}",
+                            e["manager"].as_str().unwrap_or(""),
+                            e["operation"].as_str().unwrap_or("")
+                        );
+                        if let Some(sub) = e["subresource"].as_str() {
+                            s.push('/');
+                            s.push_str(sub);
+                        }
+                        s
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn fields_of(&self, args: &[&str], manager: &str) -> Value {
+        let obj = self.json(args);
+        obj.pointer("/metadata/managedFields")
+            .and_then(Value::as_array)
+            .and_then(|es| es.iter().find(|e| e["manager"] == manager))
+            .map(|e| e["fieldsV1"].clone())
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn deployment(replicas: u32, extra_label: bool, env: bool) -> String {
+    let label = if extra_label { "\n    tier: web" } else { "" };
+    let env = if env { "\n        env:\n        - name: MODE\n          value: prod" } else { "" };
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels:
+    app: web{label}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80{env}
+"
+    )
+}
+
+#[test]
+fn server_side_apply_and_field_managers() {
+    let Some(c) = Cluster::start() else { return };
+    let k = c.k();
+    let dep = ["deployment", "web"];
+
+    // ---- kubectl create records an Update entry ----
+    k.ok(["create", "configmap", "plain", "--from-literal=a=1"]);
+    assert_eq!(c.managers(&["configmap", "plain"]), ["kubectl-create/Update"]);
+    assert_eq!(
+        c.fields_of(&["configmap", "plain"], "kubectl-create")["f:data"],
+        serde_json::json!({".": {}, "f:a": {}})
+    );
+
+    // ---- apply creates; a second identical apply is a no-op ----
+    let out = k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &deployment(2, true, true));
+    assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
+    let first = c.json(&dep);
+    assert!(c.managers(&dep).contains(&"kubectl/Apply".to_string()), "{:?}", c.managers(&dep));
+    let f = c.fields_of(&dep, "kubectl");
+    assert_eq!(f["f:spec"]["f:replicas"], serde_json::json!({}));
+    assert_eq!(f["f:metadata"]["f:labels"]["f:tier"], serde_json::json!({}));
+    let c0 = &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"];
+    assert_eq!(c0["."], serde_json::json!({}), "{f}");
+    assert!(c0["f:ports"].get("k:{\"containerPort\":80,\"protocol\":\"TCP\"}").is_some(), "{f}");
+    k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &deployment(2, true, true));
+    let second = c.json(&dep);
+    assert_eq!(
+        first["metadata"]["resourceVersion"], second["metadata"]["resourceVersion"],
+        "re-applying the same configuration changes nothing"
+    );
+
+    // ---- another manager takes replicas; re-applying conflicts ----
+    k.ok(["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#, "--field-manager=scaler"]);
+    assert!(c.managers(&dep).contains(&"scaler/Update".to_string()));
+    let err = k.run_with_stdin(["apply", "--server-side", "-f", "-"], &deployment(2, true, true));
+    assert!(!err.success());
+    assert!(
+        err.stderr.contains(r#"Apply failed with 1 conflict: conflict with "scaler" using apps/v1: .spec.replicas"#),
+        "{}",
+        err.stderr
+    );
+    assert_eq!(c.json(&dep)["spec"]["replicas"], 3, "a conflicting apply writes nothing");
+    // Leaving replicas out of the configuration avoids the conflict ...
+    // ... and --force-conflicts takes the field back.
+    k.ok_with_stdin(["apply", "--server-side", "--force-conflicts", "-f", "-"], &deployment(2, true, true));
+    assert_eq!(c.json(&dep)["spec"]["replicas"], 2);
+    assert!(!c.managers(&dep).contains(&"scaler/Update".to_string()), "{:?}", c.managers(&dep));
+
+    // ---- fields the applier stops applying are removed ----
+    k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &deployment(2, false, false));
+    let obj = c.json(&dep);
+    assert!(obj.pointer("/metadata/labels/tier").is_none(), "{}", obj["metadata"]);
+    assert!(obj.pointer("/spec/template/spec/containers/0/env").is_none(), "{}", obj["spec"]["template"]);
+    assert_eq!(obj["metadata"]["labels"]["app"], "web");
+
+    // ---- a second applier owns its own fields; both stay ----
+    let extra = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    team: blue\n";
+    k.ok_with_stdin(["apply", "--server-side", "--field-manager=team", "-f", "-"], extra);
+    k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &deployment(2, false, false));
+    let obj = c.json(&dep);
+    assert_eq!(obj["metadata"]["annotations"]["team"], "blue");
+    let managers = c.managers(&dep);
+    assert!(
+        managers.contains(&"team/Apply".to_string()) && managers.contains(&"kubectl/Apply".to_string()),
+        "{managers:?}"
+    );
+
+    // ---- the controller's status writes are a subresource Update ----
+    assert!(
+        managers.iter().any(|m| m.ends_with("/Update/status")),
+        "the deployment controller's status update is tracked: {managers:?}"
+    );
+
+    // ---- server dry-run and bad input ----
+    let out = k.ok_with_stdin(["apply", "--server-side", "--dry-run=server", "-f", "-"], &deployment(5, false, false));
+    assert!(out.contains("serverside-applied (server dry run)"), "{out}");
+    assert_eq!(c.json(&dep)["spec"]["replicas"], 2);
+    let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  bogus: 1\n";
+    let err = k.run_with_stdin(["apply", "--server-side", "-f", "-"], bad);
+    assert!(!err.success());
+    assert!(err.stderr.contains(".spec.bogus: field not declared in schema"), "{}", err.stderr);
+
+    // ---- kubectl apply to a Service: ports keyed by port+protocol ----
+    let svc = "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n  - port: 80\n    targetPort: 80\n";
+    k.ok_with_stdin(["apply", "--server-side", "-f", "-"], svc);
+    let f = c.fields_of(&["service", "web"], "kubectl");
+    assert!(f["f:spec"]["f:ports"].get("k:{\"port\":80,\"protocol\":\"TCP\"}").is_some(), "{f}");
+    assert_eq!(f["f:spec"]["f:selector"], serde_json::json!({}), "selector is atomic: {f}");
+
+    helm(&c);
+    typed_bodies_without_kind(&c);
+}
+
+/// helm 4 (server-side apply by default) installs, upgrades, rolls back and
+/// uninstalls the chart `helm create` writes.
+fn helm(c: &Cluster) {
+    let helm = testkit::helm_path();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| -> std::process::Output {
+        let mut cmd = std::process::Command::new(testkit::sandbox::ip_path());
+        cmd.args(["netns", "exec", c.server.netns()])
+            .arg(&helm)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(c.server.kubeconfig_path())
+            .env("HELM_CACHE_HOME", dir.path().join("cache"))
+            .env("HELM_CONFIG_HOME", dir.path().join("config"))
+            .env("HELM_DATA_HOME", dir.path().join("data"))
+            .current_dir(dir.path());
+        cmd.output().expect("run helm")
+    };
+    let ok = |args: &[&str]| -> String {
+        let out = run(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "helm {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+        stdout
+    };
+    ok(&["create", "mychart"]);
+    let out = ok(&["install", "demo", "./mychart"]);
+    assert!(out.contains("STATUS: deployed"), "{out}");
+    let k = c.k();
+    k.ok(["get", "serviceaccount", "demo-mychart"]);
+    k.ok(["get", "service", "demo-mychart"]);
+    let managers = c.managers(&["deployment", "demo-mychart"]);
+    assert!(managers.contains(&"helm/Apply".to_string()), "{managers:?}");
+    let out = ok(&["upgrade", "demo", "./mychart", "--set", "replicaCount=2"]);
+    assert!(out.contains("REVISION: 2"), "{out}");
+    assert_eq!(c.json(&["deployment", "demo-mychart"])["spec"]["replicas"], 2);
+    let out = ok(&["rollback", "demo", "1"]);
+    assert!(out.contains("Rollback was a success"), "{out}");
+    assert_eq!(c.json(&["deployment", "demo-mychart"])["spec"]["replicas"], 1);
+    let out = ok(&["history", "demo"]);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    let out = ok(&["uninstall", "demo"]);
+    assert!(out.contains("release \"demo\" uninstalled"), "{out}");
+    assert!(!k.run(["get", "deployment", "demo-mychart"]).success());
+}
+
+/// A typed endpoint fills `kind`/`apiVersion` from the URL and refuses a wrong one.
+fn typed_bodies_without_kind(c: &Cluster) {
+    let k = c.k();
+    let out = k.run_with_stdin(
+        ["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"],
+        r#"{"metadata":{"name":"nokind"},"data":{"a":"1"}}"#,
+    );
+    assert!(out.success(), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["kind"], "ConfigMap");
+    assert_eq!(v["apiVersion"], "v1");
+    let out = k.run_with_stdin(
+        ["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", "-"],
+        r#"{"kind":"Secret","apiVersion":"v1","metadata":{"name":"wrong"}}"#,
+    );
+    assert!(!out.success());
+    assert!(out.stderr.contains("Secret in version \"v1\" cannot be handled as a ConfigMap"), "{}", out.stderr);
+}
