@@ -44,6 +44,10 @@ done
 if [[ "${1:-}" != "--runtime" ]] && ! python3 -m pip --version >/dev/null 2>&1; then
     missing+=("python3-pip")
 fi
+# fetch-python-client.sh makes a virtualenv (Debian splits venv/ensurepip out).
+if [[ "${1:-}" != "--runtime" ]] && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+    missing+=("python3-venv")
+fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     log "all prerequisites present"

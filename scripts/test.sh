@@ -37,6 +37,11 @@ RKUBE_HELM="$(./scripts/fetch-kubectl.sh --helm)"
 export RKUBE_HELM
 "$RKUBE_HELM" version --short
 
+section "official Python client (kubernetes 33.x)"
+RKUBE_PYTHON_CLIENT="$(./scripts/fetch-python-client.sh)"
+export RKUBE_PYTHON_CLIENT
+"$RKUBE_PYTHON_CLIENT" -c "import kubernetes; print('kubernetes', kubernetes.__version__)"
+
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
 

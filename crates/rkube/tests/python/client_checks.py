@@ -1,0 +1,195 @@
+"""The official Kubernetes Python client (PyPI `kubernetes`) against rkube.
+
+Run by crates/rkube/tests/python_client.rs as `python client_checks.py KUBECONFIG`.
+For each kind: create (bodies without kind/apiVersion, as the typed models send
+them unless set), read, patch (strategic merge), list, watch, delete; plus the
+dynamic client's discovery and server-side apply. Prints one line per check and
+exits non-zero at the first failure.
+"""
+
+import sys
+import threading
+import time
+
+from kubernetes import client, config, dynamic, watch
+from kubernetes.client.rest import ApiException
+
+NS = "default"
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        print(f"FAIL {name}: {detail}", flush=True)
+        sys.exit(1)
+    print(f"ok {name}", flush=True)
+
+
+def watch_sees(list_fn, name, action, **kw):
+    """Start a watch, run `action`, and return the event types seen for `name`."""
+    seen = []
+    started = threading.Event()
+
+    def run():
+        w = watch.Watch()
+        started.set()
+        for ev in w.stream(list_fn, NS, timeout_seconds=8, **kw):
+            if ev["object"].metadata.name == name:
+                seen.append(ev["type"])
+                if ev["type"] == "DELETED":
+                    w.stop()
+
+    t = threading.Thread(target=run)
+    t.start()
+    started.wait()
+    time.sleep(0.5)
+    action()
+    t.join(timeout=15)
+    return seen
+
+
+def configmaps(core):
+    body = {"metadata": {"name": "py-cm"}, "data": {"a": "1"}}
+    cm = core.create_namespaced_config_map(NS, body)
+    check("configmap create without kind", cm.metadata.name == "py-cm" and cm.data == {"a": "1"})
+    check("configmap read", core.read_namespaced_config_map("py-cm", NS).data["a"] == "1")
+    cm = core.patch_namespaced_config_map("py-cm", NS, {"data": {"b": "2"}})
+    check("configmap patch", cm.data == {"a": "1", "b": "2"}, cm.data)
+    names = [c.metadata.name for c in core.list_namespaced_config_map(NS).items]
+    check("configmap list", "py-cm" in names, names)
+    seen = watch_sees(
+        core.list_namespaced_config_map,
+        "py-cm",
+        lambda: core.delete_namespaced_config_map("py-cm", NS),
+    )
+    check("configmap watch sees the delete", "DELETED" in seen, seen)
+    try:
+        core.read_namespaced_config_map("py-cm", NS)
+        check("configmap gone", False, "still there")
+    except ApiException as e:
+        check("configmap gone (404)", e.status == 404, e.status)
+
+
+def services(core):
+    body = client.V1Service(
+        metadata=client.V1ObjectMeta(name="py-svc"),
+        spec=client.V1ServiceSpec(selector={"app": "py"}, ports=[client.V1ServicePort(port=80, target_port=8080)]),
+    )
+    svc = core.create_namespaced_service(NS, body)
+    check("service create from typed model (no kind)", svc.spec.cluster_ip not in (None, "", "None"), svc.spec.cluster_ip)
+    svc = core.patch_namespaced_service("py-svc", NS, {"metadata": {"labels": {"tier": "web"}}})
+    check("service patch", svc.metadata.labels == {"tier": "web"}, svc.metadata.labels)
+    core.delete_namespaced_service("py-svc", NS)
+    check("service delete", True)
+
+
+def pods(core):
+    body = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="py-pod", labels={"app": "py"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="registry.k8s.io/pause:3.10")]),
+    )
+    seen = watch_sees(core.list_namespaced_pod, "py-pod", lambda: core.create_namespaced_pod(NS, body))
+    check("pod create + watch ADDED", "ADDED" in seen, seen)
+    pod = core.read_namespaced_pod("py-pod", NS)
+    check("pod read", pod.spec.containers[0].image == "registry.k8s.io/pause:3.10")
+    core.delete_namespaced_pod("py-pod", NS, grace_period_seconds=0)
+    check("pod delete", True)
+
+
+def deployments(apps):
+    body = client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="py-dep"),
+        spec=client.V1DeploymentSpec(
+            replicas=1,
+            selector=client.V1LabelSelector(match_labels={"app": "py-dep"}),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels={"app": "py-dep"}),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="registry.k8s.io/pause:3.10")]),
+            ),
+        ),
+    )
+    d = apps.create_namespaced_deployment(NS, body)
+    check("deployment create", d.spec.strategy.type == "RollingUpdate", d.spec.strategy)
+    d = apps.patch_namespaced_deployment("py-dep", NS, {"spec": {"replicas": 2}})
+    check("deployment patch", d.spec.replicas == 2)
+    s = apps.read_namespaced_deployment_scale("py-dep", NS)
+    check("deployment scale read", s.spec.replicas == 2, s.spec)
+    s = apps.patch_namespaced_deployment_scale("py-dep", NS, {"spec": {"replicas": 0}})
+    check("deployment scale patch", s.spec.replicas == 0, s.spec)
+    apps.delete_namespaced_deployment("py-dep", NS)
+    check("deployment delete", True)
+
+
+def daemonsets(apps):
+    body = {
+        "metadata": {"name": "py-ds"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "py-ds"}},
+            "template": {
+                "metadata": {"labels": {"app": "py-ds"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+            },
+        },
+    }
+    ds = apps.create_namespaced_daemon_set(NS, body)
+    check("daemonset create", ds.spec.update_strategy.type == "RollingUpdate", ds.spec.update_strategy)
+    ds = apps.patch_namespaced_daemon_set("py-ds", NS, {"metadata": {"annotations": {"x": "y"}}})
+    check("daemonset patch", ds.metadata.annotations.get("x") == "y")
+    apps.delete_namespaced_daemon_set("py-ds", NS)
+    check("daemonset delete", True)
+
+
+def jobs(batch):
+    body = client.V1Job(
+        metadata=client.V1ObjectMeta(name="py-job"),
+        spec=client.V1JobSpec(
+            template=client.V1PodTemplateSpec(
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    containers=[client.V1Container(name="c", image="busybox", command=["sh", "-c", "true"])],
+                )
+            )
+        ),
+    )
+    j = batch.create_namespaced_job(NS, body)
+    check("job create", j.spec.backoff_limit == 6, j.spec.backoff_limit)
+    names = [x.metadata.name for x in batch.list_namespaced_job(NS).items]
+    check("job list", "py-job" in names, names)
+    batch.delete_namespaced_job("py-job", NS, propagation_policy="Background")
+    check("job delete", True)
+
+
+def dynamic_apply(api_client):
+    dyn = dynamic.DynamicClient(api_client)
+    cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "py-ssa", "namespace": NS}, "data": {"k": "v"}}
+    obj = cms.server_side_apply(body=manifest, field_manager="python", namespace=NS)
+    check("dynamic server-side apply creates", obj.data.k == "v")
+    managers = [e.manager for e in obj.metadata.managedFields]
+    check("managedFields name the applier", "python" in managers, managers)
+    manifest["data"] = {"k": "w"}
+    obj = cms.server_side_apply(body=manifest, field_manager="python", namespace=NS)
+    check("dynamic server-side apply updates", obj.data.k == "w")
+    cms.delete(name="py-ssa", namespace=NS)
+    check("dynamic delete", True)
+
+
+def main():
+    config.load_kube_config(config_file=sys.argv[1])
+    api_client = client.ApiClient()
+    core = client.CoreV1Api(api_client)
+    apps = client.AppsV1Api(api_client)
+    batch = client.BatchV1Api(api_client)
+    versions = client.VersionApi(api_client).get_code()
+    check("version", versions.git_version.startswith("v1."), versions.git_version)
+    configmaps(core)
+    services(core)
+    pods(core)
+    deployments(apps)
+    daemonsets(apps)
+    jobs(batch)
+    dynamic_apply(api_client)
+    print("all python client checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
