@@ -53,11 +53,8 @@ async fn main() {
     let server = TestServer::start_with_args(env!("CARGO_BIN_EXE_rkube"), &["--api-only"]).expect("rkube server");
     let client = controllers::client_from_kubeconfig(&server.kubeconfig_path()).await.expect("client");
     let put_api: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client,
-        "default",
-        &kube::api::ApiResource::erase::<Deployment>(&()),
-    );
+    let raw: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client, "default", &kube::api::ApiResource::erase::<Deployment>(&()));
     let names: Vec<String> = (0..n).map(|i| format!("d{i:05}")).collect();
 
     // Setup: the objects, created by the applier so both rounds start alike.

@@ -31,12 +31,8 @@ fn official_python_client() {
     let sandbox = Sandbox::new(1).expect("sandbox");
     let server = sandbox.start_rkube(bin, 1, &["--node-name", "node1"]).expect("rkube up");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_checks.py");
-    let out = sandbox
-        .command(server.netns(), &py)
-        .arg(&script)
-        .arg(server.kubeconfig_path())
-        .output()
-        .expect("run python");
+    let out =
+        sandbox.command(server.netns(), &py).arg(&script).arg(server.kubeconfig_path()).output().expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
