@@ -192,6 +192,40 @@ fn server_side_apply_and_field_managers() {
 
     helm(&c);
     typed_bodies_without_kind(&c);
+    explain(&c);
+}
+
+/// `kubectl explain` reads the field schemas of OpenAPI v3: upstream's text.
+fn explain(c: &Cluster) {
+    let k = c.k();
+    let out = k.ok(["explain", "service.spec.sessionAffinity"]);
+    let want = r#"KIND:       Service
+VERSION:    v1
+
+FIELD: sessionAffinity <string>
+ENUM:
+    ClientIP
+    None
+
+DESCRIPTION:
+    Supports "ClientIP" and "None". Used to maintain session affinity. Enable
+    client IP based session affinity. Must be ClientIP or None. Defaults to
+    None. More info:
+    https://kubernetes.io/docs/concepts/services-networking/service/#virtual-ips-and-service-proxies
+    
+    Possible enum values:
+     - `"ClientIP"` is the Client IP based.
+     - `"None"` - no session affinity.
+"#;
+    assert_eq!(out.trim_end(), want.trim_end(), "kubectl explain service.spec.sessionAffinity");
+    let out = k.ok(["explain", "deployment.spec.template.spec.containers.ports"]);
+    assert!(out.contains("FIELD: ports <[]ContainerPort>"), "{out}");
+    assert!(out.contains("containerPort\t<integer> -required-"), "{out}");
+    let out = k.ok(["explain", "pods"]);
+    assert!(out.contains("metadata\t<ObjectMeta>\n"), "metadata is not required: {out}");
+    assert!(out.contains("spec\t<PodSpec>"), "{out}");
+    let out = k.ok(["explain", "deploy.spec.strategy.type"]);
+    assert!(out.contains("- `\"Recreate\"` Kill all existing pods before creating new ones."), "{out}");
 }
 
 /// helm 4 (server-side apply by default) installs, upgrades, rolls back and

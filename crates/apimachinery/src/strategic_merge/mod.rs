@@ -72,6 +72,43 @@ pub enum PatchError {
     Invalid(String),
 }
 
+/// One field with patch metadata, as OpenAPI publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatchField {
+    /// Field names from the object's root (list elements are passed through).
+    pub path: Vec<&'static str>,
+    /// `x-kubernetes-patch-strategy`: `merge`, `retainKeys`, `merge,retainKeys`, `replace`.
+    pub strategy: String,
+    /// `x-kubernetes-patch-merge-key`, empty when none.
+    pub merge_key: &'static str,
+}
+
+/// Every field of `(group, kind)` that carries a patch strategy.
+pub fn patch_fields(group: &str, kind: &str) -> Vec<PatchField> {
+    fn walk(s: &'static schema::Schema, prefix: &mut Vec<&'static str>, out: &mut Vec<PatchField>) {
+        if let schema::Schema::Struct(fields) = s {
+            for f in fields.iter() {
+                prefix.push(f.name);
+                let strategy = match (f.strategy, f.retain_keys) {
+                    (schema::Strategy::Merge, true) => "merge,retainKeys",
+                    (schema::Strategy::Merge, false) => "merge",
+                    (schema::Strategy::Replace, _) => "replace",
+                    (schema::Strategy::None, true) => "retainKeys",
+                    (schema::Strategy::None, false) => "",
+                };
+                if !strategy.is_empty() {
+                    out.push(PatchField { path: prefix.clone(), strategy: strategy.into(), merge_key: f.merge_key });
+                }
+                walk(f.schema, prefix, out);
+                prefix.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema::for_kind(group, kind), &mut Vec::new(), &mut out);
+    out
+}
+
 /// Apply a strategic merge patch to `original`, a JSON object of kind `kind` in
 /// API group `group` (`""` for the core group), exactly as kube-apiserver does
 /// for built-in types. Kinds without patch metadata behave as a JSON merge patch

@@ -31,9 +31,8 @@ pub(crate) struct Field {
     pub(crate) name: &'static str,
     pub(crate) strategy: Strategy,
     /// `retainKeys` is part of the tag. The server applies `$retainKeys`
-    /// directives wherever they appear, so this is informational (it tells where
-    /// kubectl generates them).
-    #[allow(dead_code)]
+    /// directives wherever they appear; OpenAPI publishes it so kubectl knows
+    /// where to generate them.
     pub(crate) retain_keys: bool,
     /// `patchMergeKey`, empty when there is none.
     pub(crate) merge_key: &'static str,

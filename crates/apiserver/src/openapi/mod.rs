@@ -1,6 +1,11 @@
-//! OpenAPI v3 documents: enough for clients to learn which operations exist
-//! and that the server validates fields itself (`fieldValidation`), which
-//! is what kubectl's default `--validate=strict` checks before sending.
+//! OpenAPI v3 documents: the operations of each group version and the field
+//! schemas of its kinds (`schemas`), so that `kubectl explain` prints
+//! upstream's text, kubectl finds the patch metadata of strategic merge
+//! patches, and clients see that the server validates fields itself
+//! (`fieldValidation`, what kubectl's `--validate=strict` checks for).
+
+mod enums;
+pub mod schemas;
 
 use crate::resources::{Resource, GROUPS, RESOURCES};
 use serde_json::{json, Value};
@@ -32,6 +37,9 @@ fn gvk(r: &Resource) -> Value {
 }
 
 fn schema_name(r: &Resource) -> String {
+    if let Some(n) = schemas::kind_schema(r.group, r.version, r.kind) {
+        return n.to_string();
+    }
     if r.group == "metallb.io" {
         // A CRD's schema is named by its reversed group (`io.metallb.v1beta1.IPAddressPool`).
         return format!("io.metallb.{}.{}", r.version, r.kind);
@@ -118,13 +126,24 @@ pub fn gv_doc(path: &str) -> Option<Value> {
                 }),
             );
         }
-        schemas.insert(
-            schema_name(r),
-            json!({
-                "type": "object",
-                "x-kubernetes-group-version-kind": [gvk(r)],
-            }),
-        );
+        match schemas::kind_schema(r.group, r.version, r.kind) {
+            Some(name) => {
+                for dep in schemas::closure(&[name]) {
+                    if let Some(d) = schemas::definitions().get(&dep) {
+                        schemas.insert(dep, d.clone());
+                    }
+                }
+            }
+            None => {
+                schemas.insert(
+                    schema_name(r),
+                    json!({
+                        "type": "object",
+                        "x-kubernetes-group-version-kind": [gvk(r)],
+                    }),
+                );
+            }
+        }
     }
     found.then(|| {
         json!({
