@@ -93,6 +93,13 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
     match target {
         Target::Metrics => full(200, "text/plain; version=0.0.4", state.metrics.render().into_bytes()),
         Target::Discovery(d) => {
+            let accept = req.headers().get(http::header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
+            if matches!(d, DiscoveryPath::Api | DiscoveryPath::Apis) && discovery::wants_aggregated(accept) {
+                let doc = discovery::aggregated(matches!(d, DiscoveryPath::Api));
+                let mut resp = full(200, discovery::AGGREGATED_V2, serde_json::to_vec(&doc).unwrap_or_default());
+                resp.headers_mut().insert(http::header::VARY, HeaderValue::from_static("Accept"));
+                return resp;
+            }
             let doc = match d {
                 DiscoveryPath::Api => Some(discovery::api_versions(&state.server_address)),
                 DiscoveryPath::Apis => Some(discovery::api_group_list()),

@@ -193,6 +193,21 @@ fn server_side_apply_and_field_managers() {
     helm(&c);
     typed_bodies_without_kind(&c);
     explain(&c);
+    aggregated_discovery(&c);
+}
+
+/// kubectl discovers everything from the two aggregated documents
+/// (`apidiscovery.k8s.io/v2`), not one request per group version.
+fn aggregated_discovery(c: &Cluster) {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let k = c.k().with_cache_dir(cache.path());
+    let out = k.run(["api-resources", "-v=6"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("deployments") && out.stdout.contains("daemonsets"), "{}", out.stdout);
+    let per_gv: Vec<&str> =
+        out.stderr.lines().filter(|l| l.contains("/apis/apps/v1") || l.contains("/api/v1?")).collect();
+    assert!(per_gv.is_empty(), "legacy per-group-version discovery requests: {per_gv:?}");
+    assert!(out.stderr.contains("/apis?timeout"), "{}", out.stderr);
 }
 
 /// `kubectl explain` reads the field schemas of OpenAPI v3: upstream's text.
