@@ -95,6 +95,18 @@ impl FieldError {
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
         Self::new(ErrorType::TooLong, field, None, format!("must have at most {max} bytes"))
     }
+    /// `Too many: <actual>: must have at most <max> items`.
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize) -> Self {
+        Self::new(ErrorType::TooMany, field, Some(actual.into()), format!("must have at most {max} items"))
+    }
+    /// `Invalid value: <value>: <detail>` for a value of the wrong type.
+    pub fn type_invalid(
+        field: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::new(ErrorType::TypeInvalid, field, Some(value.into()), detail)
+    }
     pub fn internal(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(ErrorType::Internal, field, None, detail)
     }

@@ -6,6 +6,7 @@
 //! Depends on: serde_json, k8s-openapi. Used by `apiserver`.
 
 pub mod allocator;
+pub mod crd;
 pub mod daemonset;
 pub mod field;
 pub mod job;
