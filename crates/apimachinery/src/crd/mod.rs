@@ -5,4 +5,6 @@
 //! {pruning,defaulting}, `.../apiserver/validation`, kube-openapi
 //! `pkg/validation`).
 
+pub mod columns;
+pub mod definition;
 pub mod schema;
