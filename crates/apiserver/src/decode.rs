@@ -93,7 +93,18 @@ pub fn check_object(r: &Resource, obj: Value, mode: FieldValidation) -> ApiResul
             r.api_version()
         )));
     }
-    let typed = roundtrip(r.group, r.kind, &obj).map_err(cannot_handle)?;
+    let typed = match crate::crd::custom(r) {
+        // Custom objects: what the CRD's structural schema does not declare is
+        // pruned (and reported like unknown fields of built-in types).
+        Some(c) => {
+            let mut t = obj.clone();
+            if let Some(schema) = &c.version.schema {
+                apimachinery::crd::schema::prune(&mut t, schema);
+            }
+            t
+        }
+        None => roundtrip(r.group, r.kind, &obj).map_err(cannot_handle)?,
+    };
     let mut unknown = Vec::new();
     unknown_fields(&obj, &typed, String::new(), &mut unknown);
     if unknown.is_empty() || mode == FieldValidation::Ignore {
@@ -130,6 +141,9 @@ fn roundtrip(group: &str, kind: &str, obj: &Value) -> Result<Value, String> {
         ("discovery.k8s.io", "EndpointSlice") => rt::<disc::EndpointSlice>(obj),
         ("coordination.k8s.io", "Lease") => rt::<coord::Lease>(obj),
         ("autoscaling", "Scale") => rt::<k8s_openapi::api::autoscaling::v1::Scale>(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            rt::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>(obj)
+        }
         _ => Ok(obj.clone()),
     }
 }

@@ -3,7 +3,7 @@
 //! (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList` on `/api` and `/apis`, one
 //! request for everything; `staging/src/k8s.io/apiserver/pkg/endpoints/discovery/aggregated`).
 
-use crate::resources::{Resource, GROUPS, RESOURCES};
+use crate::resources::{self, Resource};
 use serde_json::{json, Value};
 
 pub fn api_versions(server_address: &str) -> Value {
@@ -14,19 +14,22 @@ pub fn api_versions(server_address: &str) -> Value {
     })
 }
 
-fn group_entry(name: &str, version: &str) -> Value {
-    let gv = json!({ "groupVersion": format!("{name}/{version}"), "version": version });
-    json!({ "name": name, "versions": [gv.clone()], "preferredVersion": gv })
+/// An `APIGroup` entry; `versions` preferred first.
+fn group_entry(name: &str, versions: &[String]) -> Value {
+    let gvs: Vec<Value> =
+        versions.iter().map(|v| json!({ "groupVersion": format!("{name}/{v}"), "version": v })).collect();
+    let preferred = gvs.first().cloned().unwrap_or_default();
+    json!({ "name": name, "versions": gvs, "preferredVersion": preferred })
 }
 
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = GROUPS.iter().map(|(g, v)| group_entry(g, v)).collect();
+    let groups: Vec<Value> = resources::groups().iter().map(|(g, vs)| group_entry(g, vs)).collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 pub fn api_group(name: &str) -> Option<Value> {
-    let (g, v) = GROUPS.iter().find(|(g, _)| *g == name)?;
-    let mut e = group_entry(g, v);
+    let (g, vs) = resources::groups().into_iter().find(|(g, _)| g == name)?;
+    let mut e = group_entry(&g, &vs);
     e["kind"] = json!("APIGroup");
     e["apiVersion"] = json!("v1");
     Some(e)
@@ -67,7 +70,7 @@ fn sub_entry(r: &Resource, sub: &str, group: Option<(&str, &str)>, kind: &str, v
 /// `APIResourceList` of one group version, or `None` if it is not served.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut list = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in resources::all().into_iter().filter(|r| r.group == group && r.version == version) {
         list.push(resource_entry(r));
         if r.status {
             list.push(sub_entry(r, "status", None, r.kind, &["get", "patch", "update"]));
@@ -148,12 +151,15 @@ fn aggregated_resource(r: &Resource) -> Value {
     e
 }
 
-fn aggregated_group(group: &str, versions: &[&str]) -> Value {
+fn aggregated_group(group: &str, versions: &[String]) -> Value {
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let resources: Vec<Value> =
-                RESOURCES.iter().filter(|r| r.group == group && r.version == *v).map(aggregated_resource).collect();
+            let resources: Vec<Value> = resources::all()
+                .into_iter()
+                .filter(|r| r.group == group && r.version == *v)
+                .map(aggregated_resource)
+                .collect();
             json!({ "version": v, "resources": resources, "freshness": "Current" })
         })
         .collect();
@@ -168,9 +174,9 @@ fn aggregated_group(group: &str, versions: &[&str]) -> Value {
 /// The aggregated discovery document of `/api` (`core`) or `/apis`.
 pub fn aggregated(core: bool) -> Value {
     let items: Vec<Value> = if core {
-        vec![aggregated_group("", &["v1"])]
+        vec![aggregated_group("", &["v1".to_string()])]
     } else {
-        GROUPS.iter().map(|(g, v)| aggregated_group(g, &[v])).collect()
+        resources::groups().iter().map(|(g, vs)| aggregated_group(g, vs)).collect()
     };
     json!({ "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items })
 }

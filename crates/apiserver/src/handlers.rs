@@ -116,6 +116,29 @@ impl Ctx<'_> {
 /// A `meta.k8s.io/v1` Table of `objs` with the resource's columns.
 fn table(r: &Resource, objs: &[Value], include: Include, list_meta: Option<Value>) -> Value {
     let now = jiff::Timestamp::now();
+    if let Some(c) = crate::crd::custom(r) {
+        // additionalPrinterColumns (apiextensions `tableconvertor`).
+        let cols = &c.version.printer_columns;
+        let rows: Vec<Value> = objs
+            .iter()
+            .map(|o| {
+                let mut row = json!({ "cells": apimachinery::crd::columns::cells(cols, o, now) });
+                match include {
+                    Include::None => {}
+                    Include::Metadata => row["object"] = partial(o),
+                    Include::Object => row["object"] = o.clone(),
+                }
+                row
+            })
+            .collect();
+        return json!({
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": list_meta.unwrap_or_else(|| json!({})),
+            "columnDefinitions": apimachinery::crd::columns::columns(cols),
+            "rows": rows,
+        });
+    }
     let columns = apimachinery::table::columns(r.group, r.plural).unwrap_or_else(apimachinery::table::default_columns);
     let rows: Vec<Value> = objs
         .iter()

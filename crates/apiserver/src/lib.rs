@@ -8,6 +8,7 @@
 //! Depends on: store, apimachinery, hyper, rustls, k8s-openapi.
 
 mod bootstrap;
+mod crd;
 mod decode;
 mod discovery;
 pub mod error;
@@ -146,6 +147,10 @@ impl ApiServer {
             lb_reserved: lb_reserved(&cfg),
         };
         let registry = registry::Registry { store: store.clone(), strategies };
+        registry
+            .reload_crds()
+            .await
+            .map_err(|e| StartError::Bootstrap(format!("loading custom resource definitions: {e}")))?;
         bootstrap::run(&registry, &cfg, kubernetes_ip).await.map_err(|e| StartError::Bootstrap(e.to_string()))?;
 
         let addr = SocketAddr::new(cfg.bind_address, cfg.port);

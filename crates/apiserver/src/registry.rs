@@ -72,7 +72,48 @@ pub fn generate_name(base: &str) -> String {
     format!("{base}{suffix}")
 }
 
+fn is_crd(r: &Resource) -> bool {
+    r.group == "apiextensions.k8s.io" && r.plural == "customresourcedefinitions"
+}
+
 impl Registry {
+    /// Serve the custom resources of every stored CRD (at start and after
+    /// each CRD write).
+    pub async fn reload_crds(&self) -> ApiResult<()> {
+        let r = crate::resources::find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .ok_or_else(|| ApiError::internal("no customresourcedefinitions resource"))?;
+        let page = self.store.list(&r.key_prefix(), ListOptions::default()).await?;
+        let mut crds = Vec::with_capacity(page.kvs.len());
+        for kv in &page.kvs {
+            crds.push(self.decode(kv)?.object);
+        }
+        crate::crd::sync(&crds);
+        Ok(())
+    }
+
+    /// After a write of `r`: CRD changes change what is served.
+    async fn after_write(&self, r: &Resource) {
+        if is_crd(r) {
+            if let Err(e) = self.reload_crds().await {
+                tracing::warn!(error = %e, "reloading custom resource definitions");
+            }
+        }
+    }
+
+    /// Deleting a CRD deletes its objects (upstream's `customresourcecleanup`
+    /// finalizer does this before the CRD goes).
+    async fn delete_custom_objects(&self, crd: &Value) -> ApiResult<()> {
+        let Some(prefix) = crate::crd::key_prefix_of(crd) else { return Ok(()) };
+        let page = self.store.list(&prefix, ListOptions::default()).await?;
+        for kv in &page.kvs {
+            match self.store.delete(&kv.key, None).await {
+                Ok(_) | Err(store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     fn decode(&self, kv: &KeyValue) -> ApiResult<Stored> {
         let object = object::decode(&kv.value, kv.mod_revision)
             .map_err(|e| ApiError::internal(format!("decoding stored object {}: {e}", kv.key)))?;
@@ -154,6 +195,7 @@ impl Registry {
             Ok(kv) => {
                 alloc.commit();
                 object::set_resource_version(&mut obj, kv.mod_revision);
+                self.after_write(r).await;
                 Ok(Stored { object: obj, revision: kv.mod_revision })
             }
             Err(store::Error::AlreadyExists { .. }) => {
@@ -320,11 +362,15 @@ impl Registry {
         }
         let key = r.key(ns, name);
         if deleting && object::finalizers(&obj).is_empty() && !self.strategies.blocks_deletion(r, &obj) {
+            if is_crd(r) {
+                self.delete_custom_objects(&obj).await?;
+            }
             return match self.store.delete(&key, Some(old.revision)).await {
                 Ok((_, rev)) => {
                     alloc.commit();
                     self.strategies.released(r, &obj);
                     object::set_resource_version(&mut obj, rev);
+                    self.after_write(r).await;
                     Ok(Stored { object: obj, revision: rev })
                 }
                 Err(e) => {
@@ -342,6 +388,7 @@ impl Registry {
             Ok(kv) => {
                 alloc.commit();
                 object::set_resource_version(&mut obj, kv.mod_revision);
+                self.after_write(r).await;
                 Ok(Stored { object: obj, revision: kv.mod_revision })
             }
             Err(e) => {
@@ -417,10 +464,14 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Deleted::Gone(obj));
                 }
+                if is_crd(r) {
+                    self.delete_custom_objects(&obj).await?;
+                }
                 match self.store.delete(&r.key(ns, name), Some(cur.revision)).await {
                     Ok((_, rev)) => {
                         self.strategies.released(r, &obj);
                         object::set_resource_version(&mut obj, rev);
+                        self.after_write(r).await;
                         return Ok(Deleted::Gone(obj));
                     }
                     Err(store::Error::Conflict { .. }) => continue,
@@ -461,6 +512,7 @@ impl Registry {
             match self.store.update(&r.key(ns, name), object::encode(&obj), cur.revision).await {
                 Ok(kv) => {
                     object::set_resource_version(&mut obj, kv.mod_revision);
+                    self.after_write(r).await;
                     return Ok(Deleted::Pending(obj));
                 }
                 Err(store::Error::Conflict { .. }) => continue,

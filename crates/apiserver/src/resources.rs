@@ -97,6 +97,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], cat: [], status: false, scale: false),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], cat: [], status: false, scale: false),
     // MetalLB's kinds, served built in (as its CRDs declare them: status subresource, no short names).
+    resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, short: ["crd", "crds"], cat: ["api-extensions"], status: true, scale: false),
     resource!("metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools", "ipaddresspool", true, short: [], cat: [], status: true, scale: false),
     resource!("metallb.io", "v1beta1", "L2Advertisement", "l2advertisements", "l2advertisement", true, short: [], cat: [], status: true, scale: false),
 ];
@@ -107,15 +108,49 @@ pub static GROUPS: &[(&str, &str)] = &[
     ("batch", "v1"),
     ("discovery.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
+    ("apiextensions.k8s.io", "v1"),
     ("metallb.io", "v1beta1"),
 ];
 
-/// Look a resource up by group, version and plural name.
+/// Look a resource up by group, version and plural name (built-in or custom).
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+        .or_else(|| crate::crd::find(group, version, plural))
 }
 
 /// Look a resource up by apiVersion and kind.
 pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.kind == kind && r.api_version() == api_version)
+    RESOURCES
+        .iter()
+        .find(|r| r.kind == kind && r.api_version() == api_version)
+        .or_else(|| crate::crd::find_kind(api_version, kind))
+}
+
+/// Every resource served now: the built-in ones, then the custom ones.
+pub fn all() -> Vec<&'static Resource> {
+    let mut v: Vec<&'static Resource> = RESOURCES.iter().collect();
+    v.extend(crate::crd::all());
+    v
+}
+
+/// Every API group served now (besides core) with its versions, preferred first.
+pub fn groups() -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> =
+        GROUPS.iter().map(|(g, v)| (g.to_string(), vec![v.to_string()])).collect();
+    for r in crate::crd::all() {
+        match out.iter_mut().find(|(g, _)| g == r.group) {
+            Some((_, vs)) => {
+                if !vs.iter().any(|v| v == r.version) {
+                    vs.push(r.version.to_string());
+                }
+            }
+            None => out.push((r.group.to_string(), vec![r.version.to_string()])),
+        }
+    }
+    for (_, vs) in &mut out {
+        vs.sort_by_key(|v| std::cmp::Reverse(crate::crd::version_priority(v)));
+    }
+    out
 }

@@ -20,6 +20,8 @@ impl Strategies {
     /// Whether `metadata.generation` is maintained (bumped on spec changes).
     pub fn has_generation(&self, r: &Resource) -> bool {
         matches!(r.plural, "replicasets" | "deployments" | "daemonsets" | "jobs")
+            || (r.group == "apiextensions.k8s.io" && r.plural == "customresourcedefinitions")
+            || crate::crd::custom(r).is_some()
     }
 
     /// Default propagation policy when the client sends none (Background).
@@ -71,7 +73,10 @@ impl Strategies {
                 errs.extend(apimachinery::metallb::validate_pool(obj, &self.lb_reserved));
             }
             "l2advertisements" => errs.extend(apimachinery::metallb::validate_l2_advertisement(obj)),
-            _ => {}
+            "customresourcedefinitions" if r.group == "apiextensions.k8s.io" => {
+                errs.extend(custom_definition(obj));
+            }
+            _ => errs.extend(custom_object(r, obj)),
         }
         if errs.is_empty() {
             Ok(Allocation::none())
@@ -162,7 +167,10 @@ impl Strategies {
                 errs.extend(apimachinery::metallb::validate_pool(obj, &self.lb_reserved));
             }
             "l2advertisements" => errs.extend(apimachinery::metallb::validate_l2_advertisement(obj)),
-            _ => {}
+            "customresourcedefinitions" if r.group == "apiextensions.k8s.io" => {
+                errs.extend(custom_definition(obj));
+            }
+            _ => errs.extend(custom_object(r, obj)),
         }
         if errs.is_empty() {
             Ok(Allocation::none())
@@ -215,6 +223,25 @@ impl Strategies {
 
 /// Name rules: a DNS-1123 subdomain for most kinds, a DNS-1035 label for
 /// Services, a DNS-1123 label for Namespaces (upstream `ValidateObjectMeta`).
+/// A CRD: defaults, validation, and the status the naming and establishing
+/// controllers would set (`apiextensions-apiserver/pkg/registry/customresourcedefinition/strategy.go`).
+fn custom_definition(obj: &mut Value) -> Errors {
+    apimachinery::crd::definition::default(obj);
+    let errs = apimachinery::crd::definition::validate(obj);
+    if errs.is_empty() {
+        obj["status"] = apimachinery::crd::definition::status(obj, &crate::registry::now_rfc3339());
+    }
+    errs
+}
+
+/// A custom object: its CRD version's schema defaults and validates it
+/// (unknown fields were pruned when the body was decoded).
+fn custom_object(r: &Resource, obj: &mut Value) -> Errors {
+    let Some(schema) = crate::crd::custom(r).and_then(|c| c.version.schema) else { return Vec::new() };
+    apimachinery::crd::schema::default(obj, &schema);
+    apimachinery::crd::schema::validate(obj, &schema)
+}
+
 fn validate_meta(r: &Resource, obj: &Value) -> Errors {
     let name = crate::object::name(obj);
     let msgs = match r.plural {

@@ -7,14 +7,16 @@
 mod enums;
 pub mod schemas;
 
-use crate::resources::{Resource, GROUPS, RESOURCES};
+use crate::resources::{self, Resource};
 use serde_json::{json, Value};
 
 /// `/openapi/v3`: the index of group-version documents.
 pub fn root() -> Value {
     let mut paths = serde_json::Map::new();
     let mut gvs: Vec<(String, String)> = vec![("api/v1".into(), String::new())];
-    gvs.extend(GROUPS.iter().map(|(g, v)| (format!("apis/{g}/{v}"), String::new())));
+    for (g, vs) in resources::groups() {
+        gvs.extend(vs.iter().map(|v| (format!("apis/{g}/{v}"), String::new())));
+    }
     for (p, _) in gvs {
         let hash = hash(&gv_doc(&p).map(|d| d.to_string()).unwrap_or_default());
         paths.insert(p.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}") }));
@@ -40,9 +42,10 @@ fn schema_name(r: &Resource) -> String {
     if let Some(n) = schemas::kind_schema(r.group, r.version, r.kind) {
         return n.to_string();
     }
-    if r.group == "metallb.io" {
+    if r.group == "metallb.io" || crate::crd::custom(r).is_some() {
         // A CRD's schema is named by its reversed group (`io.metallb.v1beta1.IPAddressPool`).
-        return format!("io.metallb.{}.{}", r.version, r.kind);
+        let reversed: Vec<&str> = r.group.split('.').rev().collect();
+        return format!("{}.{}.{}", reversed.join("."), r.version, r.kind);
     }
     let g = match r.group {
         "" => "core",
@@ -96,7 +99,7 @@ pub fn gv_doc(path: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
     let mut found = false;
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in resources::all().into_iter().filter(|r| r.group == group && r.version == version) {
         found = true;
         let base =
             if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
@@ -134,6 +137,15 @@ pub fn gv_doc(path: &str) -> Option<Value> {
                     }
                 }
             }
+            None if crate::crd::custom(r).is_some_and(|c| c.version.schema.is_some()) => {
+                let c = crate::crd::custom(r).and_then(|c| c.version.schema).unwrap_or_default();
+                schemas.insert(schema_name(r), custom_schema(r, c));
+                for dep in schemas::closure(&["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]) {
+                    if let Some(d) = schemas::definitions().get(&dep) {
+                        schemas.insert(dep, d.clone());
+                    }
+                }
+            }
             None => {
                 schemas.insert(
                     schema_name(r),
@@ -153,4 +165,19 @@ pub fn gv_doc(path: &str) -> Option<Value> {
             "components": { "schemas": schemas },
         })
     })
+}
+
+/// A custom resource's schema: its CRD's `openAPIV3Schema` with the standard
+/// `apiVersion`, `kind` and `metadata` (upstream `builder.go` of apiextensions).
+fn custom_schema(r: &Resource, mut schema: Value) -> Value {
+    if let Some(m) = schema.as_object_mut() {
+        let props = m.entry("properties").or_insert_with(|| json!({}));
+        if let Some(p) = props.as_object_mut() {
+            p.insert("apiVersion".into(), json!({ "type": "string", "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources" }));
+            p.insert("kind".into(), json!({ "type": "string", "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds" }));
+            p.insert("metadata".into(), json!({ "allOf": [{ "$ref": format!("{}io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", schemas::REF_PREFIX) }], "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata" }));
+        }
+        m.insert("x-kubernetes-group-version-kind".into(), json!([gvk(r)]));
+    }
+    schema
 }

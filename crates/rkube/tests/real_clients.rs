@@ -1,5 +1,8 @@
-//! Server-side apply and field ownership with real clients (issue 11 items 1
-//! and 2), against one sandboxed `rkube up`: `kubectl apply --server-side`
+//! Real clients against one sandboxed `rkube up` (issue 11): server-side apply
+//! and field ownership (items 1, 2), OpenAPI/explain and aggregated discovery
+//! (item 3), CustomResourceDefinitions (item 4).
+//!
+//! Server-side apply: `kubectl apply --server-side`
 //! creates, re-applies as a no-op, conflicts with another manager (upstream's
 //! message), takes fields with `--force-conflicts`, removes fields it stopped
 //! applying, shares an object with a second applier; every write records
@@ -194,6 +197,145 @@ fn server_side_apply_and_field_managers() {
     typed_bodies_without_kind(&c);
     explain(&c);
     aggregated_discovery(&c);
+    custom_resources(&c);
+}
+
+const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names:
+    plural: widgets
+    singular: widget
+    kind: Widget
+    shortNames: [wg]
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+    additionalPrinterColumns:
+    - name: Size
+      type: string
+      jsonPath: .spec.size
+    - name: Replicas
+      type: integer
+      jsonPath: .spec.replicas
+    - name: Age
+      type: date
+      jsonPath: .metadata.creationTimestamp
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            required: [size]
+            properties:
+              size:
+                type: string
+                description: How big the widget is.
+                enum: [small, large]
+              replicas:
+                type: integer
+                minimum: 1
+                maximum: 10
+                default: 1
+          status:
+            type: object
+            properties:
+              ready:
+                type: boolean
+"#;
+
+fn widget(name: &str, spec: &str) -> String {
+    format!("apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+/// A CRD is served at once: discovery, list/create with the schema's
+/// defaults, pruning and validation, printer columns, the status
+/// subresource, explain; deleting it deletes its objects.
+fn custom_resources(c: &Cluster) {
+    let k = c.k();
+    let start = std::time::Instant::now();
+    k.ok_with_stdin(["apply", "-f", "-"], WIDGET_CRD);
+    k.ok(["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"]);
+    let out = k.run(["get", "widgets"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5), "served within {:?}", start.elapsed());
+
+    k.ok_with_stdin(["apply", "-f", "-"], &widget("w1", "  size: small\n"));
+    let w: Value = serde_json::from_str(&k.ok(["get", "widget", "w1", "-o", "json"])).expect("json");
+    assert_eq!(w["spec"]["replicas"], 1, "the schema's default: {w}");
+    assert_eq!(w["metadata"]["generation"], 1);
+    let out = k.ok(["get", "wg"]);
+    let header: Vec<&str> = out.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "SIZE", "REPLICAS", "AGE"], "{out}");
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.starts_with("w1") && l.contains("small") && l.contains(" 1 ")),
+        "{out}"
+    );
+
+    // Validation with upstream's messages; nothing is written.
+    let err = k.run_with_stdin(["create", "-f", "-"], &widget("bad", "  size: huge\n  replicas: 20\n"));
+    assert!(!err.success());
+    for line in [
+        r#"The Widget "bad" is invalid: "#,
+        "* spec.replicas: Invalid value: 20: spec.replicas in body should be less than or equal to 10",
+        r#"* spec.size: Unsupported value: "huge": supported values: "small", "large""#,
+    ] {
+        assert!(err.stderr.contains(line), "{line}\n{}", err.stderr);
+    }
+    let err = k.run_with_stdin(["create", "-f", "-"], &widget("bad", "  replicas: 2\n"));
+    assert!(err.stderr.contains("spec.size: Required value"), "{}", err.stderr);
+    // Unknown fields: refused under kubectl's strict validation, pruned otherwise.
+    let err = k.run_with_stdin(["create", "-f", "-"], &widget("w2", "  size: large\n  bogus: 1\n"));
+    assert!(err.stderr.contains(r#"unknown field "spec.bogus""#), "{}", err.stderr);
+    k.ok_with_stdin(["create", "--validate=false", "-f", "-"], &widget("w2", "  size: large\n  bogus: 1\n"));
+    let w: Value = serde_json::from_str(&k.ok(["get", "widget", "w2", "-o", "json"])).expect("json");
+    assert!(w["spec"].get("bogus").is_none(), "pruned: {w}");
+
+    // The status subresource: only /status changes status.
+    k.ok(["patch", "widget", "w1", "--type=merge", "-p", r#"{"status":{"ready":true}}"#]);
+    let w: Value = serde_json::from_str(&k.ok(["get", "widget", "w1", "-o", "json"])).expect("json");
+    assert!(w.get("status").is_none(), "main resource ignores status: {w}");
+    k.ok(["patch", "widget", "w1", "--subresource=status", "--type=merge", "-p", r#"{"status":{"ready":true}}"#]);
+    let w: Value = serde_json::from_str(&k.ok(["get", "widget", "w1", "-o", "json"])).expect("json");
+    assert_eq!(w["status"]["ready"], true);
+
+    // Server-side apply works for custom objects too.
+    k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &widget("w3", "  size: small\n  replicas: 3\n"));
+    assert_eq!(k.ok(["get", "widget", "w3", "-o", "jsonpath={.spec.replicas}"]).trim(), "3");
+
+    let out = k.ok(["explain", "widget.spec.size"]);
+    assert!(out.contains("FIELD: size <string>") && out.contains("How big the widget is."), "{out}");
+
+    // Deleting the CRD deletes its objects and stops serving the kind.
+    k.ok(["delete", "crd", "widgets.example.com"]);
+    let gone = k.run(["get", "widgets"]);
+    assert!(!gone.success(), "{}", gone.stdout);
+    k.ok_with_stdin(["apply", "-f", "-"], WIDGET_CRD);
+    k.ok(["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"]);
+    let out = k.run(["get", "widgets", "-o", "name"]);
+    assert!(out.success() && out.stdout.trim().is_empty(), "objects went with their CRD: {}{}", out.stdout, out.stderr);
+
+    // A non-structural schema is refused.
+    let bad = WIDGET_CRD
+        .replace("widgets", "gadgets")
+        .replace("Widget", "Gadget")
+        .replace("widget", "gadget")
+        .replace("[wg]", "[gd]")
+        .replace("            type: object\n            required: [size]", "            required: [size]");
+    let err = k.run_with_stdin(["create", "-f", "-"], &bad);
+    assert!(
+        err.stderr.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
+        "{}",
+        err.stderr
+    );
 }
 
 /// kubectl discovers everything from the two aggregated documents
