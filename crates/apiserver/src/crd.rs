@@ -14,6 +14,8 @@ use std::sync::{Mutex, OnceLock, RwLock};
 pub struct Custom {
     pub resource: &'static Resource,
     pub version: ServedVersion,
+    /// Server-side apply's view of the version's schema.
+    pub shape: &'static apimachinery::smd::schema::Shape,
 }
 
 fn served() -> &'static RwLock<Vec<Custom>> {
@@ -68,6 +70,15 @@ fn resource_for(crd: &Value, version: &ServedVersion) -> &'static Resource {
     })
 }
 
+/// The shape of a schema, built once per distinct schema.
+fn shape_for(schema: Option<&Value>) -> &'static apimachinery::smd::schema::Shape {
+    static MADE: OnceLock<Mutex<HashMap<String, &'static apimachinery::smd::schema::Shape>>> = OnceLock::new();
+    let Some(schema) = schema else { return apimachinery::smd::schema::for_kind("", "") };
+    let made = MADE.get_or_init(Default::default);
+    let mut made = made.lock().unwrap_or_else(|e| e.into_inner());
+    made.entry(schema.to_string()).or_insert_with(|| apimachinery::crd::shape::from_schema(schema))
+}
+
 /// Replace the served custom resources with those of `crds` (all stored CRDs).
 /// CRDs being deleted are no longer served.
 pub fn sync(crds: &[Value]) {
@@ -77,7 +88,8 @@ pub fn sync(crds: &[Value]) {
             continue;
         }
         for v in definition::served_versions(crd) {
-            out.push(Custom { resource: resource_for(crd, &v), version: v });
+            let shape = shape_for(v.schema.as_ref());
+            out.push(Custom { resource: resource_for(crd, &v), version: v, shape });
         }
     }
     *served().write().unwrap_or_else(|e| e.into_inner()) = out;

@@ -20,6 +20,15 @@ pub enum Tracking {
     Untracked,
 }
 
+/// Server-side apply's view of `r`'s objects: the CRD schema's for custom
+/// resources, the built-in table otherwise.
+fn shape_of(r: &Resource) -> &'static schema::Shape {
+    match crate::crd::custom(r) {
+        Some(c) => c.shape,
+        None => schema::for_kind(r.group, r.kind),
+    }
+}
+
 /// Upstream's longest manager name (`ValidateFieldManager`).
 const MAX_MANAGER_LEN: usize = 128;
 
@@ -86,7 +95,7 @@ pub fn track_update(r: &Resource, manager: &str, sub: Option<&str>, old: Option<
         None => Vec::new(),
     };
     let entries = managed::requested_or_live(new.pointer("/metadata/managedFields"), live_entries.clone());
-    let shape = schema::for_kind(r.group, r.kind);
+    let shape = shape_of(r);
     let live = match old {
         Some(o) => managed::strip(o),
         None => schema::zero_object(r.group, r.kind),
@@ -215,7 +224,7 @@ pub fn apply(
     sub: Option<&str>,
     force: bool,
 ) -> ApiResult<Value> {
-    let shape = schema::for_kind(r.group, r.kind);
+    let shape = shape_of(r);
     let zero = schema::zero_object(r.group, r.kind);
     let now = crate::registry::now_rfc3339();
     let api_version = r.api_version();

@@ -245,6 +245,16 @@ spec:
                 minimum: 1
                 maximum: 10
                 default: 1
+              ports:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items:
+                  type: object
+                  required: [name]
+                  properties:
+                    name: {type: string}
+                    port: {type: integer}
           status:
             type: object
             properties:
@@ -310,6 +320,16 @@ fn custom_resources(c: &Cluster) {
     // Server-side apply works for custom objects too.
     k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &widget("w3", "  size: small\n  replicas: 3\n"));
     assert_eq!(k.ok(["get", "widget", "w3", "-o", "jsonpath={.spec.replicas}"]).trim(), "3");
+    // The CRD's x-kubernetes-list-type: map lets two appliers own one item each.
+    k.ok_with_stdin(
+        ["apply", "--server-side", "--field-manager=a", "-f", "-"],
+        &widget("w3", "  size: small\n  replicas: 3\n  ports:\n  - name: a\n    port: 1\n"),
+    );
+    k.ok_with_stdin(
+        ["apply", "--server-side", "--field-manager=b", "-f", "-"],
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w3\nspec:\n  ports:\n  - name: b\n    port: 2\n",
+    );
+    assert_eq!(k.ok(["get", "widget", "w3", "-o", "jsonpath={.spec.ports[*].name}"]).trim(), "a b");
 
     let out = k.ok(["explain", "widget.spec.size"]);
     assert!(out.contains("FIELD: size <string>") && out.contains("How big the widget is."), "{out}");

@@ -8,3 +8,4 @@
 pub mod columns;
 pub mod definition;
 pub mod schema;
+pub mod shape;
