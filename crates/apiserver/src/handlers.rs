@@ -165,9 +165,21 @@ fn partial(obj: &Value) -> Value {
     json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata").cloned().unwrap_or_default() })
 }
 
+/// Custom objects of every version share one storage key; they are served as
+/// the version asked for (a CRD's `conversion.strategy: None` only changes
+/// `apiVersion`).
+fn served_as(r: &Resource, obj: &mut Value) {
+    if crate::crd::custom(r).is_some() {
+        if let Some(m) = obj.as_object_mut() {
+            m.insert("apiVersion".into(), json!(r.api_version()));
+        }
+    }
+}
+
 pub async fn get(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let name = ctx.name()?;
-    let stored = ctx.registry.get(ctx.r(), ctx.ns(), name).await?;
+    let mut stored = ctx.registry.get(ctx.r(), ctx.ns(), name).await?;
+    served_as(ctx.r(), &mut stored.object);
     match ctx.req.subresource.as_deref() {
         None | Some("status") => Ok(ctx.render(200, &stored.object)),
         Some("scale") if ctx.r().scale => Ok(Reply::json(200, &scale_of(&stored.object)?)),
@@ -295,10 +307,11 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             }
             // Keys of other namespaces share no prefix, but a cluster-wide list of
             // `<prefix><ns>/<name>` keys is fine as is.
-            let needs_object = filtering || !matches!(ctx.shape, Shape::Json);
+            let needs_object = filtering || !matches!(ctx.shape, Shape::Json) || crate::crd::custom(r).is_some();
             if needs_object {
-                let obj = object::decode(&kv.value, kv.mod_revision)
+                let mut obj = object::decode(&kv.value, kv.mod_revision)
                     .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;
+                served_as(r, &mut obj);
                 if params.label.matches_object(&obj) && params.field.matches_object(&obj) {
                     items.push(obj);
                 }
@@ -417,7 +430,9 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         _ => None,
     };
     // Under a Table watch every event carries a one-row Table.
-    let render = move |obj: Value| -> Value {
+    let custom = crate::crd::custom(r).is_some();
+    let render = move |mut obj: Value| -> Value {
+        served_as(r, &mut obj);
         match table_include {
             None => obj,
             Some(include) => {
@@ -463,7 +478,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
                         Some(Ok(ev)) => {
                             last_rev = ev.revision();
                             // Plain JSON without selectors: splice the stored bytes.
-                            let raw = if table_include.is_none() { watch::raw_line(&ev, &filter) } else { None };
+                            let raw = if table_include.is_none() && !custom { watch::raw_line(&ev, &filter) } else { None };
                             if let Some(line) = raw {
                                 if tx.send(Bytes::from(line)).await.is_err() {
                                     return;

@@ -213,6 +213,13 @@ spec:
     kind: Widget
     shortNames: [wg]
   versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
   - name: v1
     served: true
     storage: true
@@ -331,6 +338,17 @@ fn custom_resources(c: &Cluster) {
     );
     assert_eq!(k.ok(["get", "widget", "w3", "-o", "jsonpath={.spec.ports[*].name}"]).trim(), "a b");
 
+    // Every served version reads the same objects, as that version.
+    let v = k.ok(["get", "widgets.v1beta1.example.com", "w1", "-o", "jsonpath={.apiVersion}"]);
+    assert_eq!(v.trim(), "example.com/v1beta1");
+    let list = k.ok(["get", "--raw", "/apis/example.com/v1beta1/namespaces/default/widgets"]);
+    assert!(list.contains("\"apiVersion\":\"example.com/v1beta1\",\"kind\":\"Widget\""), "{list}");
+    assert_eq!(
+        k.ok(["get", "widget", "w1", "-o", "jsonpath={.apiVersion}"]).trim(),
+        "example.com/v1",
+        "v1 is preferred"
+    );
+
     let out = k.ok(["explain", "widget.spec.size"]);
     assert!(out.contains("FIELD: size <string>") && out.contains("How big the widget is."), "{out}");
 
@@ -352,7 +370,7 @@ fn custom_resources(c: &Cluster) {
         .replace("            type: object\n            required: [size]", "            required: [size]");
     let err = k.run_with_stdin(["create", "-f", "-"], &bad);
     assert!(
-        err.stderr.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
+        err.stderr.contains("spec.versions[1].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"),
         "{}",
         err.stderr
     );
