@@ -66,7 +66,11 @@ fn api_for(client: &kube::Client, kind: &Kind, ns: Option<&str>) -> Api<DynamicO
     }
 }
 
+/// Owner kinds resolved through discovery in one pass (`None`: not served).
+type Resolved = HashMap<(String, String), Option<Kind>>;
+
 async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Error> {
+    let mut resolved = Resolved::new();
     let mut by_uid: HashMap<String, Node> = HashMap::new();
     for (i, w) in watched.iter().enumerate() {
         for obj in w.store.state() {
@@ -109,7 +113,7 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
                 }
                 None => {
                     // Not in our cache: ask the API server before acting.
-                    if owner_exists(client, watched, r, ns).await? {
+                    if owner_exists(client, watched, &mut resolved, r, ns).await? {
                         live_owner = true;
                     }
                 }
@@ -175,14 +179,39 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
 async fn owner_exists(
     client: &kube::Client,
     watched: &[Watched],
+    resolved: &mut Resolved,
     r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
     ns: Option<&str>,
 ) -> Result<bool, kube::Error> {
-    let Some(w) = watched.iter().find(|w| w.kind.ar.api_version == r.api_version && w.kind.ar.kind == r.kind) else {
-        // An owner of a kind we do not serve cannot exist.
-        return Ok(false);
+    let api = match watched.iter().find(|w| w.kind.ar.api_version == r.api_version && w.kind.ar.kind == r.kind) {
+        Some(w) => api_for(client, &w.kind, ns),
+        None => {
+            // Another kind (a custom resource, say): resolve it through discovery.
+            // A kind discovery cannot resolve leaves the dependent alone, as
+            // upstream's collector does with REST-mapping errors
+            // (`pkg/controller/garbagecollector/garbagecollector.go` `isDangling`).
+            let (group, version) = match r.api_version.split_once('/') {
+                Some((g, v)) => (g, v),
+                None => ("", r.api_version.as_str()),
+            };
+            let key = (r.api_version.clone(), r.kind.clone());
+            if !resolved.contains_key(&key) {
+                let gvk = kube::api::GroupVersionKind::gvk(group, version, &r.kind);
+                let kind = match kube::discovery::pinned_kind(client, &gvk).await {
+                    Ok((ar, caps)) => Some(Kind { ar, namespaced: caps.scope == kube::discovery::Scope::Namespaced }),
+                    Err(e) => {
+                        tracing::debug!(kind = %r.kind, api_version = %r.api_version, error = %e, "owner kind not resolvable; keeping its dependents");
+                        None
+                    }
+                };
+                resolved.insert(key.clone(), kind);
+            }
+            match resolved.get(&key).and_then(Option::as_ref) {
+                Some(kind) => api_for(client, kind, ns),
+                None => return Ok(true),
+            }
+        }
     };
-    let api = api_for(client, &w.kind, ns);
     match api.get_opt(&r.name).await? {
         Some(o) => Ok(o.metadata.uid.as_deref() == Some(r.uid.as_str())),
         None => Ok(false),

@@ -352,6 +352,25 @@ fn custom_resources(c: &Cluster) {
     let out = k.ok(["explain", "widget.spec.size"]);
     assert!(out.contains("FIELD: size <string>") && out.contains("How big the widget is."), "{out}");
 
+    // The garbage collector knows custom owners: a dependent of a live
+    // widget stays, and goes with it.
+    let uid = k.ok(["get", "widget", "w1", "-o", "jsonpath={.metadata.uid}"]);
+    let owned = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned-by-w1\n  ownerReferences:\n  - apiVersion: example.com/v1\n    kind: Widget\n    name: w1\n    uid: {}\n",
+        uid.trim()
+    );
+    k.ok_with_stdin(["create", "-f", "-"], &owned);
+    k.ok(["create", "configmap", "gc-nudge-1"]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    k.ok(["get", "configmap", "owned-by-w1"]);
+    k.ok(["delete", "widget", "w1"]);
+    k.ok(["create", "configmap", "gc-nudge-2"]);
+    let start = std::time::Instant::now();
+    while k.run(["get", "configmap", "owned-by-w1"]).success() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(40), "the dependent of a deleted widget is collected");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
     // Deleting the CRD deletes its objects and stops serving the kind.
     k.ok(["delete", "crd", "widgets.example.com"]);
     let gone = k.run(["get", "widgets"]);
