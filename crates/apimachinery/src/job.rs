@@ -233,6 +233,30 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
 /// elastic Indexed Jobs, completions == parallelism) completions are immutable.
 pub fn validate_update(obj: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate(obj);
+    // A suspended Job that never started may change where and how its pods are
+    // scheduled (upstream `ValidateJobSpecUpdate`, AllowMutableSchedulingDirectives):
+    // compare the template with those directives taken from the new one.
+    let mut old = old.clone();
+    let suspended = old.pointer("/spec/suspend") == Some(&json!(true));
+    if suspended && old.pointer("/status/startTime").is_none() {
+        for (parent, field) in [
+            ("/spec/template/spec", "nodeSelector"),
+            ("/spec/template/spec", "affinity"),
+            ("/spec/template/spec", "tolerations"),
+            ("/spec/template/spec", "schedulingGates"),
+            ("/spec/template/metadata", "labels"),
+            ("/spec/template/metadata", "annotations"),
+        ] {
+            let new_value = obj.pointer(parent).and_then(|p| p.get(field)).cloned();
+            if let Some(m) = old.pointer_mut(parent).and_then(Value::as_object_mut) {
+                match new_value {
+                    Some(v) => m.insert(field.into(), v),
+                    None => m.remove(field),
+                };
+            }
+        }
+    }
+    let old = &old;
     let at = |v: &Value, f: &str| v.pointer(&format!("/spec/{f}")).cloned().unwrap_or(Value::Null);
     let indexed = at(obj, "completionMode") == json!("Indexed");
     let elastic = indexed && at(obj, "completions") == at(obj, "parallelism");
@@ -284,6 +308,24 @@ mod tests {
         assert!(wq["spec"].get("completions").is_none());
         assert_eq!(wq["metadata"]["labels"], json!({"team": "a"}));
         assert_eq!(wq["spec"]["template"]["metadata"]["labels"]["app"], json!("w"));
+    }
+
+    #[test]
+    fn suspended_jobs_that_never_started_may_change_scheduling() {
+        let mut old = job();
+        set_defaults(&mut old);
+        prepare_create(&mut old);
+        old["spec"]["suspend"] = json!(true);
+        let mut new = old.clone();
+        new["spec"]["template"]["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+        assert!(validate_update(&new, &old).is_empty(), "{:?}", validate_update(&new, &old));
+        new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("other");
+        assert_eq!(validate_update(&new, &old).len(), 1, "the rest of the template stays immutable");
+        let mut started = old.clone();
+        started["status"]["startTime"] = json!("2026-12-06T00:00:00Z");
+        let mut new = started.clone();
+        new["spec"]["template"]["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+        assert_eq!(validate_update(&new, &started).len(), 1);
     }
 
     #[test]

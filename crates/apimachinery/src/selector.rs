@@ -217,9 +217,28 @@ impl FieldSelector {
 
     pub fn matches_object(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, want)| {
-            let got = field_value(obj, field);
+            let got = selectable_value(obj, field);
             (got == *want) == *eq
         })
+    }
+}
+
+/// The value a field selector compares: the field's string value, with the
+/// renames and zero values of upstream's `*ToSelectableFields`
+/// (`pkg/registry/batch/job/strategy.go`: `status.successful` is
+/// `status.succeeded`; integer and boolean fields read "0"/"false" when unset).
+pub fn selectable_value(obj: &Value, field: &str) -> String {
+    let (path, zero) = match field {
+        "status.successful" => ("status.succeeded", "0"),
+        "status.replicas" => ("status.replicas", "0"),
+        "spec.unschedulable" | "spec.hostNetwork" => (field, "false"),
+        other => (other, ""),
+    };
+    let v = field_value(obj, path);
+    if v.is_empty() {
+        zero.to_string()
+    } else {
+        v
     }
 }
 
@@ -315,5 +334,10 @@ mod tests {
         assert_eq!(FieldSelector::parse("metadata.name=p", &[]).unwrap().single_name(), Some("p"));
         assert_eq!(FieldSelector::parse("spec.foo=x", &[]).unwrap_err(), "field label not supported: spec.foo");
         assert!(FieldSelector::parse("spec.nodeName=", &["spec.nodeName"]).unwrap().matches_object(&json!({})));
+        // Jobs: `status.successful` is status.succeeded, "0" when unset.
+        let done = FieldSelector::parse("status.successful=1", &["status.successful"]).unwrap();
+        assert!(done.matches_object(&json!({"status": {"succeeded": 1}})));
+        let none = FieldSelector::parse("status.successful=0", &["status.successful"]).unwrap();
+        assert!(none.matches_object(&json!({"status": {}})));
     }
 }

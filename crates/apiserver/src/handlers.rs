@@ -67,6 +67,7 @@ fn selectable_fields(r: &Resource) -> &'static [&'static str] {
         "namespaces" => &["status.phase"],
         "nodes" => &["spec.unschedulable"],
         "replicasets" => &["status.replicas"],
+        "jobs" => &["status.successful"],
         _ => &[],
     }
 }

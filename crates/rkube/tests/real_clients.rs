@@ -198,6 +198,41 @@ fn server_side_apply_and_field_managers() {
     explain(&c);
     aggregated_discovery(&c);
     custom_resources(&c);
+    suspended_job(&c);
+}
+
+/// A suspended Job that never started may change its scheduling directives,
+/// and Jobs are selectable by `status.successful`.
+fn suspended_job(c: &Cluster) {
+    let k = c.k();
+    let job = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: later\nspec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n      - name: c\n        image: busybox\n        command: [\"true\"]\n";
+    k.ok_with_stdin(["create", "-f", "-"], job);
+    k.ok([
+        "patch",
+        "job",
+        "later",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"nodeSelector":{"disk":"ssd"}}}}}"#,
+    ]);
+    let err = k.run([
+        "patch",
+        "job",
+        "later",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"alpine"}]"#,
+    ]);
+    assert!(
+        err.stderr.contains("spec.template: Invalid value") && err.stderr.contains("field is immutable"),
+        "{}",
+        err.stderr
+    );
+    let out = k.ok(["get", "jobs", "--field-selector", "status.successful=0", "-o", "name"]);
+    assert!(out.contains("job.batch/later"), "{out}");
+    let out = k.ok(["get", "jobs", "--field-selector", "status.successful=1", "-o", "name"]);
+    assert!(!out.contains("later"), "{out}");
+    k.ok(["delete", "job", "later"]);
 }
 
 const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
