@@ -24,6 +24,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
 
 // One module per kind (issue 11 item 7); the kinds still below move out over time.
+mod controllerrevision;
 mod daemonset;
 mod endpoints;
 mod event;
@@ -124,6 +125,7 @@ enum Printer {
     ReplicaSet,
     Deployment,
     DaemonSet,
+    ControllerRevision,
     Job,
     EndpointSlice,
     Lease,
@@ -145,6 +147,7 @@ fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("apps", "replicasets") => Printer::ReplicaSet,
         ("apps", "deployments") => Printer::Deployment,
         ("apps", "daemonsets") => Printer::DaemonSet,
+        ("apps", "controllerrevisions") => Printer::ControllerRevision,
         ("batch", "jobs") => Printer::Job,
         ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
         ("coordination.k8s.io", "leases") => Printer::Lease,
@@ -209,6 +212,7 @@ pub fn columns(group: &str, plural: &str) -> Option<Vec<Value>> {
         Printer::ReplicaSet => workload::replicaset_columns(),
         Printer::Deployment => workload::deployment_columns(),
         Printer::DaemonSet => daemonset::columns(),
+        Printer::ControllerRevision => controllerrevision::columns(),
         Printer::Job => job::columns(),
         Printer::EndpointSlice => endpoints::endpointslice_columns(),
         Printer::Lease => vec![name_col(), col("Holder", "string", "", desc::LEASE_SPEC_HOLDER_IDENTITY, 0), age_col()],
@@ -252,6 +256,7 @@ pub fn cells(group: &str, plural: &str, obj: &Value, now: Timestamp) -> Vec<Valu
         Some(Printer::ReplicaSet) => replicaset_cells(obj, now),
         Some(Printer::Deployment) => deployment_cells(obj, now),
         Some(Printer::DaemonSet) => daemonset::cells(obj, now),
+        Some(Printer::ControllerRevision) => controllerrevision::cells(obj, now),
         Some(Printer::Job) => job::cells(obj, now),
         Some(Printer::EndpointSlice) => endpointslice_cells(obj, now),
         Some(Printer::Lease) => lease_cells(obj, now),

@@ -137,6 +137,7 @@ fn roundtrip(group: &str, kind: &str, obj: &Value) -> Result<Value, String> {
         ("apps", "ReplicaSet") => rt::<apps::ReplicaSet>(obj),
         ("apps", "Deployment") => rt::<apps::Deployment>(obj),
         ("apps", "DaemonSet") => rt::<apps::DaemonSet>(obj),
+        ("apps", "ControllerRevision") => rt::<apps::ControllerRevision>(obj),
         ("batch", "Job") => rt::<k8s_openapi::api::batch::v1::Job>(obj),
         ("discovery.k8s.io", "EndpointSlice") => rt::<disc::EndpointSlice>(obj),
         ("coordination.k8s.io", "Lease") => rt::<coord::Lease>(obj),

@@ -4,7 +4,7 @@
 //! the template's tolerations plus the ones upstream adds to every daemon pod).
 //! Pods are not bound here: each carries a required node affinity
 //! `metadata.name In [<node>]` and the scheduler binds it. Pods carry the
-//! `controller-revision-hash` of the template (no ControllerRevision objects)
+//! `controller-revision-hash` of the template (ControllerRevisions in `history`)
 //! and `pod-template-generation`. RollingUpdate replaces old pods within
 //! `maxUnavailable` (or surges within `maxSurge`); OnDelete waits for the user
 //! to delete them. Status as `updateDaemonSetStatus`.
@@ -576,12 +576,47 @@ impl Dsc {
                 result = self.sync_nodes(&ds, plan, &hash).await;
             }
         }
+        self.sync_history(&ds, &hash, &by_node).await?;
         self.update_status(&ds, calculate_status(&ds, &nodes, &by_node, &hash)).await?;
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         if min_ready > 0 {
             self.queue.add_after(key.clone(), Duration::from_secs(min_ready as u64));
         }
         result
+    }
+
+    /// `constructHistory` + `cleanupHistory`: the ControllerRevision of the
+    /// current template (`kubectl rollout history|undo ds/...`).
+    async fn sync_history(&self, ds: &DaemonSet, hash: &str, by_node: &NodePods) -> Result<(), SyncError> {
+        let (Some(name), Some(ns), Some(uid)) = (&ds.metadata.name, &ds.metadata.namespace, &ds.metadata.uid) else {
+            return Ok(());
+        };
+        let Some(spec) = ds.spec.as_ref() else { return Ok(()) };
+        let template = serde_json::to_value(&spec.template).map_err(|e| SyncError::from(e.to_string()))?;
+        let in_use: Vec<String> = by_node
+            .values()
+            .flatten()
+            .filter_map(|p| p.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL)).cloned())
+            .collect();
+        let api: Api<k8s_openapi::api::apps::v1::ControllerRevision> = Api::namespaced(self.client.clone(), ns);
+        let current = crate::history::Current {
+            owner: OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "DaemonSet".into(),
+                name: name.clone(),
+                uid: uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+            name: format!("{name}-{hash}"),
+            hash,
+            labels: spec.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default(),
+            change_cause: ds.metadata.annotations.as_ref().and_then(|a| a.get("kubernetes.io/change-cause")).cloned(),
+            data: crate::history::template_patch(&template),
+            history_limit: spec.revision_history_limit.unwrap_or(10).max(0) as usize,
+        };
+        crate::history::sync(&api, current, &in_use).await?;
+        Ok(())
     }
 
     /// `syncNodes`: create the pods of `plan.create`, delete `plan.delete`.

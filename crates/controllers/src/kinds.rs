@@ -29,6 +29,7 @@ pub fn all() -> Vec<Kind> {
         k::<apps::ReplicaSet>(true),
         k::<apps::Deployment>(true),
         k::<apps::DaemonSet>(true),
+        k::<apps::ControllerRevision>(true),
         k::<batch::Job>(true),
         k::<disc::EndpointSlice>(true),
         k::<coord::Lease>(true),

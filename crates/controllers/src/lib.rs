@@ -18,6 +18,7 @@ mod endpoints;
 mod endpointslice;
 mod events;
 mod gc;
+mod history;
 mod informer;
 mod job;
 mod kinds;

@@ -199,6 +199,51 @@ fn server_side_apply_and_field_managers() {
     aggregated_discovery(&c);
     custom_resources(&c);
     suspended_job(&c);
+    daemonset_history(&c);
+}
+
+/// DaemonSet rollouts leave ControllerRevisions: `kubectl rollout history`
+/// lists them and `kubectl rollout undo` goes back.
+fn daemonset_history(c: &Cluster) {
+    let k = c.k();
+    let ds = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: hist\nspec:\n  selector:\n    matchLabels: {app: hist}\n  template:\n    metadata:\n      labels: {app: hist}\n    spec:\n      containers:\n      - name: c\n        image: registry.k8s.io/pause:3.10\n";
+    k.ok_with_stdin(["create", "-f", "-"], ds);
+    let wait_revisions = |n: usize| {
+        let start = std::time::Instant::now();
+        loop {
+            let out = k.ok(["get", "controllerrevisions", "-l", "app=hist", "--no-headers"]);
+            if out.lines().count() == n {
+                return out;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(30), "{n} revisions: {out}");
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    };
+    let out = wait_revisions(1);
+    assert!(out.contains("daemonset.apps/hist") && out.split_whitespace().nth(2) == Some("1"), "{out}");
+    k.ok(["set", "image", "ds/hist", "c=registry.k8s.io/pause:3.9"]);
+    wait_revisions(2);
+    let out = k.ok(["rollout", "history", "ds/hist"]);
+    let revs: Vec<&str> =
+        out.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.parse::<u32>().is_ok()).collect();
+    assert_eq!(revs, ["1", "2"], "{out}");
+    let out = k.ok(["rollout", "undo", "ds/hist"]);
+    assert!(out.contains("rolled back"), "{out}");
+    let image = k.ok(["get", "ds", "hist", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    assert_eq!(image.trim(), "registry.k8s.io/pause:3.10");
+    // The first template is the newest revision again.
+    let start = std::time::Instant::now();
+    loop {
+        let out = k.ok(["rollout", "history", "ds/hist"]);
+        let revs: Vec<&str> =
+            out.lines().filter_map(|l| l.split_whitespace().next()).filter(|w| w.parse::<u32>().is_ok()).collect();
+        if revs == ["2", "3"] {
+            break;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "{out}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    k.ok(["delete", "ds", "hist"]);
 }
 
 /// A suspended Job that never started may change its scheduling directives,
