@@ -112,6 +112,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 None => error_reply(&ApiError::path_not_found()),
             }
         }
+        Target::OpenApi(p) if p == "v2" => {
+            let accept = req.headers().get(http::header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
+            if openapi::v2::accepts_json(accept) {
+                json_reply(200, &openapi::v2::document())
+            } else {
+                error_reply(&ApiError::not_acceptable())
+            }
+        }
         Target::OpenApi(p) => {
             let doc = match p.as_str() {
                 "v3" => Some(openapi::root()),

@@ -200,6 +200,17 @@ fn server_side_apply_and_field_managers() {
     custom_resources(&c);
     suspended_job(&c);
     daemonset_history(&c);
+    openapi_v2(&c);
+}
+
+/// `/openapi/v2` (Swagger 2.0 JSON) holds the built-in and custom schemas.
+fn openapi_v2(c: &Cluster) {
+    let doc: Value = serde_json::from_str(&c.k().ok(["get", "--raw", "/openapi/v2"])).expect("openapi v2 json");
+    assert_eq!(doc["swagger"], "2.0");
+    let defs = doc["definitions"].as_object().expect("definitions");
+    assert!(defs.contains_key("io.k8s.api.apps.v1.Deployment"));
+    assert!(defs.contains_key("com.example.v1.Widget"), "the CRD's schema is there too");
+    assert!(doc["paths"].get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}").is_some());
 }
 
 /// DaemonSet rollouts leave ControllerRevisions: `kubectl rollout history`

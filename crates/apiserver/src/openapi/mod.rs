@@ -6,6 +6,7 @@
 
 mod enums;
 pub mod schemas;
+pub mod v2;
 
 use crate::resources::{self, Resource};
 use serde_json::{json, Value};
