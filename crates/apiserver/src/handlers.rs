@@ -277,6 +277,8 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let exact = params.field.single_name().map(|n| r.key(ctx.ns(), n));
 
     let filtering = !params.label.is_empty() || !params.field.is_empty();
+    // Custom objects are decoded to be served as the requested version.
+    let custom = crate::crd::custom(r).is_some();
     let mut items: Vec<Value> = Vec::new();
     let mut raw: Vec<Vec<u8>> = Vec::new();
     let mut read_rev;
@@ -308,7 +310,7 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             }
             // Keys of other namespaces share no prefix, but a cluster-wide list of
             // `<prefix><ns>/<name>` keys is fine as is.
-            let needs_object = filtering || !matches!(ctx.shape, Shape::Json) || crate::crd::custom(r).is_some();
+            let needs_object = filtering || !matches!(ctx.shape, Shape::Json) || custom;
             if needs_object {
                 let mut obj = object::decode(&kv.value, kv.mod_revision)
                     .map_err(|e| ApiError::internal(format!("decoding {}: {e}", kv.key)))?;

@@ -86,6 +86,16 @@ async fn main() {
         api.get(&format!("s{i:05}")).await.expect("get");
         get.push(t.elapsed());
     }
+    // The same list as bytes, without kube-rs decoding the items: what the
+    // server and the transfer cost.
+    let mut raw_list = Vec::new();
+    for _ in 0..5 {
+        let req = http::Request::get("/api/v1/namespaces/default/services").body(Vec::new()).expect("request");
+        let t = Instant::now();
+        let body = client.request_text(req).await.expect("raw list");
+        raw_list.push(t.elapsed());
+        assert!(body.len() > n * 100);
+    }
     let mut list = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
@@ -147,6 +157,7 @@ async fn main() {
     println!("{:<34} {:>8.3}ms", "create p50", ms(c50));
     line("get p99 (vs store create p99)", pct(&mut get, 0.99), sc99, 5.0);
     line(&format!("list {n} (vs store list)"), pct(&mut list, 0.5), store_list, 100.0);
+    line(&format!("list {n} bytes only (vs store)"), pct(&mut raw_list, 0.5), store_list, 100.0);
     line("watch delivery p99 @1000/s", pct(&mut watch.clone(), 0.99), c99, 5.0);
     println!("{:<34} {:>8.3}ms", "watch delivery p50", ms(pct(&mut watch, 0.5)));
 }
