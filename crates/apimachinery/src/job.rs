@@ -169,6 +169,33 @@ fn validate_generated_selector(obj: &Value) -> Vec<FieldError> {
 pub fn validate(obj: &Value) -> Vec<FieldError> {
     let mut errs = validate_generated_selector(obj);
     let spec = obj.get("spec").cloned().unwrap_or_else(|| json!({}));
+    errs.extend(validate_spec(&spec));
+    // `ValidateJobSpec`: a Job (not a CronJob's template) needs a selector that
+    // matches its template.
+    match spec.get("selector").filter(|s| !s.is_null()) {
+        None => errs.push(FieldError::required("spec.selector", "")),
+        Some(sel) => match LabelSelector::from_label_selector(sel) {
+            Err(e) => errs.push(FieldError::invalid("spec.selector", sel.clone(), e.0)),
+            Ok(s) => {
+                let template = spec.get("template").cloned().unwrap_or_default();
+                if !s.matches_object(&template) {
+                    let labels = template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null);
+                    errs.push(FieldError::invalid(
+                        "spec.template.metadata.labels",
+                        labels,
+                        "`selector` does not match template `labels`",
+                    ));
+                }
+            }
+        },
+    }
+    errs
+}
+
+/// `validateJobSpec`: the rules a Job and a CronJob's `jobTemplate.spec` share
+/// (paths start with `spec.`; the CronJob rules re-root them).
+pub fn validate_spec(spec: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
     for field in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"] {
         if let Some(n) = spec.get(field).and_then(Value::as_i64) {
             errs.extend(validate_nonnegative(n, &format!("spec.{field}")));
@@ -177,7 +204,7 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
     match spec.get("completionMode").and_then(Value::as_str) {
         None | Some("NonIndexed") => {}
         Some("Indexed") => {
-            if !present(&spec, "completions") {
+            if !present(spec, "completions") {
                 errs.push(FieldError::required("spec.completions", "when completion mode is Indexed"));
             }
             if let Some(p) = spec.get("parallelism").and_then(Value::as_i64).filter(|p| *p > MAX_PARALLELISM_INDEXED) {
@@ -196,30 +223,13 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
             errs.push(FieldError::not_supported("spec.podReplacementPolicy", other, &["TerminatingOrFailed", "Failed"]))
         }
     }
-    match spec.get("selector").filter(|s| !s.is_null()) {
-        None => errs.push(FieldError::required("spec.selector", "")),
-        Some(sel) => match LabelSelector::from_label_selector(sel) {
-            Err(e) => errs.push(FieldError::invalid("spec.selector", sel.clone(), e.0)),
-            Ok(s) => {
-                let template = spec.get("template").cloned().unwrap_or_default();
-                if !s.matches_object(&template) {
-                    let labels = template.pointer("/metadata/labels").cloned().unwrap_or(Value::Null);
-                    errs.push(FieldError::invalid(
-                        "spec.template.metadata.labels",
-                        labels,
-                        "`selector` does not match template `labels`",
-                    ));
-                }
-            }
-        },
-    }
     if spec.pointer("/template/spec/containers").and_then(Value::as_array).is_none_or(|c| c.is_empty()) {
         errs.push(FieldError::required("spec.template.spec.containers", ""));
     }
     let restart = spec.pointer("/template/spec/restartPolicy").and_then(Value::as_str).unwrap_or_default();
     if restart != "OnFailure" && restart != "Never" {
         errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", restart, &["OnFailure", "Never"]));
-    } else if present(&spec, "podFailurePolicy") && restart != "Never" {
+    } else if present(spec, "podFailurePolicy") && restart != "Never" {
         errs.push(FieldError::invalid(
             "spec.template.spec.restartPolicy",
             restart,

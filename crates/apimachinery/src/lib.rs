@@ -7,6 +7,8 @@
 
 pub mod allocator;
 pub mod crd;
+pub mod cron;
+pub mod cronjob;
 pub mod daemonset;
 pub mod field;
 pub mod job;
@@ -18,5 +20,6 @@ pub mod quantity;
 pub mod selector;
 pub mod service;
 pub mod smd;
+pub mod statefulset;
 pub mod strategic_merge;
 pub mod table;

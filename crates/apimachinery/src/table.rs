@@ -25,6 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 
 // One module per kind (issue 11 item 7); the kinds still below move out over time.
 mod controllerrevision;
+mod cronjob;
 mod daemonset;
 mod endpoints;
 mod event;
@@ -32,6 +33,7 @@ mod job;
 mod node;
 mod pod;
 mod service;
+mod statefulset;
 mod workload;
 
 use {endpoints::*, event::*, node::*, pod::*, service::*, workload::*};
@@ -127,6 +129,8 @@ enum Printer {
     DaemonSet,
     ControllerRevision,
     Job,
+    StatefulSet,
+    CronJob,
     EndpointSlice,
     Lease,
     IPAddressPool,
@@ -149,6 +153,8 @@ fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("apps", "daemonsets") => Printer::DaemonSet,
         ("apps", "controllerrevisions") => Printer::ControllerRevision,
         ("batch", "jobs") => Printer::Job,
+        ("apps", "statefulsets") => Printer::StatefulSet,
+        ("batch", "cronjobs") => Printer::CronJob,
         ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
         ("coordination.k8s.io", "leases") => Printer::Lease,
         ("metallb.io", "ipaddresspools") => Printer::IPAddressPool,
@@ -214,6 +220,8 @@ pub fn columns(group: &str, plural: &str) -> Option<Vec<Value>> {
         Printer::DaemonSet => daemonset::columns(),
         Printer::ControllerRevision => controllerrevision::columns(),
         Printer::Job => job::columns(),
+        Printer::StatefulSet => statefulset::columns(),
+        Printer::CronJob => cronjob::columns(),
         Printer::EndpointSlice => endpoints::endpointslice_columns(),
         Printer::Lease => vec![name_col(), col("Holder", "string", "", desc::LEASE_SPEC_HOLDER_IDENTITY, 0), age_col()],
         // MetalLB's CRD printer columns (`api/v1beta1/*_types.go` kubebuilder:printcolumn);
@@ -258,6 +266,8 @@ pub fn cells(group: &str, plural: &str, obj: &Value, now: Timestamp) -> Vec<Valu
         Some(Printer::DaemonSet) => daemonset::cells(obj, now),
         Some(Printer::ControllerRevision) => controllerrevision::cells(obj, now),
         Some(Printer::Job) => job::cells(obj, now),
+        Some(Printer::StatefulSet) => statefulset::cells(obj, now),
+        Some(Printer::CronJob) => cronjob::cells(obj, now),
         Some(Printer::EndpointSlice) => endpointslice_cells(obj, now),
         Some(Printer::Lease) => lease_cells(obj, now),
         Some(Printer::IPAddressPool) => crd_cells(obj, &["/spec/autoAssign", "/spec/avoidBuggyIPs", "/spec/addresses"]),

@@ -204,6 +204,23 @@ static JOB: Shape = Shape::Struct(&[
     ),
 ]);
 
+/// CronJob: `jobTemplate.spec` is a JobSpec (atomic selector, pod template);
+/// `status.active` is `listType=atomic`.
+static CRON_JOB: Shape = Shape::Struct(&[
+    ("metadata", &OBJECT_META),
+    (
+        "spec",
+        &Shape::Struct(&[(
+            "jobTemplate",
+            &Shape::Struct(&[
+                ("metadata", &OBJECT_META),
+                ("spec", &Shape::Struct(&[("selector", &ATOMIC), ("template", &POD_TEMPLATE_SPEC)])),
+            ]),
+        )]),
+    ),
+    ("status", &Shape::Struct(&[("active", &ATOMIC)])),
+]);
+
 static REPLICATION_CONTROLLER: Shape = Shape::Struct(&[
     ("metadata", &OBJECT_META),
     ("spec", &Shape::Struct(&[("selector", &ATOMIC), ("template", &POD_TEMPLATE_SPEC)])),
@@ -224,6 +241,7 @@ pub fn for_kind(group: &str, kind: &str) -> &'static Shape {
         ("", "PodTemplate") => &POD_TEMPLATE,
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet") => &WORKLOAD,
         ("batch", "Job") => &JOB,
+        ("batch", "CronJob") => &CRON_JOB,
         ("discovery.k8s.io", "EndpointSlice") => &ENDPOINT_SLICE,
         _ => &METADATA_ONLY,
     }
@@ -248,6 +266,11 @@ pub fn zero_object(group: &str, kind: &str) -> serde_json::Value {
         ("apps", "StatefulSet") => {
             json!({ "metadata": {}, "spec": { "template": template, "updateStrategy": {} }, "status": {} })
         }
+        ("batch", "CronJob") => json!({
+            "metadata": {},
+            "spec": { "jobTemplate": { "metadata": {}, "spec": { "template": template } } },
+            "status": {},
+        }),
         ("apps", "ReplicaSet") | ("batch", "Job") => {
             json!({ "metadata": {}, "spec": { "template": template }, "status": {} })
         }
