@@ -139,6 +139,8 @@ fn roundtrip(group: &str, kind: &str, obj: &Value) -> Result<Value, String> {
         ("apps", "DaemonSet") => rt::<apps::DaemonSet>(obj),
         ("apps", "ControllerRevision") => rt::<apps::ControllerRevision>(obj),
         ("batch", "Job") => rt::<k8s_openapi::api::batch::v1::Job>(obj),
+        ("apps", "StatefulSet") => rt::<apps::StatefulSet>(obj),
+        ("batch", "CronJob") => rt::<k8s_openapi::api::batch::v1::CronJob>(obj),
         ("discovery.k8s.io", "EndpointSlice") => rt::<disc::EndpointSlice>(obj),
         ("coordination.k8s.io", "Lease") => rt::<coord::Lease>(obj),
         ("autoscaling", "Scale") => rt::<k8s_openapi::api::autoscaling::v1::Scale>(obj),

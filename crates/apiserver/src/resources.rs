@@ -95,6 +95,8 @@ pub static RESOURCES: &[Resource] = &[
     resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, short: ["ds"], cat: ["all"], status: true, scale: false),
     resource!("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true, short: [], cat: [], status: false, scale: false),
     resource!("batch", "v1", "Job", "jobs", "job", true, short: [], cat: ["all"], status: true, scale: false),
+    resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, short: ["sts"], cat: ["all"], status: true, scale: true),
+    resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, short: ["cj"], cat: ["all"], status: true, scale: false),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], cat: [], status: false, scale: false),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], cat: [], status: false, scale: false),
     // MetalLB's kinds, served built in (as its CRDs declare them: status subresource, no short names).

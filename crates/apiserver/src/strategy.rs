@@ -19,7 +19,7 @@ type Errors = Vec<FieldError>;
 impl Strategies {
     /// Whether `metadata.generation` is maintained (bumped on spec changes).
     pub fn has_generation(&self, r: &Resource) -> bool {
-        matches!(r.plural, "replicasets" | "deployments" | "daemonsets" | "jobs")
+        matches!(r.plural, "replicasets" | "deployments" | "daemonsets" | "jobs" | "statefulsets" | "cronjobs")
             || (r.group == "apiextensions.k8s.io" && r.plural == "customresourcedefinitions")
             || crate::crd::custom(r).is_some()
     }
@@ -61,6 +61,19 @@ impl Strategies {
                 defaults::job(obj);
                 apimachinery::job::prepare_create(obj);
                 errs.extend(apimachinery::job::validate(obj));
+            }
+            // pkg/registry/apps/statefulset/strategy.go
+            "statefulsets" => {
+                defaults::statefulset(obj);
+                apimachinery::statefulset::prepare_create(obj);
+                errs.extend(apimachinery::statefulset::validate(obj));
+                errs.extend(apimachinery::statefulset::validate_service_name(obj));
+            }
+            // pkg/registry/batch/cronjob/strategy.go
+            "cronjobs" => {
+                defaults::cronjob(obj);
+                apimachinery::cronjob::prepare_create(obj);
+                errs.extend(apimachinery::cronjob::validate_create(obj));
             }
             "services" => {
                 if !errs.is_empty() {
@@ -156,6 +169,17 @@ impl Strategies {
                 defaults::job(obj);
                 errs.extend(apimachinery::job::validate_update(obj, old));
             }
+            "statefulsets" => {
+                defaults::statefulset(obj);
+                errs.extend(apimachinery::statefulset::validate_update(obj, old));
+                if obj.pointer("/spec/serviceName") != old.pointer("/spec/serviceName") {
+                    errs.extend(apimachinery::statefulset::validate_service_name(obj));
+                }
+            }
+            "cronjobs" => {
+                defaults::cronjob(obj);
+                errs.extend(apimachinery::cronjob::validate_update(obj, old));
+            }
             "services" => {
                 if !errs.is_empty() {
                     return Err(errs);
@@ -246,7 +270,8 @@ fn validate_meta(r: &Resource, obj: &Value) -> Errors {
     let name = crate::object::name(obj);
     let msgs = match r.plural {
         "services" => apimachinery::names::is_dns1035_label(name),
-        "namespaces" => apimachinery::names::is_dns1123_label(name),
+        // `ValidateStatefulSetName`: pod names and hostnames are built from it.
+        "namespaces" | "statefulsets" => apimachinery::names::is_dns1123_label(name),
         _ => apimachinery::names::is_dns1123_subdomain(name),
     };
     let mut errs: Errors = msgs.into_iter().map(|m| FieldError::invalid("metadata.name", name, m)).collect();
@@ -409,6 +434,25 @@ mod defaults {
     pub fn job(obj: &mut Value) {
         apimachinery::job::set_defaults(obj);
         template(obj);
+    }
+
+    /// `SetDefaults_StatefulSet` and the template's pod defaults.
+    pub fn statefulset(obj: &mut Value) {
+        apimachinery::statefulset::set_defaults(obj);
+        template(obj);
+    }
+
+    /// `SetDefaults_CronJob` and the job template's pod defaults.
+    pub fn cronjob(obj: &mut Value) {
+        apimachinery::cronjob::set_defaults(obj);
+        if let Some(spec) = obj.pointer_mut("/spec/jobTemplate/spec/template/spec") {
+            pod_spec(spec);
+        }
+        for meta in ["/spec/jobTemplate/metadata", "/spec/jobTemplate/spec/template/metadata"] {
+            if let Some(m) = obj.pointer_mut(meta).and_then(Value::as_object_mut) {
+                m.remove("creationTimestamp");
+            }
+        }
     }
 
     pub fn deployment(obj: &mut Value) {
