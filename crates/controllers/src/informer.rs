@@ -5,8 +5,8 @@
 
 use apimachinery::metallb::IPAddressPool;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -213,6 +213,8 @@ pub struct Informers {
     pub deployments: Arc<Informer<Deployment>>,
     pub daemonsets: Arc<Informer<DaemonSet>>,
     pub jobs: Arc<Informer<Job>>,
+    pub statefulsets: Arc<Informer<StatefulSet>>,
+    pub cronjobs: Arc<Informer<CronJob>>,
     /// MetalLB `IPAddressPool`s (LoadBalancer address allocation).
     pub ip_pools: Arc<Informer<IPAddressPool>>,
 }
@@ -242,6 +244,8 @@ impl Informers {
             deployments: Informer::new(Api::all(client.clone())),
             daemonsets: Informer::new(Api::all(client.clone())),
             jobs: Informer::new(Api::all(client.clone())),
+            statefulsets: Informer::new(Api::all(client.clone())),
+            cronjobs: Informer::new(Api::all(client.clone())),
             ip_pools: Informer::new(Api::all(client.clone())),
         })
     }
@@ -257,6 +261,8 @@ impl Informers {
             self.deployments.spawn(),
             self.daemonsets.spawn(),
             self.jobs.spawn(),
+            self.statefulsets.spawn(),
+            self.cronjobs.spawn(),
             self.ip_pools.spawn(),
         ]
     }
@@ -272,6 +278,8 @@ impl Informers {
         self.deployments.wait_ready().await;
         self.daemonsets.wait_ready().await;
         self.jobs.wait_ready().await;
+        self.statefulsets.wait_ready().await;
+        self.cronjobs.wait_ready().await;
         self.ip_pools.wait_ready().await;
     }
 }

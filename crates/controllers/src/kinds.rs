@@ -31,6 +31,8 @@ pub fn all() -> Vec<Kind> {
         k::<apps::DaemonSet>(true),
         k::<apps::ControllerRevision>(true),
         k::<batch::Job>(true),
+        k::<apps::StatefulSet>(true),
+        k::<batch::CronJob>(true),
         k::<disc::EndpointSlice>(true),
         k::<coord::Lease>(true),
     ]

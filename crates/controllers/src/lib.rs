@@ -1,7 +1,7 @@
 //! `controllers`: the control loops of the cluster, each a Kubernetes API
 //! client (kube-rs) that reconciles from a full view of its objects: garbage
 //! collector, namespace lifecycle, replicaset, deployment, daemonset, job (and
-//! ttl-after-finished), endpoints,
+//! ttl-after-finished), statefulset, cronjob, endpoints,
 //! endpointslice, endpointslice mirroring, LoadBalancer address allocation, node
 //! IPAM and the scheduler.
 //!
@@ -12,6 +12,7 @@
 //!
 //! Depends on: kube, k8s-openapi. Never on `store` or `apiserver`.
 
+mod cronjob;
 mod daemonset;
 mod deployment;
 mod endpoints;
@@ -31,6 +32,7 @@ mod podcontrol;
 mod queue;
 mod replicaset;
 mod scheduler;
+mod statefulset;
 mod util;
 
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -161,6 +163,8 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     deployment::start(&ctx, &mut tasks);
     daemonset::start(&ctx, &mut tasks);
     job::start(&ctx, &mut tasks);
+    statefulset::start(&ctx, &mut tasks);
+    cronjob::start(&ctx, &mut tasks);
     endpoints::start(&ctx, &mut tasks);
     endpointslice::start(&ctx, &mut tasks);
     mirroring::start(&ctx, &mut tasks);
