@@ -7,23 +7,13 @@
 //! Objects are the v1 JSON form; the pod template's own defaults are applied by
 //! the caller.
 
+use crate::defaulting::set_if_unset;
 use crate::field::FieldError;
 use crate::names::validate_nonnegative;
 use serde_json::{json, Value};
 
 /// `batchv1.CronJobScheduledTimestampAnnotation`.
 pub const SCHEDULED_TIMESTAMP_ANNOTATION: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
-
-fn set_if_absent(obj: &mut Value, key: &str, v: Value) {
-    if let Some(m) = obj.as_object_mut() {
-        match m.get(key) {
-            Some(x) if !x.is_null() && x.as_str() != Some("") => {}
-            _ => {
-                m.insert(key.to_string(), v);
-            }
-        }
-    }
-}
 
 /// `SetDefaults_CronJob`: concurrencyPolicy Allow, suspend false, history
 /// limits 3 successful and 1 failed. (The job template's JobSpec gets no Job
@@ -33,10 +23,10 @@ pub fn set_defaults(obj: &mut Value) {
         obj["spec"] = json!({});
     }
     let spec = &mut obj["spec"];
-    set_if_absent(spec, "concurrencyPolicy", json!("Allow"));
-    set_if_absent(spec, "suspend", json!(false));
-    set_if_absent(spec, "successfulJobsHistoryLimit", json!(3));
-    set_if_absent(spec, "failedJobsHistoryLimit", json!(1));
+    set_if_unset(spec, "concurrencyPolicy", json!("Allow"));
+    set_if_unset(spec, "suspend", json!(false));
+    set_if_unset(spec, "successfulJobsHistoryLimit", json!(3));
+    set_if_unset(spec, "failedJobsHistoryLimit", json!(1));
 }
 
 /// `PrepareForCreate`: an empty status.

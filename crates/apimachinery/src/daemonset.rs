@@ -4,6 +4,7 @@
 //! (`pkg/apis/apps/validation/validation.go` `ValidateDaemonSet*`). Objects are
 //! the v1 JSON form; the pod template's own defaults are applied by the caller.
 
+use crate::defaulting::set_if_absent;
 use crate::field::FieldError;
 use crate::names::validate_nonnegative;
 use crate::selector::LabelSelector;
@@ -11,17 +12,6 @@ use serde_json::{json, Value};
 
 /// `extensions/v1beta1`'s `spec.templateGeneration`, kept in apps/v1 as an annotation.
 pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
-
-fn set_if_absent(obj: &mut Value, key: &str, v: Value) {
-    if let Some(m) = obj.as_object_mut() {
-        match m.get(key) {
-            Some(x) if !x.is_null() => {}
-            _ => {
-                m.insert(key.to_string(), v);
-            }
-        }
-    }
-}
 
 /// `SetDefaults_DaemonSet`: updateStrategy RollingUpdate with maxUnavailable 1 and
 /// maxSurge 0, revisionHistoryLimit 10.

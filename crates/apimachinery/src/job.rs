@@ -4,6 +4,7 @@
 //! `ValidateJob`, `ValidateJobUpdate`). Objects are the v1 JSON form; the pod
 //! template's own defaults are applied by the caller before [`validate`].
 
+use crate::defaulting::set_if_absent;
 use crate::field::FieldError;
 use crate::names::validate_nonnegative;
 use crate::selector::LabelSelector;
@@ -24,17 +25,6 @@ pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
 /// `maxParallelismForIndexedJob`.
 const MAX_PARALLELISM_INDEXED: i64 = 100_000;
-
-fn set_if_absent(obj: &mut Value, key: &str, v: Value) {
-    if let Some(m) = obj.as_object_mut() {
-        match m.get(key) {
-            Some(x) if !x.is_null() => {}
-            _ => {
-                m.insert(key.to_string(), v);
-            }
-        }
-    }
-}
 
 fn present(v: &Value, key: &str) -> bool {
     v.get(key).is_some_and(|x| !x.is_null())

@@ -10,6 +10,7 @@ pub mod crd;
 pub mod cron;
 pub mod cronjob;
 pub mod daemonset;
+mod defaulting;
 pub mod field;
 pub mod job;
 pub mod loadbalancer;

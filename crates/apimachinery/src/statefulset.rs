@@ -8,21 +8,11 @@
 //! `volumeClaimTemplates` are accepted and stored but nothing provisions volumes
 //! yet (rkube has no PersistentVolumeClaims): the controller ignores them.
 
+use crate::defaulting::set_if_unset;
 use crate::field::FieldError;
 use crate::names::{is_dns1123_label, validate_nonnegative};
 use crate::selector::LabelSelector;
 use serde_json::{json, Value};
-
-fn set_if_absent(obj: &mut Value, key: &str, v: Value) {
-    if let Some(m) = obj.as_object_mut() {
-        match m.get(key) {
-            Some(x) if !x.is_null() && x.as_str() != Some("") => {}
-            _ => {
-                m.insert(key.to_string(), v);
-            }
-        }
-    }
-}
 
 /// `SetDefaults_StatefulSet`: podManagementPolicy OrderedReady, updateStrategy
 /// RollingUpdate with partition 0, PVC retention Retain/Retain, replicas 1,
@@ -32,24 +22,24 @@ pub fn set_defaults(obj: &mut Value) {
         obj["spec"] = json!({});
     }
     let spec = &mut obj["spec"];
-    set_if_absent(spec, "podManagementPolicy", json!("OrderedReady"));
-    set_if_absent(spec, "updateStrategy", json!({}));
+    set_if_unset(spec, "podManagementPolicy", json!("OrderedReady"));
+    set_if_unset(spec, "updateStrategy", json!({}));
     let strategy = &mut spec["updateStrategy"];
     if strategy.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
         strategy["type"] = json!("RollingUpdate");
-        set_if_absent(strategy, "rollingUpdate", json!({}));
+        set_if_unset(strategy, "rollingUpdate", json!({}));
     }
     if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
         && strategy.get("rollingUpdate").is_some_and(Value::is_object)
     {
-        set_if_absent(&mut strategy["rollingUpdate"], "partition", json!(0));
+        set_if_unset(&mut strategy["rollingUpdate"], "partition", json!(0));
     }
-    set_if_absent(spec, "persistentVolumeClaimRetentionPolicy", json!({}));
+    set_if_unset(spec, "persistentVolumeClaimRetentionPolicy", json!({}));
     let policy = &mut spec["persistentVolumeClaimRetentionPolicy"];
-    set_if_absent(policy, "whenDeleted", json!("Retain"));
-    set_if_absent(policy, "whenScaled", json!("Retain"));
-    set_if_absent(spec, "replicas", json!(1));
-    set_if_absent(spec, "revisionHistoryLimit", json!(10));
+    set_if_unset(policy, "whenDeleted", json!("Retain"));
+    set_if_unset(policy, "whenScaled", json!("Retain"));
+    set_if_unset(spec, "replicas", json!(1));
+    set_if_unset(spec, "revisionHistoryLimit", json!(10));
 }
 
 /// `PrepareForCreate`: an empty status (`replicas` and `availableReplicas` are
