@@ -11,9 +11,11 @@ mod dns_config;
 mod envvars;
 mod node;
 mod pods;
+mod portforward;
 mod probes;
 pub mod runtime;
 mod server;
+mod upgrade;
 
 pub use dns_config::DnsSettings;
 

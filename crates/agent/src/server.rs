@@ -107,8 +107,27 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
             Err((code, msg)) => text(code, msg),
         },
         ["exec", ns, pod, container] => exec(ctx.clone(), ns, pod, container, query, req).await,
+        // The kubelet also takes the pod's uid as a last segment.
+        ["portForward", ns, pod] | ["portForward", ns, pod, _] => port_forward(&ctx, ns, pod, &query, req).await,
         _ => text(404, "not found"),
     }
+}
+
+async fn port_forward(
+    ctx: &Ctx,
+    ns: &str,
+    pod: &str,
+    query: &[(String, String)],
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let (_, uid) = match pod_uid(ctx, ns, pod).await {
+        Ok(x) => x,
+        Err((c, m)) => return text(c, m),
+    };
+    if ctx.rt.sandbox(&uid).is_none() {
+        return text(400, format!("pod {ns}/{pod} has no running sandbox on this node"));
+    }
+    crate::portforward::handle(ctx.rt.clone(), uid, query, req, text)
 }
 
 fn q<'a>(query: &'a [(String, String)], k: &str) -> Option<&'a str> {
@@ -249,16 +268,10 @@ async fn exec(
     }
     let tty = q(&query, "tty") == Some("true");
     let want_stdin = q(&query, "stdin") == Some("true");
-    let Some(key) = req.headers().get(http::header::SEC_WEBSOCKET_KEY).cloned() else {
+    if !crate::upgrade::is_websocket(&req) {
         return text(400, "exec needs a WebSocket upgrade (v5.channel.k8s.io)");
-    };
-    let offered: Vec<String> = req
-        .headers()
-        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|s| s.trim().to_string()))
-        .collect();
+    }
+    let offered = crate::upgrade::websocket_protocols(&req);
     let Some(protocol) =
         ["v5.channel.k8s.io", "v4.channel.k8s.io"].into_iter().find(|p| offered.iter().any(|o| o == p))
     else {
@@ -272,26 +285,13 @@ async fn exec(
         return text(400, format!("container {container} is not running in pod {pod}"));
     };
     let spec = ExecSpec { argv: argv.clone(), env: Vec::new(), tty, working_dir: None };
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let mut resp = text(101, "");
-    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let h = resp.headers_mut();
-    h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    if let Ok(v) = HeaderValue::from_str(&accept) {
-        h.insert(http::header::SEC_WEBSOCKET_ACCEPT, v);
-    }
-    h.insert(http::header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    let Some(resp) = crate::upgrade::accept_websocket(&req, Some(protocol)) else {
+        return text(400, "exec needs a WebSocket upgrade (v5.channel.k8s.io)");
+    };
     let v5 = protocol.starts_with("v5");
     let container = container.to_string();
     tokio::spawn(async move {
-        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
-        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-            TokioIo::new(upgraded),
-            tungstenite::protocol::Role::Server,
-            None,
-        )
-        .await;
+        let Some(ws) = crate::upgrade::websocket(req).await else { return };
         let status = match ctx.rt.exec_in(&sandbox, Some(&container), &spec).await {
             Ok(p) => bridge(ws, p, want_stdin, v5, &argv).await,
             Err(e) => {

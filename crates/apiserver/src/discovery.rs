@@ -82,6 +82,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             list.push(sub_entry(r, "binding", None, "Binding", &["create"]));
             list.push(sub_entry(r, "exec", None, "PodExecOptions", &["create", "get"]));
             list.push(sub_entry(r, "log", None, "Pod", &["get"]));
+            list.push(sub_entry(r, "portforward", None, "PodPortForwardOptions", &["create", "get"]));
         }
         if r.plural == "namespaces" {
             list.push(sub_entry(r, "finalize", None, r.kind, &["update"]));
@@ -128,6 +129,7 @@ fn aggregated_resource(r: &Resource) -> Value {
         sub("binding", gvk_of("", "v1", "Binding"), &["create"]);
         sub("exec", gvk_of("", "v1", "PodExecOptions"), &["create", "get"]);
         sub("log", gvk_of("", "v1", "Pod"), &["get"]);
+        sub("portforward", gvk_of("", "v1", "PodPortForwardOptions"), &["create", "get"]);
     }
     if r.plural == "namespaces" {
         sub("finalize", gvk_of("", "v1", "Namespace"), &["update"]);

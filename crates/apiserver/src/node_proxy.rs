@@ -1,7 +1,8 @@
-//! `pods/log` and `pods/exec`: forwarded to the node agent that runs the pod,
-//! as kube-apiserver forwards them to the kubelet. Exec is a WebSocket
-//! (`v5.channel.k8s.io`): the upgrade is passed through and the two upgraded
-//! streams are spliced; the agent speaks the protocol.
+//! `pods/log`, `pods/exec` and `pods/portforward`: forwarded to the node agent
+//! that runs the pod, as kube-apiserver forwards them to the kubelet. Exec is
+//! a WebSocket (`v5.channel.k8s.io`); port-forward a WebSocket (tunnelled SPDY
+//! or channels) or a SPDY/3.1 upgrade. The upgrade is passed through and the
+//! two upgraded streams are spliced; the agent speaks the protocols.
 
 use crate::error::ApiError;
 use crate::registry::{subject, Registry};
@@ -39,8 +40,14 @@ struct Target {
     pin: Option<String>,
 }
 
-/// Where the pod runs: (node address, kubelet port, container name).
-async fn locate(reg: &Registry, rr: &ResourceRequest, container: Option<&str>) -> Result<Target, ApiError> {
+/// Where the pod runs: node address, kubelet port and the container (resolved
+/// only when `with_container`; port-forward has none).
+async fn locate(
+    reg: &Registry,
+    rr: &ResourceRequest,
+    container: Option<&str>,
+    with_container: bool,
+) -> Result<Target, ApiError> {
     let pods = rr.resource;
     let name = rr.name.as_deref().unwrap_or_default();
     let pod = reg.get(pods, rr.namespace.as_deref(), name).await?.object;
@@ -59,6 +66,7 @@ async fn locate(reg: &Registry, rr: &ResourceRequest, container: Option<&str>) -
         .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
         .collect();
     let container = match container {
+        _ if !with_container => String::new(),
         Some(c) if containers.iter().chain(&init).any(|x| x == c) => c.to_string(),
         Some(c) => return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
         None if containers.len() == 1 => containers[0].clone(),
@@ -130,22 +138,43 @@ async fn connect(
     Ok(sender)
 }
 
-/// Forward `pods/<name>/log` or `pods/<name>/exec` to the pod's node agent.
+/// `PodPortForwardOptions` from the query (`ports`, repeated or comma-separated,
+/// as `Convert_Slice_string_To_Slice_int32`) become the kubelet's `port`
+/// parameters (`pod/strategy.go` `PortForwardLocation`).
+fn kubelet_port_query(params: &[(String, String)]) -> Result<String, ApiError> {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (_, v) in params.iter().filter(|(k, _)| k == "ports") {
+        for p in v.split(',').filter(|p| !p.is_empty()) {
+            let n: i32 = p.trim().parse().map_err(|_| {
+                ApiError::bad_request(format!("strconv.ParseInt: parsing {:?}: invalid syntax", p.trim()))
+            })?;
+            out.append_pair("port", &n.to_string());
+        }
+    }
+    Ok(out.finish())
+}
+
+/// Forward `pods/<name>/{log,exec,portforward}` to the pod's node agent.
 pub async fn forward(
     reg: &Registry,
     nc: &NodeClient,
     rr: &ResourceRequest,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let query = req.uri().query().unwrap_or("").to_string();
+    let mut query = req.uri().query().unwrap_or("").to_string();
     let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let container = params.iter().find(|(k, _)| k == "container").map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
-    let Target { address, port, container, pin } = locate(reg, rr, container).await?;
+    let port_forward = rr.subresource.as_deref() == Some("portforward");
+    let Target { address, port, container, pin } = locate(reg, rr, container, !port_forward).await?;
     let ns = rr.namespace.as_deref().unwrap_or("default");
     let name = rr.name.as_deref().unwrap_or_default();
     let path = match rr.subresource.as_deref() {
         Some("log") => format!("/containerLogs/{ns}/{name}/{container}"),
         Some("exec") => format!("/exec/{ns}/{name}/{container}"),
+        Some("portforward") => {
+            query = kubelet_port_query(&params)?;
+            format!("/portForward/{ns}/{name}")
+        }
         _ => return Err(ApiError::path_not_found()),
     };
     let mut sender = connect(nc, &address, port, pin.as_deref()).await?;
@@ -157,6 +186,7 @@ pub async fn forward(
         http::header::SEC_WEBSOCKET_VERSION,
         http::header::SEC_WEBSOCKET_PROTOCOL,
         http::header::SEC_WEBSOCKET_EXTENSIONS,
+        http::HeaderName::from_static("x-stream-protocol-version"),
     ] {
         for v in req.headers().get_all(&h) {
             out = out.header(&h, v);
@@ -183,7 +213,7 @@ pub async fn forward(
                     let (mut a, mut b) = (TokioIo::new(client), TokioIo::new(node));
                     let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
                 }
-                Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
+                Err(e) => tracing::debug!(error = %e, "upgrade to the node failed"),
             }
         });
         return Ok(client_resp);

@@ -131,7 +131,8 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
             }
         }
         Target::Resource(rr)
-            if rr.resource.plural == "pods" && matches!(rr.subresource.as_deref(), Some("log" | "exec")) =>
+            if rr.resource.plural == "pods"
+                && matches!(rr.subresource.as_deref(), Some("log" | "exec" | "portforward")) =>
         {
             match crate::node_proxy::forward(&state.registry, &state.nodes, &rr, req).await {
                 Ok(resp) => resp,

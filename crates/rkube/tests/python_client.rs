@@ -3,7 +3,8 @@
 //! sandboxed `rkube up`: `tests/python/client_checks.py` creates (bodies
 //! without kind/apiVersion), reads, patches, lists, watches and deletes
 //! ConfigMaps, Services, Pods, Deployments (+ scale), DaemonSets and Jobs, and
-//! server-side applies through the dynamic client. Needs root (skips otherwise).
+//! server-side applies through the dynamic client, and port-forwards to a pod
+//! (`kubernetes.stream.portforward`). Needs root (skips otherwise).
 
 use std::process::{Command, Stdio};
 use testkit::Sandbox;

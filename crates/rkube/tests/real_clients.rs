@@ -1,6 +1,6 @@
 //! Real clients against one sandboxed `rkube up` (issue 11): server-side apply
 //! and field ownership (items 1, 2), OpenAPI/explain and aggregated discovery
-//! (item 3), CustomResourceDefinitions (item 4).
+//! (item 3), CustomResourceDefinitions (item 4), `kubectl port-forward` (item 6).
 //!
 //! Server-side apply: `kubectl apply --server-side`
 //! creates, re-applies as a no-op, conflicts with another manager (upstream's
@@ -193,6 +193,7 @@ fn server_side_apply_and_field_managers() {
     assert!(f["f:spec"]["f:ports"].get("k:{\"port\":80,\"protocol\":\"TCP\"}").is_some(), "{f}");
     assert_eq!(f["f:spec"]["f:selector"], serde_json::json!({}), "selector is atomic: {f}");
 
+    port_forward(&c);
     helm(&c);
     typed_bodies_without_kind(&c);
     explain(&c);
@@ -595,4 +596,135 @@ fn typed_bodies_without_kind(c: &Cluster) {
     );
     assert!(!out.success());
     assert!(out.stderr.contains("Secret in version \"v1\" cannot be handled as a ConfigMap"), "{}", out.stderr);
+}
+
+/// A pod serving HTTP on 8080 (all addresses) and on 127.0.0.1:9090 only, the
+/// latter reachable through port-forward alone.
+const PF_POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: pf\n  labels: {app: pf}\nspec:\n  containers:\n  - name: web\n    image: registry.k8s.io/e2e-test-images/agnhost:2.52\n    args: [\"netexec\", \"--http-port=8080\"]\n    ports:\n    - {name: http, containerPort: 8080}\n  - name: local\n    image: busybox\n    command: [\"python3\", \"-m\", \"http.server\", \"9090\", \"--bind\", \"127.0.0.1\"]\n";
+
+/// A running `kubectl port-forward`, killed on drop.
+struct Forward {
+    child: std::process::Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Forward {
+    /// Start `kubectl port-forward args...` (with `env`) and wait for its
+    /// "Forwarding from 127.0.0.1:<port>" lines.
+    fn start(c: &Cluster, env: &[(&str, &str)], args: &[&str], ports: usize) -> Forward {
+        use std::io::BufRead;
+        let mut a = vec!["port-forward"];
+        a.extend_from_slice(args);
+        let mut cmd = c.k().command(&a);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start kubectl port-forward");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let (etx, stderr) = std::sync::mpsc::channel::<String>();
+        let out = child.stdout.take().expect("stdout");
+        let err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        while seen.iter().filter(|l: &&String| l.starts_with("Forwarding from 127.0.0.1:")).count() < ports {
+            match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+                Ok(l) => seen.push(l),
+                Err(_) => {
+                    let _ = child.kill();
+                    let e: Vec<String> = stderr.try_iter().collect();
+                    panic!("kubectl port-forward {args:?} did not start: {seen:?}\n{}", e.join("\n"));
+                }
+            }
+        }
+        std::thread::spawn(move || for _ in rx {});
+        Forward { child, stderr }
+    }
+
+    fn stderr_lines(&self, wait: std::time::Duration) -> String {
+        let start = std::time::Instant::now();
+        let mut all = Vec::new();
+        while start.elapsed() < wait {
+            if let Ok(l) = self.stderr.recv_timeout(std::time::Duration::from_millis(200)) {
+                all.push(l);
+            }
+        }
+        all.join("\n")
+    }
+}
+
+impl Drop for Forward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port` in the server's netns (where kubectl runs).
+fn http_get(c: &Cluster, port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = c
+        ._sandbox
+        .tcp_connect(c.server.netns(), addr, std::time::Duration::from_secs(5))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// `kubectl port-forward` to a pod (WebSocket-tunnelled SPDY, kubectl's default,
+/// and the SPDY fallback), to `svc/NAME`, to a port only bound to localhost in
+/// the pod, concurrent connections, and a closed port's error.
+fn port_forward(c: &Cluster) {
+    let k = c.k();
+    k.ok_with_stdin(["create", "-f", "-"], PF_POD);
+    k.ok(["create", "service", "clusterip", "pf", "--tcp=80:8080"]);
+    k.ok(["wait", "--for=condition=Ready", "pod/pf", "--timeout=60s"]);
+    for env in [vec![], vec![("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")]] {
+        let f = Forward::start(c, &env, &["pod/pf", "18080:8080", "19090:9090"], 2);
+        let body = http_get(c, 18080, "/hostname").expect("GET through the forward");
+        assert!(body.starts_with("HTTP/1.1 200") && body.ends_with("pf"), "{env:?}: {body}");
+        let listing = http_get(c, 19090, "/").expect("GET of the localhost-only server");
+        assert!(listing.contains("200 OK") && listing.contains("Directory listing"), "{env:?}: {listing}");
+        // Several connections at once, each its own stream pair.
+        let bodies: Vec<String> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8).map(|i| s.spawn(move || http_get(c, 18080, &format!("/echo?msg=m{i}")))).collect();
+            hs.into_iter().map(|h| h.join().expect("thread").expect("GET")).collect()
+        });
+        for (i, b) in bodies.iter().enumerate() {
+            assert!(b.ends_with(&format!("m{i}")), "{env:?}: {b}");
+        }
+        drop(f);
+    }
+    // A Service: kubectl picks a pod behind it and maps port 80 to targetPort 8080.
+    let f = Forward::start(c, &[], &["svc/pf", "18081:80"], 1);
+    let body = http_get(c, 18081, "/hostname").expect("GET through svc/pf");
+    assert!(body.ends_with("pf"), "{body}");
+    drop(f);
+    // Nothing listens on 7777: the kubelet's error reaches kubectl.
+    let f = Forward::start(c, &[], &["pod/pf", "18082:7777"], 1);
+    let _ = http_get(c, 18082, "/");
+    let err = f.stderr_lines(std::time::Duration::from_secs(3));
+    assert!(err.contains("error forwarding port 7777 to pod") && err.contains("connect: connection refused"), "{err}");
+    drop(f);
+    // A pod that is not running cannot be forwarded to (kubectl's own check).
+    let err = k.fail(["port-forward", "pod/nosuch", "18083:80"]);
+    assert!(err.contains("pods \"nosuch\" not found"), "{err}");
+    k.ok(["delete", "service", "pf"]);
 }

@@ -19,6 +19,7 @@
 //! in (the "node"): the bridge, the veths, `ip_forward`.
 
 mod cgroup;
+mod dial;
 mod error;
 mod infra;
 mod ipam;
@@ -897,6 +898,14 @@ impl Runtime {
 
     /// Run a command in the pod, in the first container's cgroup and
     /// environment (see [`Runtime::exec_in`]).
+    /// Connect to `localhost:port` inside the pod's network namespace (what
+    /// `kubectl port-forward` reaches). The error is containerd's text.
+    pub async fn connect_in_pod(&self, uid: &str, port: u16) -> Result<tokio::net::TcpStream, String> {
+        let pod = self.pod(uid).map_err(|e| e.to_string())?;
+        let netns = pod.netns.try_clone().map_err(|e| format!("duplicating the pod's netns handle: {e}"))?;
+        dial::connect_localhost(netns, uid.to_string(), port).await
+    }
+
     pub async fn exec(&self, sandbox: &Sandbox, spec: &ExecSpec) -> Result<ExecProcess, RuntimeError> {
         self.exec_in(sandbox, None, spec).await
     }

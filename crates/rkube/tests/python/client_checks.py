@@ -3,7 +3,7 @@
 Run by crates/rkube/tests/python_client.rs as `python client_checks.py KUBECONFIG`.
 For each kind: create (bodies without kind/apiVersion, as the typed models send
 them unless set), read, patch (strategic merge), list, watch, delete; plus the
-dynamic client's discovery and server-side apply. Prints one line per check and
+dynamic client's discovery and server-side apply; port-forward to a pod. Prints one line per check and
 exits non-zero at the first failure.
 """
 
@@ -12,6 +12,7 @@ import threading
 import time
 
 from kubernetes import client, config, dynamic, watch
+from kubernetes.stream import portforward
 from kubernetes.client.rest import ApiException
 
 NS = "default"
@@ -93,6 +94,46 @@ def pods(core):
     check("pod read", pod.spec.containers[0].image == "registry.k8s.io/pause:3.10")
     core.delete_namespaced_pod("py-pod", NS, grace_period_seconds=0)
     check("pod delete", True)
+
+
+def port_forward(core):
+    """`kubernetes.stream.portforward` (WebSocket, v4.channel.k8s.io) to a pod."""
+    body = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="py-pf"),
+        spec=client.V1PodSpec(
+            containers=[
+                client.V1Container(
+                    name="web",
+                    image="registry.k8s.io/e2e-test-images/agnhost:2.52",
+                    args=["netexec", "--http-port=8080"],
+                )
+            ]
+        ),
+    )
+    core.create_namespaced_pod(NS, body)
+    deadline = time.time() + 60
+    ready = False
+    while time.time() < deadline and not ready:
+        pod = core.read_namespaced_pod("py-pf", NS)
+        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        if not ready:
+            time.sleep(0.5)
+    check("port-forward pod ready", ready, pod.status)
+    pf = portforward(core.connect_get_namespaced_pod_portforward, "py-pf", NS, ports="8080")
+    sock = pf.socket(8080)
+    sock.setblocking(True)
+    sock.sendall(b"GET /hostname HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    reply = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    sock.close()
+    check("port-forward GET /hostname", reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"py-pf"), reply)
+    check("port-forward no error", pf.error(8080) is None, pf.error(8080))
+    pf.close()
+    core.delete_namespaced_pod("py-pf", NS, grace_period_seconds=0)
 
 
 def deployments(apps):
@@ -184,6 +225,7 @@ def main():
     configmaps(core)
     services(core)
     pods(core)
+    port_forward(core)
     deployments(apps)
     daemonsets(apps)
     jobs(batch)
