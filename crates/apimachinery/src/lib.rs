@@ -18,6 +18,7 @@ pub mod metallb;
 pub mod names;
 pub mod protobuf;
 pub mod quantity;
+pub mod scale;
 pub mod selector;
 pub mod service;
 pub mod smd;

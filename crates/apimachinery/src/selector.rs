@@ -288,6 +288,34 @@ pub fn label_selector_matches(
     true
 }
 
+/// A `metav1.LabelSelector` in its string form (`app=web,tier in (a,b)`), as
+/// `LabelSelectorAsSelector(sel).String()` prints it: requirements sorted by
+/// key, set values sorted. The Scale subresource reports it.
+pub fn label_selector_string(sel: &Value) -> String {
+    let mut parts: Vec<(String, String)> = Vec::new();
+    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push((k.clone(), format!("{k}={}", v.as_str().unwrap_or_default())));
+        }
+    }
+    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+        let values: BTreeSet<&str> =
+            e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let values = values.into_iter().collect::<Vec<_>>().join(",");
+        let text = match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+            "In" => format!("{key} in ({values})"),
+            "NotIn" => format!("{key} notin ({values})"),
+            "Exists" => key.to_string(),
+            "DoesNotExist" => format!("!{key}"),
+            _ => continue,
+        };
+        parts.push((key.to_string(), text));
+    }
+    parts.sort_by(|a, b| a.0.cmp(&b.0));
+    parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use crate::registry::{subject, DeleteOptions, Deleted, Registry};
 use crate::request::{Query, ResourceRequest};
 use crate::resources::Resource;
 use crate::watch;
+use apimachinery::scale::ScalePaths;
 use apimachinery::selector::{FieldSelector, LabelSelector};
 use base64::Engine;
 use bytes::Bytes;
@@ -183,7 +184,7 @@ pub async fn get(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     served_as(ctx.r(), &mut stored.object);
     match ctx.req.subresource.as_deref() {
         None | Some("status") => Ok(ctx.render(200, &stored.object)),
-        Some("scale") if ctx.r().scale => Ok(Reply::json(200, &scale_of(&stored.object)?)),
+        Some("scale") if ctx.r().scale => Ok(Reply::json(200, &scale_of(ctx.r(), &stored.object)?)),
         Some(other) => Err(ApiError::path_not_found_for(other)),
     }
 }
@@ -194,26 +195,24 @@ impl ApiError {
     }
 }
 
-/// The autoscaling/v1 Scale of a ReplicaSet or Deployment.
-fn scale_of(obj: &Value) -> ApiResult<Value> {
-    let meta = obj.get("metadata").cloned().unwrap_or_default();
-    let selector = obj.pointer("/spec/selector").map(label_selector_string).unwrap_or_default();
-    Ok(json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": meta.get("name"),
-            "namespace": meta.get("namespace"),
-            "uid": meta.get("uid"),
-            "resourceVersion": meta.get("resourceVersion"),
-            "creationTimestamp": meta.get("creationTimestamp"),
-        },
-        "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
-        "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
-            "selector": selector,
-        },
-    }))
+/// The fields the Scale of `r` maps to: `.spec.replicas` for the built-in
+/// kinds, the CRD's paths for a custom resource.
+fn scale_paths(r: &Resource) -> ScalePaths {
+    match crate::crd::custom(r).and_then(|c| c.version.scale) {
+        Some((spec, status, selector)) => ScalePaths::custom(&spec, &status, selector.as_deref()),
+        None => ScalePaths::builtin(),
+    }
+}
+
+/// The autoscaling/v1 Scale of a stored object (upstream's `ScaleREST.Get`;
+/// a custom resource without its spec replicas field has none).
+fn scale_of(r: &Resource, obj: &Value) -> ApiResult<Value> {
+    let paths = scale_paths(r);
+    let scale = apimachinery::scale::scale_of(obj, &paths).map_err(ApiError::internal)?;
+    if !scale.spec_replicas_found && crate::crd::custom(r).is_some() {
+        return Err(ApiError::internal(format!("the spec replicas field {:?} does not exist", paths.spec_replicas)));
+    }
+    Ok(scale.object)
 }
 
 struct ListParams {
@@ -562,30 +561,46 @@ fn check_sub(ctx: &Ctx<'_>) -> ApiResult<()> {
     }
 }
 
-/// Apply a change to the Scale of a ReplicaSet/Deployment and write spec.replicas.
+/// Apply a change to the Scale of an object and write its spec replicas field
+/// (upstream `scaleUpdatedObjectInfo.UpdatedObject`).
 async fn update_scale<F>(ctx: &Ctx<'_>, name: &str, mut change: F) -> ApiResult<Reply>
 where
     F: FnMut(&Value) -> ApiResult<Value>,
 {
+    // Marks a spec replicas field that did not exist: a patch that leaves it
+    // alone cannot scale (smallest int32, as upstream).
+    const UNSET: i64 = i32::MIN as i64;
     let r = ctx.r();
     if !r.scale {
         return Err(ApiError::path_not_found_for("scale"));
     }
+    let paths = scale_paths(r);
     let tracking = ctx.tracking()?;
     let stored = ctx
         .registry
         .modify(r, ctx.ns(), name, Some("scale"), ctx.dry_run(), &tracking, |obj| {
-            let scale = scale_of(obj)?;
+            let current = apimachinery::scale::scale_of(obj, &paths).map_err(ApiError::internal)?;
+            let mut scale = current.object;
+            if !current.spec_replicas_found {
+                scale["spec"]["replicas"] = json!(UNSET);
+            }
             let wanted = change(&scale)?;
             if let Some(rv) = object::meta_str(&wanted, "resourceVersion") {
                 if Some(rv) != object::meta_str(obj, "resourceVersion") {
                     return Err(ApiError::modified(subject(r, name)));
                 }
             }
-            let replicas = wanted
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
+            // A Scale body without spec.replicas decodes as 0.
+            let replicas = match wanted.pointer("/spec/replicas") {
+                None | Some(Value::Null) => 0,
+                Some(v) => v.as_i64().ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?,
+            };
+            if replicas == UNSET {
+                return Err(ApiError::bad_request(format!(
+                    "the spec replicas field {:?} cannot be empty",
+                    paths.spec_replicas
+                )));
+            }
             if replicas < 0 {
                 return Err(ApiError::invalid(
                     crate::error::Subject { group: "autoscaling", plural: "scale", kind: "Scale", name },
@@ -597,14 +612,15 @@ where
                 ));
             }
             let mut obj = obj.clone();
-            obj["spec"]["replicas"] = json!(replicas);
+            apimachinery::scale::set_spec_replicas(&mut obj, &paths, replicas).map_err(ApiError::bad_request)?;
             if let Some(m) = object::meta_mut(&mut obj) {
                 m.remove("resourceVersion");
             }
             Ok(obj)
         })
         .await?;
-    Ok(Reply::json(200, &scale_of(&stored.object)?))
+    let scale = apimachinery::scale::scale_of(&stored.object, &paths).map_err(ApiError::bad_request)?;
+    Ok(Reply::json(200, &scale.object))
 }
 
 pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
@@ -788,29 +804,6 @@ pub async fn delete_collection(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -
         200,
         &json!({ "kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": meta, "items": deleted }),
     ))
-}
-
-/// `metav1.LabelSelector` in its string form (`app=web,tier in (a,b)`).
-pub fn label_selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(m) = sel.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in m {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
-        }
-    }
-    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        let values: Vec<&str> =
-            e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-        parts.push(match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
-            "In" => format!("{key} in ({})", values.join(",")),
-            "NotIn" => format!("{key} notin ({})", values.join(",")),
-            "Exists" => key.to_string(),
-            "DoesNotExist" => format!("!{key}"),
-            _ => continue,
-        });
-    }
-    parts.join(",")
 }
 
 /// `POST pods/<name>/binding`: the scheduler's assignment of a pod to a node

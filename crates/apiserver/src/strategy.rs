@@ -193,6 +193,7 @@ impl Strategies {
             "l2advertisements" => errs.extend(apimachinery::metallb::validate_l2_advertisement(obj)),
             "customresourcedefinitions" if r.group == "apiextensions.k8s.io" => {
                 errs.extend(custom_definition(obj));
+                errs.extend(apimachinery::crd::definition::validate_update(obj, old));
             }
             _ => errs.extend(custom_object(r, obj)),
         }

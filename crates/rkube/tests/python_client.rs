@@ -41,4 +41,6 @@ fn official_python_client() {
         "python client checks failed\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- rkube ---\n{}",
         server.logs_tail(40)
     );
+    // The checks that ran, for the CI log.
+    eprintln!("{stdout}");
 }

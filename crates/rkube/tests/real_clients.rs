@@ -317,6 +317,10 @@ spec:
     storage: true
     subresources:
       status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.count
+        labelSelectorPath: .status.selector
     additionalPrinterColumns:
     - name: Size
       type: string
@@ -359,6 +363,10 @@ spec:
             properties:
               ready:
                 type: boolean
+              count:
+                type: integer
+              selector:
+                type: string
 "#;
 
 fn widget(name: &str, spec: &str) -> String {
@@ -462,6 +470,43 @@ fn custom_resources(c: &Cluster) {
         assert!(start.elapsed() < std::time::Duration::from_secs(40), "the dependent of a deleted widget is collected");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+
+    // The scale subresource maps the CRD's paths: kubectl scale writes
+    // .spec.replicas, the Scale reports .status.count and .status.selector.
+    k.ok([
+        "patch",
+        "widget",
+        "w3",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"count":3,"selector":"app=w3"}}"#,
+    ]);
+    k.ok(["scale", "widget", "w3", "--replicas=4"]);
+    assert_eq!(k.ok(["get", "widget", "w3", "-o", "jsonpath={.spec.replicas}"]).trim(), "4");
+    let scale: Value =
+        serde_json::from_str(&k.ok(["get", "--raw", "/apis/example.com/v1/namespaces/default/widgets/w3/scale"]))
+            .expect("json");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 4);
+    assert_eq!(scale["status"], serde_json::json!({"replicas": 3, "selector": "app=w3"}), "{scale}");
+    // The schema still holds through the Scale: replicas above the maximum are refused.
+    let err = k.fail(["scale", "widget", "w3", "--replicas=11"]);
+    assert!(err.contains("spec.replicas in body should be less than or equal to 10"), "{err}");
+
+    // CRD updates: scope is fixed once established, and a stored version
+    // cannot be dropped.
+    let err = k.fail(["patch", "crd", "widgets.example.com", "--type=merge", "-p", r#"{"spec":{"scope":"Cluster"}}"#]);
+    assert!(err.contains(r#"spec.scope: Invalid value: "Cluster": field is immutable"#), "{err}");
+    let err = k.fail([
+        "patch",
+        "crd",
+        "widgets.example.com",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/versions/1"},{"op":"replace","path":"/spec/versions/0/storage","value":true}]"#,
+    ]);
+    assert!(err.contains(r#"status.storedVersions[0]: Invalid value: "v1": must appear in spec.versions"#), "{err}");
 
     // Deleting the CRD deletes its objects and stops serving the kind.
     k.ok(["delete", "crd", "widgets.example.com"]);

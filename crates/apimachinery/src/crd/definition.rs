@@ -89,10 +89,22 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
                 "must have exactly one version marked as storage version",
             ));
         }
+        let mut seen = std::collections::HashSet::new();
+        let mut unique = true;
         for (i, v) in versions.iter().enumerate() {
             let base = format!("spec.versions[{i}]");
-            if str_at(v, "/name").is_empty() {
+            let name = str_at(v, "/name");
+            unique &= seen.insert(name);
+            if name.is_empty() {
                 errs.push(FieldError::required(format!("{base}.name"), ""));
+            } else {
+                let msgs = crate::names::is_dns1035_label(name);
+                if !msgs.is_empty() {
+                    errs.push(FieldError::invalid(format!("{base}.name"), name, msgs.join(",")));
+                }
+            }
+            if let Some(scale) = v.pointer("/subresources/scale") {
+                errs.extend(validate_scale(scale, &format!("{base}.subresources.scale")));
             }
             match v.pointer("/schema/openAPIV3Schema") {
                 None => {
@@ -101,8 +113,92 @@ pub fn validate(obj: &Value) -> Vec<FieldError> {
                 Some(s) => structural(s, &format!("{base}.schema.openAPIV3Schema"), true, &mut errs),
             }
         }
+        if !unique {
+            errs.push(FieldError::invalid(
+                "spec.versions",
+                Value::Array(versions.clone()),
+                "must contain unique version names",
+            ));
+        }
     }
     errs
+}
+
+/// `subresources.scale`: the replica paths must be simple dot paths under
+/// `.spec` / `.status` (`ValidateCustomResourceDefinitionSubresources`).
+fn validate_scale(scale: &Value, base: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut path = |key: &str, under: &[&str], what: &str, required: bool| {
+        let field = format!("{base}.{key}");
+        let value = str_at(scale, &format!("/{key}"));
+        if value.is_empty() {
+            if required {
+                errs.push(FieldError::required(field, ""));
+            }
+            return;
+        }
+        if !value.starts_with('.') {
+            errs.push(FieldError::invalid(field, value, "must be a simple json path starting with ."));
+        } else if !under.iter().any(|u| value.starts_with(u)) {
+            errs.push(FieldError::invalid(field, value, format!("should be a json path under {what}")));
+        }
+    };
+    path("specReplicasPath", &[".spec."], ".spec", true);
+    path("statusReplicasPath", &[".status."], ".status", true);
+    path("labelSelectorPath", &[".spec.", ".status."], "either .spec or .status", false);
+    errs
+}
+
+/// The rules of a CRD update beyond those of a create
+/// (`ValidateCustomResourceDefinitionSpecUpdate`, `...StoredVersions`):
+/// group and plural name the storage, so they never change; scope and kind
+/// not once the CRD is established; every stored version must stay listed.
+/// `new` carries the status it will be stored with.
+pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let established = old
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| str_at(c, "/type") == "Established" && str_at(c, "/status") == "True");
+    let mut immutable = vec![("spec.group", "/spec/group"), ("spec.names.plural", "/spec/names/plural")];
+    if established {
+        immutable.splice(0..0, [("spec.scope", "/spec/scope"), ("spec.names.kind", "/spec/names/kind")]);
+    }
+    for (field, pointer) in immutable {
+        let value = str_at(new, pointer);
+        if value != str_at(old, pointer) {
+            errs.push(FieldError::invalid(field, value, "field is immutable"));
+        }
+    }
+    errs.extend(validate_stored_versions(new));
+    errs
+}
+
+/// `status.storedVersions` names only versions still in `spec.versions`:
+/// objects may be stored in them, so a version cannot be dropped before the
+/// stored versions were migrated (and the status updated).
+pub fn validate_stored_versions(obj: &Value) -> Vec<FieldError> {
+    let listed: Vec<&str> = obj
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|v| str_at(v, "/name"))
+        .collect();
+    obj.pointer("/status/storedVersions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            let name = v.as_str().unwrap_or_default();
+            (!listed.contains(&name)).then(|| {
+                FieldError::invalid(format!("status.storedVersions[{i}]"), name, "must appear in spec.versions")
+            })
+        })
+        .collect()
 }
 
 /// The structural-schema rule every custom schema must follow: a type on
@@ -233,5 +329,64 @@ mod tests {
         let mut c = crd();
         c["spec"]["versions"][0]["storage"] = json!(false);
         assert!(aggregate(&validate(&c)).contains("must have exactly one version marked as storage version"));
+    }
+
+    #[test]
+    fn scale_paths_and_version_names_are_checked() {
+        let mut c = crd();
+        c["spec"]["versions"][0]["name"] = json!("V1");
+        c["spec"]["versions"][0]["subresources"]["scale"] = json!({"specReplicasPath": ".status.replicas", "statusReplicasPath": "status.replicas", "labelSelectorPath": ".metadata.labels"});
+        let text = aggregate(&validate(&c));
+        assert!(
+            text.contains("spec.versions[0].name: Invalid value: \"V1\": a DNS-1035 label must consist of lower case"),
+            "{text}"
+        );
+        assert!(text.contains("spec.versions[0].subresources.scale.specReplicasPath: Invalid value: \".status.replicas\": should be a json path under .spec"), "{text}");
+        assert!(text.contains("spec.versions[0].subresources.scale.statusReplicasPath: Invalid value: \"status.replicas\": must be a simple json path starting with ."), "{text}");
+        assert!(text.contains("spec.versions[0].subresources.scale.labelSelectorPath: Invalid value: \".metadata.labels\": should be a json path under either .spec or .status"), "{text}");
+        let mut c = crd();
+        c["spec"]["versions"][0]["subresources"]["scale"] = json!({});
+        let text = aggregate(&validate(&c));
+        assert!(text.contains("spec.versions[0].subresources.scale.specReplicasPath: Required value"), "{text}");
+        assert!(text.contains("spec.versions[0].subresources.scale.statusReplicasPath: Required value"), "{text}");
+        let mut c = crd();
+        let v = c["spec"]["versions"][0].clone();
+        c["spec"]["versions"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "v1", "served": true, "storage": false, "schema": v["schema"]}));
+        assert!(aggregate(&validate(&c)).contains("must contain unique version names"));
+    }
+
+    #[test]
+    fn updates_keep_names_scope_and_stored_versions() {
+        let mut old = crd();
+        default(&mut old);
+        old["status"] = status(&old, "2026-12-06T00:00:00Z");
+        let mut new = old.clone();
+        new["spec"]["scope"] = json!("Cluster");
+        new["spec"]["names"]["plural"] = json!("gadgets");
+        assert_eq!(
+            aggregate(&validate_update(&new, &old)),
+            "[spec.scope: Invalid value: \"Cluster\": field is immutable, spec.names.plural: Invalid value: \"gadgets\": field is immutable]"
+        );
+        // v1 is stored; replacing it by v2 alone would orphan stored objects.
+        let mut new = old.clone();
+        new["spec"]["versions"][0]["name"] = json!("v2");
+        new["status"] = status(&new, "2026-12-06T00:00:00Z");
+        assert_eq!(
+            aggregate(&validate_update(&new, &old)),
+            "status.storedVersions[0]: Invalid value: \"v1\": must appear in spec.versions"
+        );
+        // Adding v2 as the new storage version next to v1 is fine.
+        let mut new = old.clone();
+        new["spec"]["versions"][0]["storage"] = json!(false);
+        let mut v2 = new["spec"]["versions"][0].clone();
+        v2["name"] = json!("v2");
+        v2["storage"] = json!(true);
+        new["spec"]["versions"].as_array_mut().unwrap().push(v2);
+        new["status"] = status(&new, "2026-12-06T00:00:00Z");
+        assert!(validate_update(&new, &old).is_empty());
+        assert_eq!(new["status"]["storedVersions"], json!(["v1", "v2"]));
     }
 }

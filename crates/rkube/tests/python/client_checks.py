@@ -1,7 +1,7 @@
 """The official Kubernetes Python client (PyPI `kubernetes`) against rkube.
 
 Run by crates/rkube/tests/python_client.rs as `python client_checks.py KUBECONFIG`.
-For each kind: create (bodies without kind/apiVersion, as the typed models send
+For each kind (core, apps, batch, a CRD's custom objects and their scale): create (bodies without kind/apiVersion, as the typed models send
 them unless set), read, patch (strategic merge), list, watch, delete; plus the
 dynamic client's discovery and server-side apply; port-forward to a pod. Prints one line per check and
 exits non-zero at the first failure.
@@ -34,7 +34,10 @@ def watch_sees(list_fn, name, action, **kw):
         w = watch.Watch()
         started.set()
         for ev in w.stream(list_fn, NS, timeout_seconds=8, **kw):
-            if ev["object"].metadata.name == name:
+            obj = ev["object"]
+            # Typed list functions give models; custom objects stay dicts.
+            got = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
+            if got == name:
                 seen.append(ev["type"])
                 if ev["type"] == "DELETED":
                     w.stop()
@@ -199,6 +202,151 @@ def jobs(batch):
     check("job delete", True)
 
 
+def statefulsets(apps):
+    body = {
+        "metadata": {"name": "py-sts"},
+        "spec": {
+            "serviceName": "py-sts",
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "py-sts"}},
+            "template": {
+                "metadata": {"labels": {"app": "py-sts"}},
+                "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+            },
+        },
+    }
+    seen = watch_sees(apps.list_namespaced_stateful_set, "py-sts", lambda: apps.create_namespaced_stateful_set(NS, body))
+    check("statefulset create + watch ADDED", "ADDED" in seen, seen)
+    sts = apps.read_namespaced_stateful_set("py-sts", NS)
+    check("statefulset defaults", sts.spec.pod_management_policy == "OrderedReady", sts.spec.pod_management_policy)
+    s = apps.patch_namespaced_stateful_set_scale("py-sts", NS, {"spec": {"replicas": 2}})
+    check("statefulset scale patch", s.spec.replicas == 2, s.spec)
+    check("statefulset scale selector", s.status.selector == "app=py-sts", s.status)
+    sts = apps.patch_namespaced_stateful_set("py-sts", NS, {"spec": {"replicas": 0}})
+    check("statefulset patch", sts.spec.replicas == 0)
+    apps.delete_namespaced_stateful_set("py-sts", NS)
+    check("statefulset delete", True)
+
+
+def cronjobs(batch):
+    body = client.V1CronJob(
+        metadata=client.V1ObjectMeta(name="py-cj"),
+        spec=client.V1CronJobSpec(
+            schedule="*/5 * * * *",
+            job_template=client.V1JobTemplateSpec(
+                spec=client.V1JobSpec(
+                    template=client.V1PodTemplateSpec(
+                        spec=client.V1PodSpec(
+                            restart_policy="Never",
+                            containers=[client.V1Container(name="c", image="busybox", command=["true"])],
+                        )
+                    )
+                )
+            ),
+        ),
+    )
+    cj = batch.create_namespaced_cron_job(NS, body)
+    check("cronjob create", cj.spec.concurrency_policy == "Allow", cj.spec.concurrency_policy)
+    cj = batch.patch_namespaced_cron_job("py-cj", NS, {"spec": {"suspend": True}})
+    check("cronjob patch", cj.spec.suspend is True)
+    try:
+        batch.patch_namespaced_cron_job("py-cj", NS, {"spec": {"schedule": "not a schedule"}})
+        check("cronjob bad schedule refused", False, "accepted")
+    except ApiException as e:
+        check("cronjob bad schedule refused", e.status == 422 and "spec.schedule" in e.body, e.body)
+    batch.delete_namespaced_cron_job("py-cj", NS)
+    check("cronjob delete", True)
+
+
+WIDGETS = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "pywidgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "pywidgets", "singular": "pywidget", "kind": "PyWidget", "shortNames": ["pyw"]},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {
+                    "status": {},
+                    "scale": {
+                        "specReplicasPath": ".spec.size",
+                        "statusReplicasPath": ".status.ready",
+                        "labelSelectorPath": ".status.selector",
+                    },
+                },
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "properties": {
+                                    "size": {"type": "integer", "minimum": 0},
+                                    "color": {"type": "string", "default": "blue"},
+                                },
+                            },
+                            "status": {
+                                "type": "object",
+                                "properties": {"ready": {"type": "integer"}, "selector": {"type": "string"}},
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def custom_objects(api_client):
+    ext = client.ApiextensionsV1Api(api_client)
+    co = client.CustomObjectsApi(api_client)
+    ext.create_custom_resource_definition(WIDGETS)
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        crd = ext.read_custom_resource_definition("pywidgets.example.com")
+        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            break
+        time.sleep(0.2)
+    check("crd established", crd.status.accepted_names.kind == "PyWidget", crd.status)
+    args = ("example.com", "v1", NS, "pywidgets")
+    body = {"apiVersion": "example.com/v1", "kind": "PyWidget", "metadata": {"name": "w1"}, "spec": {"size": 1}}
+    seen = watch_sees(
+        lambda ns, **kw: co.list_namespaced_custom_object("example.com", "v1", ns, "pywidgets", **kw),
+        "w1",
+        lambda: co.create_namespaced_custom_object(*args, body),
+    )
+    check("custom object create + watch ADDED", "ADDED" in seen, seen)
+    w = co.get_namespaced_custom_object(*args, "w1")
+    check("custom object defaulted", w["spec"]["color"] == "blue", w)
+    w = co.patch_namespaced_custom_object(*args, "w1", {"spec": {"color": "red"}})
+    check("custom object merge patch", w["spec"]["color"] == "red", w)
+    w = co.patch_namespaced_custom_object_status(*args, "w1", {"status": {"ready": 1, "selector": "app=w1"}})
+    check("custom object status patch", w["status"]["ready"] == 1, w)
+    s = co.get_namespaced_custom_object_scale(*args, "w1")
+    check("custom scale read", s["spec"]["replicas"] == 1 and s["status"] == {"replicas": 1, "selector": "app=w1"}, s)
+    s = co.patch_namespaced_custom_object_scale(*args, "w1", {"spec": {"replicas": 4}})
+    check("custom scale patch", s["spec"]["replicas"] == 4, s)
+    w = co.get_namespaced_custom_object(*args, "w1")
+    check("custom scale wrote spec.size", w["spec"]["size"] == 4, w)
+    try:
+        co.patch_namespaced_custom_object(*args, "w1", {"spec": {"size": -1}})
+        check("custom object validation", False, "accepted")
+    except ApiException as e:
+        check("custom object validation", e.status == 422 and "should be greater than or equal to 0" in e.body, e.body)
+    items = co.list_namespaced_custom_object(*args)["items"]
+    check("custom object list", [i["metadata"]["name"] for i in items] == ["w1"], items)
+    co.delete_namespaced_custom_object(*args, "w1")
+    check("custom object delete", True)
+    ext.delete_custom_resource_definition("pywidgets.example.com")
+    check("crd delete", True)
+
+
 def dynamic_apply(api_client):
     dyn = dynamic.DynamicClient(api_client)
     cms = dyn.resources.get(api_version="v1", kind="ConfigMap")
@@ -229,6 +377,9 @@ def main():
     deployments(apps)
     daemonsets(apps)
     jobs(batch)
+    statefulsets(apps)
+    cronjobs(batch)
+    custom_objects(api_client)
     dynamic_apply(api_client)
     print("all python client checks passed", flush=True)
 
