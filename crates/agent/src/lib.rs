@@ -52,6 +52,9 @@ pub struct AgentConfig {
     pub proxy: ProxySettings,
     /// ARP announcement of LoadBalancer addresses.
     pub l2: L2Settings,
+    /// Duration of the node's Lease in `kube-node-lease` (kubelet's
+    /// `--node-lease-duration-seconds`); renewed every quarter of it.
+    pub node_lease_duration: Duration,
 }
 
 /// How this node announces LoadBalancer addresses on its LAN (crate `l2`).
@@ -166,7 +169,7 @@ impl Agent {
         let (c, k) = (client.clone(), cfg.clone());
         tasks.push(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(node::LEASE_RENEW).await;
+                tokio::time::sleep(node::lease_renew_interval(&k)).await;
                 if let Err(e) = node::renew_lease(&c, &k).await {
                     tracing::warn!(error = %e, "renewing node lease failed");
                 }

@@ -10,9 +10,15 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::time::Duration;
 
-/// Lease renewal interval (upstream: 10 s with a 40 s lease).
-pub const LEASE_RENEW: Duration = Duration::from_secs(10);
-const LEASE_SECONDS: i32 = 40;
+/// How often the Lease is renewed: a quarter of its duration, as kubelet
+/// (`pkg/kubelet/nodelease`: 10 s for the default 40 s).
+pub fn lease_renew_interval(cfg: &AgentConfig) -> Duration {
+    (cfg.node_lease_duration / 4).max(Duration::from_millis(100))
+}
+
+fn lease_seconds(cfg: &AgentConfig) -> i32 {
+    i32::try_from(cfg.node_lease_duration.as_secs()).unwrap_or(i32::MAX).max(1)
+}
 
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -120,7 +126,7 @@ pub async fn renew_lease(client: &kube::Client, cfg: &AgentConfig) -> Result<(),
                 metadata: kube::api::ObjectMeta { name: Some(cfg.node_name.clone()), ..Default::default() },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(cfg.node_name.clone()),
-                    lease_duration_seconds: Some(LEASE_SECONDS),
+                    lease_duration_seconds: Some(lease_seconds(cfg)),
                     renew_time: Some(now),
                     ..Default::default()
                 }),
@@ -132,7 +138,7 @@ pub async fn renew_lease(client: &kube::Client, cfg: &AgentConfig) -> Result<(),
             }
         }
         Some(_) => {
-            let patch = json!({ "spec": { "holderIdentity": cfg.node_name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": now } });
+            let patch = json!({ "spec": { "holderIdentity": cfg.node_name, "leaseDurationSeconds": lease_seconds(cfg), "renewTime": now } });
             api.patch(&cfg.node_name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
         }
     }

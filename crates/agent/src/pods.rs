@@ -577,7 +577,7 @@ impl PodWorker {
     /// Build and send the pod status when it changed.
     async fn report(&mut self, pod: &Pod) -> Result<(), kube::Error> {
         let status = self.status(pod);
-        if self.last_status.as_ref() == Some(&status) {
+        if self.last_status.as_ref() == Some(&status) && api_ready(pod) == own_ready(&status) {
             return Ok(());
         }
         let api: Api<Pod> =
@@ -769,6 +769,20 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
 /// Where a container's log for one run is kept.
 pub fn container_log_path(data_dir: &std::path::Path, uid: &str, container: &str, restart: i32) -> PathBuf {
     data_dir.join("logs").join(uid).join(container).join(format!("{restart}.log"))
+}
+
+/// The Ready condition of the pod as the API has it: the node lifecycle
+/// controller marks pods of an unreachable node not ready, and the agent must
+/// put its own view back once it is heard from again.
+fn api_ready(pod: &Pod) -> Option<&str> {
+    let conds = pod.status.as_ref()?.conditions.as_ref()?;
+    conds.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str())
+}
+
+/// The Ready condition of a status this agent built.
+fn own_ready(status: &Value) -> Option<&str> {
+    let conds = status.get("conditions")?.as_array()?;
+    conds.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?.get("status")?.as_str()
 }
 
 #[cfg(test)]

@@ -80,6 +80,7 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         }
         if r.plural == "pods" {
             list.push(sub_entry(r, "binding", None, "Binding", &["create"]));
+            list.push(sub_entry(r, "eviction", Some(("policy", "v1")), "Eviction", &["create"]));
             list.push(sub_entry(r, "exec", None, "PodExecOptions", &["create", "get"]));
             list.push(sub_entry(r, "log", None, "Pod", &["get"]));
             list.push(sub_entry(r, "portforward", None, "PodPortForwardOptions", &["create", "get"]));
@@ -127,6 +128,7 @@ fn aggregated_resource(r: &Resource) -> Value {
     }
     if r.plural == "pods" {
         sub("binding", gvk_of("", "v1", "Binding"), &["create"]);
+        sub("eviction", gvk_of("policy", "v1", "Eviction"), &["create"]);
         sub("exec", gvk_of("", "v1", "PodExecOptions"), &["create", "get"]);
         sub("log", gvk_of("", "v1", "Pod"), &["get"]);
         sub("portforward", gvk_of("", "v1", "PodPortForwardOptions"), &["create", "get"]);

@@ -806,6 +806,82 @@ pub async fn delete_collection(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -
     ))
 }
 
+/// `POST` to a named object: the subresources that create something.
+pub async fn post_named(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
+    match ctx.req.subresource.as_deref() {
+        Some("eviction") if ctx.r().plural == "pods" => evict(ctx, content_type, body).await,
+        _ => bind(ctx, content_type, body).await,
+    }
+}
+
+/// `POST pods/<name>/eviction`, what `kubectl drain` sends (policy/v1
+/// Eviction; upstream `pkg/registry/core/pod/storage/eviction.go`). No
+/// PodDisruptionBudgets are served, so nothing blocks an eviction: a pod not
+/// yet terminal gets the `DisruptionTarget` condition, then is deleted with
+/// the Eviction's `deleteOptions`.
+async fn evict(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let name = ctx.name()?.to_string();
+    let eviction = decode::parse_body(content_type, body)?;
+    if let Some(kind) = eviction.get("kind").and_then(Value::as_str).filter(|k| *k != "Eviction") {
+        return Err(ApiError::bad_request(format!("{kind} is not an Eviction")));
+    }
+    if eviction.pointer("/metadata/name").and_then(Value::as_str) != Some(name.as_str()) {
+        return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
+    }
+    let mut opts = eviction.get("deleteOptions").map(DeleteOptions::from_json).unwrap_or_default();
+    opts.dry_run |= ctx.dry_run();
+    let pod = ctx.registry.get(r, ctx.ns(), &name).await?;
+    let terminal = matches!(pod.object.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+    if !opts.dry_run && !terminal {
+        let tracking = ctx.tracking()?;
+        ctx.registry
+            .modify(r, ctx.ns(), &name, Some("status"), false, &tracking, |pod| {
+                let mut pod = pod.clone();
+                set_pod_condition(
+                    &mut pod,
+                    "DisruptionTarget",
+                    "True",
+                    "EvictionByEvictionAPI",
+                    "Eviction API: evicting",
+                );
+                Ok(pod)
+            })
+            .await?;
+    }
+    ctx.registry.delete(r, ctx.ns(), &name, &opts).await?;
+    Ok(Reply::json(
+        201,
+        &json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 }),
+    ))
+}
+
+/// Set a pod condition (upstream `podutil.UpdatePodCondition`: the transition
+/// time moves only when the status changes).
+fn set_pod_condition(pod: &mut Value, type_: &str, status: &str, reason: &str, message: &str) {
+    let now = crate::registry::now_rfc3339();
+    if !pod["status"].is_object() {
+        pod["status"] = json!({});
+    }
+    if !pod["status"]["conditions"].is_array() {
+        pod["status"]["conditions"] = json!([]);
+    }
+    let Some(conds) = pod["status"]["conditions"].as_array_mut() else { return };
+    let cond = json!({ "type": type_, "status": status, "reason": reason, "message": message, "lastProbeTime": null, "lastTransitionTime": now });
+    match conds.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some(type_)) {
+        Some(c) => {
+            let since = if c.get("status").and_then(Value::as_str) == Some(status) {
+                c.get("lastTransitionTime").cloned().unwrap_or_else(|| json!(now))
+            } else {
+                json!(now)
+            };
+            *c = cond;
+            c["lastTransitionTime"] = since;
+        }
+        None => conds.push(cond),
+    }
+}
+
 /// `POST pods/<name>/binding`: the scheduler's assignment of a pod to a node
 /// (upstream `pkg/registry/core/pod/storage` BindingREST).
 pub async fn bind(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {

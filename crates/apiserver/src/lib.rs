@@ -72,6 +72,11 @@ pub struct Config {
     pub node_port_range: std::ops::RangeInclusive<u16>,
     /// How often history older than the previous tick is compacted.
     pub compaction_interval: Duration,
+    /// How long pods tolerate the `node.kubernetes.io/not-ready:NoExecute`
+    /// taint unless they say otherwise (kube-apiserver's flag; 300).
+    pub default_not_ready_toleration_seconds: i64,
+    /// The same for `node.kubernetes.io/unreachable:NoExecute` (300).
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +150,10 @@ impl ApiServer {
                 node_port_range: cfg.node_port_range.clone(),
             }),
             lb_reserved: lb_reserved(&cfg),
+            default_toleration_seconds: (
+                cfg.default_not_ready_toleration_seconds,
+                cfg.default_unreachable_toleration_seconds,
+            ),
         };
         let registry = registry::Registry { store: store.clone(), strategies };
         registry

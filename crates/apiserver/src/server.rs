@@ -166,7 +166,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 (&Method::GET, true) => handlers::get(&ctx).await,
                 (&Method::GET, false) if query.flag("watch") => handlers::watch(&ctx).await,
                 (&Method::GET, false) => handlers::list(&ctx).await,
-                (&Method::POST, true) => handlers::bind(&ctx, &content_type, &body).await,
+                (&Method::POST, true) => handlers::post_named(&ctx, &content_type, &body).await,
                 (&Method::POST, false) => handlers::create(&ctx, &content_type, &body).await,
                 (&Method::PUT, true) => handlers::update(&ctx, &content_type, &body).await,
                 (&Method::PATCH, true) => handlers::patch(&ctx, &content_type, &body).await,

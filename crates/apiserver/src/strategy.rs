@@ -12,6 +12,9 @@ pub struct Strategies {
     pub services: ServiceAllocator,
     /// Ranges a LoadBalancer address pool may not cover (service and pod CIDRs).
     pub lb_reserved: apimachinery::metallb::Reserved,
+    /// `--default-not-ready-toleration-seconds` and
+    /// `--default-unreachable-toleration-seconds` (300 each).
+    pub default_toleration_seconds: (i64, i64),
 }
 
 type Errors = Vec<FieldError>;
@@ -38,6 +41,8 @@ impl Strategies {
             }
             "pods" => {
                 defaults::pod_spec(&mut obj["spec"]);
+                let (not_ready, unreachable) = self.default_toleration_seconds;
+                default_toleration_seconds(&mut obj["spec"], not_ready, unreachable);
                 obj["status"] = json!({ "phase": "Pending", "qosClass": defaults::qos_class(&obj["spec"]) });
             }
             "replicasets" => {
@@ -244,6 +249,35 @@ impl Strategies {
             self.services.release_all(obj);
         }
     }
+}
+
+/// The `DefaultTolerationSeconds` admission plugin: a pod that does not
+/// tolerate the node lifecycle controller's NoExecute taints for not-ready
+/// and unreachable nodes tolerates them for a while, so it is evicted only
+/// after that (`plugin/pkg/admission/defaulttolerationseconds/admission.go`).
+fn default_toleration_seconds(spec: &mut Value, not_ready: i64, unreachable: i64) {
+    const NOT_READY: &str = "node.kubernetes.io/not-ready";
+    const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+    let tolerations: Vec<Value> = spec.get("tolerations").and_then(Value::as_array).cloned().unwrap_or_default();
+    let covers = |key: &str| {
+        tolerations.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or_default();
+            let e = t.get("effect").and_then(Value::as_str).unwrap_or_default();
+            (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
+        })
+    };
+    let mut add = Vec::new();
+    for (key, seconds) in [(NOT_READY, not_ready), (UNREACHABLE, unreachable)] {
+        if !covers(key) {
+            add.push(json!({ "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds }));
+        }
+    }
+    if add.is_empty() || !spec.is_object() {
+        return;
+    }
+    let mut all = tolerations;
+    all.extend(add);
+    spec["tolerations"] = Value::Array(all);
 }
 
 /// Name rules: a DNS-1123 subdomain for most kinds, a DNS-1035 label for
@@ -473,5 +507,33 @@ mod defaults {
             set_if_absent(&mut strategy["rollingUpdate"], "maxUnavailable", json!("25%"));
         }
         template(obj);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_tolerate_not_ready_and_unreachable_for_a_while() {
+        let mut spec = json!({ "containers": [] });
+        default_toleration_seconds(&mut spec, 300, 60);
+        assert_eq!(
+            spec["tolerations"],
+            json!([
+                { "key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300 },
+                { "key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60 },
+            ])
+        );
+        // A pod's own toleration of the taint (any effect) is kept as it is.
+        let own = json!({ "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 5 });
+        let mut spec = json!({ "tolerations": [own.clone()] });
+        default_toleration_seconds(&mut spec, 300, 300);
+        assert_eq!(spec["tolerations"].as_array().map(Vec::len), Some(2));
+        assert_eq!(spec["tolerations"][0], own);
+        // Tolerating every taint (empty key, Exists) needs nothing added.
+        let mut spec = json!({ "tolerations": [{ "operator": "Exists" }] });
+        default_toleration_seconds(&mut spec, 300, 300);
+        assert_eq!(spec["tolerations"], json!([{ "operator": "Exists" }]));
     }
 }

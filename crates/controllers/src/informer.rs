@@ -7,6 +7,7 @@ use apimachinery::metallb::IPAddressPool;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -217,6 +218,8 @@ pub struct Informers {
     pub cronjobs: Arc<Informer<CronJob>>,
     /// MetalLB `IPAddressPool`s (LoadBalancer address allocation).
     pub ip_pools: Arc<Informer<IPAddressPool>>,
+    /// Node Leases in `kube-node-lease` (node lifecycle).
+    pub leases: Arc<Informer<Lease>>,
 }
 
 impl Informers {
@@ -247,6 +250,7 @@ impl Informers {
             statefulsets: Informer::new(Api::all(client.clone())),
             cronjobs: Informer::new(Api::all(client.clone())),
             ip_pools: Informer::new(Api::all(client.clone())),
+            leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
         })
     }
 
@@ -264,6 +268,7 @@ impl Informers {
             self.statefulsets.spawn(),
             self.cronjobs.spawn(),
             self.ip_pools.spawn(),
+            self.leases.spawn(),
         ]
     }
 
@@ -281,5 +286,6 @@ impl Informers {
         self.statefulsets.wait_ready().await;
         self.cronjobs.wait_ready().await;
         self.ip_pools.wait_ready().await;
+        self.leases.wait_ready().await;
     }
 }

@@ -3,7 +3,7 @@
 //! collector, namespace lifecycle, replicaset, deployment, daemonset, job (and
 //! ttl-after-finished), statefulset, cronjob, endpoints,
 //! endpointslice, endpointslice mirroring, LoadBalancer address allocation, node
-//! IPAM and the scheduler.
+//! IPAM, node lifecycle (health, taints, taint-based eviction) and the scheduler.
 //!
 //! Shape (upstream `kube-controller-manager`): one shared reflector store per
 //! kind ([`informer`]), and per controller a coalescing work queue keyed by
@@ -28,6 +28,7 @@ mod metrics;
 mod mirroring;
 mod namespace;
 mod nodeipam;
+mod nodelifecycle;
 mod podcontrol;
 mod queue;
 mod replicaset;
@@ -95,7 +96,12 @@ pub struct ControllerConfig {
     pub resync_period: Duration,
     /// `--max-endpoints-per-slice` (default 100).
     pub max_endpoints_per_slice: usize,
+    /// Node health checking: `--node-monitor-period` (5 s),
+    /// `--node-monitor-grace-period` (40 s), `--node-startup-grace-period` (60 s).
+    pub node_monitor: NodeMonitor,
 }
+
+pub use nodelifecycle::Timing as NodeMonitor;
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -109,6 +115,11 @@ impl Default for ControllerConfig {
             workers: 2,
             resync_period: Duration::from_secs(60),
             max_endpoints_per_slice: 100,
+            node_monitor: NodeMonitor {
+                period: Duration::from_secs(5),
+                grace: Duration::from_secs(40),
+                startup_grace: Duration::from_secs(60),
+            },
         }
     }
 }
@@ -172,6 +183,7 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     if let Some(ipam) = ipam {
         nodeipam::start(&ctx, ipam, &mut tasks);
     }
+    nodelifecycle::start(&ctx, &mut tasks);
     if ctx.config.scheduler {
         scheduler::start(&ctx, &mut tasks);
     }

@@ -97,6 +97,10 @@ pub struct NodeArgs {
     /// How often the announcing node renews its heartbeat (shorter than --lb-lease-duration).
     #[arg(long, default_value = "150ms", value_parser = parse_duration)]
     pub lb_renew_period: std::time::Duration,
+    /// Duration of this node's Lease in kube-node-lease, renewed every quarter of
+    /// it (kubelet's --node-lease-duration-seconds).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_lease_duration_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -188,6 +192,23 @@ pub struct ServerArgs {
     /// How often old revisions are compacted (e.g. `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub compaction_interval: std::time::Duration,
+    /// How often the node lifecycle controller checks every node's Lease.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub node_monitor_period: std::time::Duration,
+    /// A node whose Lease is not renewed for this long becomes NotReady (Unknown),
+    /// its pods not ready, and it gets the node.kubernetes.io/unreachable taints.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: std::time::Duration,
+    /// The same for a node that never reported Ready.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub node_startup_grace_period: std::time::Duration,
+    /// Pods without their own toleration of node.kubernetes.io/not-ready:NoExecute
+    /// tolerate it this long, then are evicted.
+    #[arg(long, default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+    /// The same for node.kubernetes.io/unreachable:NoExecute (a lost node).
+    #[arg(long, default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 /// `192.168.122.1` or `192.168.122.1:5353`.

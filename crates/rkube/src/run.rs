@@ -104,6 +104,8 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         lb_pools,
         node_port_range: args.node_port_range.0..=args.node_port_range.1,
         compaction_interval: args.compaction_interval,
+        default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
     };
     eprintln!(
         "{what}: starting the API server on {}:{} (data dir {})",
@@ -115,7 +117,21 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
     if args.api_only && node.is_some() {
         return Err("--api-only runs no controllers, so it cannot run a node: use `rkube server --api-only`".into());
     }
-    let controller_cfg = controllers::ControllerConfig { cluster_cidr: args.cluster_cidr, ..Default::default() };
+    if args.node_monitor_period.is_zero() || args.node_monitor_period >= args.node_monitor_grace_period {
+        return Err(format!(
+            "--node-monitor-period {:?} must be shorter than --node-monitor-grace-period {:?}",
+            args.node_monitor_period, args.node_monitor_grace_period
+        ));
+    }
+    let controller_cfg = controllers::ControllerConfig {
+        cluster_cidr: args.cluster_cidr,
+        node_monitor: controllers::NodeMonitor {
+            period: args.node_monitor_period,
+            grace: args.node_monitor_grace_period,
+            startup_grace: args.node_startup_grace_period,
+        },
+        ..Default::default()
+    };
     let controllers = if args.api_only {
         None
     } else {
@@ -272,6 +288,7 @@ fn agent_config(
             lease_duration: node.lb_lease_duration,
             renew: node.lb_renew_period,
         },
+        node_lease_duration: std::time::Duration::from_secs(node.node_lease_duration_seconds),
     })
 }
 
