@@ -38,6 +38,8 @@ const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(360);
 /// How long a finalizer removal we made is trusted before the store shows it.
 const REMOVED_TTL: Duration = Duration::from_secs(60);
+/// How long a sync waits for the informer to show our own status write.
+const WRITTEN_TTL: Duration = Duration::from_secs(10);
 
 pub const REASON_BACKOFF: &str = "BackoffLimitExceeded";
 pub const REASON_DEADLINE: &str = "DeadlineExceeded";
@@ -58,6 +60,7 @@ pub fn start(ctx: &Ctx, tasks: &mut Vec<JoinHandle<()>>) {
         ttl: Queue::new(metrics::register("ttl-after-finished")),
         exp: Expectations::default(),
         removed: Mutex::new(HashMap::new()),
+        written: Mutex::new(HashMap::new()),
         recorder,
     });
     ctx.inf.jobs.on_change_weak(&c, |h, old, new| h.on_job(old, new));
@@ -299,6 +302,16 @@ fn finish_time(pod: &Pod) -> Option<Time> {
         .or_else(|| util::ready_condition(pod).and_then(|c| c.last_transition_time.clone()))
 }
 
+/// Whether the informer's `seen` resourceVersion is `written` or later.
+/// rkube's resourceVersions are store revisions (integers); anything else
+/// compares by equality only.
+pub(crate) fn rv_reached(seen: &str, written: &str) -> bool {
+    match (seen.parse::<u64>(), written.parse::<u64>()) {
+        (Ok(s), Ok(w)) => s >= w,
+        _ => seen == written,
+    }
+}
+
 /// The counts of one sync, from the status and the pods (`syncJob`'s bookkeeping).
 #[derive(Debug, Default)]
 pub(crate) struct Counts {
@@ -464,6 +477,10 @@ struct Jc {
     exp: Expectations,
     /// Pods whose finalizer we removed (uid -> when), until the store shows it.
     removed: Mutex<HashMap<String, Instant>>,
+    /// Status writes the Job informer has not shown yet (key -> resourceVersion,
+    /// when). Syncing on the older Job would miss the pods its write counted
+    /// (their finalizers are gone) and start replacements for them.
+    written: Mutex<HashMap<Key, (String, Instant)>>,
     recorder: Recorder,
 }
 
@@ -471,6 +488,7 @@ impl Jc {
     fn on_job(&self, old: Option<&Job>, new: Option<&Job>) {
         match (old, new) {
             (_, Some(j)) => {
+                self.observe_written(j);
                 self.queue.add(Key::of(j));
                 if is_finished(j) && j.spec.as_ref().and_then(|s| s.ttl_seconds_after_finished).is_some() {
                     self.ttl.add(Key::of(j));
@@ -479,6 +497,7 @@ impl Jc {
             (Some(j), None) => {
                 let key = Key::of(j);
                 self.exp.delete(&key);
+                self.written.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
                 // Its pods lose their finalizers.
                 for p in self.inf.pods.list_ns(&key.namespace) {
                     if has_finalizer(&p)
@@ -550,6 +569,29 @@ impl Jc {
             })
             .map(|p| Key::of(&**p))
             .collect()
+    }
+
+    /// Forgets a status write once the informer shows it (or something newer).
+    fn observe_written(&self, job: &Job) {
+        let key = Key::of(job);
+        let mut m = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((rv, _)) = m.get(&key) {
+            if job.metadata.resource_version.as_deref().is_some_and(|seen| rv_reached(seen, rv)) {
+                m.remove(&key);
+            }
+        }
+    }
+
+    /// True while our last status write for `key` is not in the informer yet.
+    fn status_pending(&self, key: &Key, job: &Job) -> bool {
+        let mut m = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((rv, at)) = m.get(key) else { return false };
+        let seen = job.metadata.resource_version.as_deref().is_some_and(|seen| rv_reached(seen, rv));
+        if seen || at.elapsed() >= WRITTEN_TTL {
+            m.remove(key);
+            return false;
+        }
+        true
     }
 
     fn removed_set(&self) -> HashSet<String> {
@@ -635,6 +677,12 @@ impl Jc {
             self.exp.delete(key);
             return Ok(());
         };
+        if self.status_pending(key, &job) {
+            // The informer's event for our write queues the Job again; the
+            // requeue covers a write the watch never shows (a relist past it).
+            self.queue.add_after(key.clone(), WRITTEN_TTL);
+            return Ok(());
+        }
         let uid = job.metadata.uid.clone().unwrap_or_default();
         let owned = |p: &Pod| util::controller_of(&p.metadata).is_some_and(|r| r.uid == uid);
         if job.metadata.deletion_timestamp.is_some() || is_finished(&job) {
@@ -786,7 +834,12 @@ impl Jc {
         obj.status = Some(st);
         // Conditional on the resourceVersion read: a stale view never overwrites counts.
         match api.replace_status(&key.name, &PostParams::default(), &obj).await {
-            Ok(_) => Ok(()),
+            Ok(written) => {
+                if let Some(rv) = written.metadata.resource_version {
+                    self.written.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (rv, Instant::now()));
+                }
+                Ok(())
+            }
             Err(e) if util::is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -1058,6 +1111,15 @@ mod tests {
         assert_eq!(match_pod_failure_policy(&j, &pod("p", "Failed", true, disrupted)), PolicyAction::Ignore);
         // With a pod failure policy only the Failed phase counts.
         assert!(!is_pod_failed(&pod("p", "Running", true, json!({"deleting": true})), &j));
+    }
+
+    #[test]
+    fn resource_versions_reached() {
+        assert!(rv_reached("12", "12"));
+        assert!(rv_reached("13", "12"));
+        assert!(!rv_reached("9", "12"));
+        assert!(rv_reached("abc", "abc"));
+        assert!(!rv_reached("abd", "abc"));
     }
 
     #[test]
