@@ -3,7 +3,9 @@
 //! an endpoint (its Lease names it, the client's ARP entry has its MAC); when that
 //! node is lost (agent killed, LAN link down) the other takes the address over and the
 //! client is answered again within a few seconds without touching its ARP cache; the
-//! address then stays where it is when the old node returns (sticky). Needs root.
+//! address then stays where it is when the old node returns (sticky). A frozen agent
+//! (SIGSTOP) loses it the same way and stays quiet once thawed; a node set NotReady
+//! (agent alive) hands it over too. Needs root.
 //! The 20-failover measurement is `cargo bench -p rkube --bench lb_failover`.
 
 #[path = "support/lb_cluster.rs"]
@@ -71,4 +73,32 @@ fn the_address_moves_when_its_node_is_lost() {
     assert_eq!(old2, second);
     assert!(gap2 < Duration::from_secs(3), "failover took {gap2:?}");
     assert_eq!(c.holder(ip), Some(old));
+
+    // A frozen agent (SIGSTOP: link, kernel rules and pod still there) loses the
+    // address as a dead one does, and once it runs again it does not answer for it:
+    // it was fenced, and the Lease names the other node.
+    c.restore(second);
+    let (frozen, gap3) = c.takeover(ip, |c, n| c.signal(n, "STOP"));
+    eprintln!("failover from frozen node{frozen}: {gap3:?}");
+    assert_eq!(frozen, old);
+    assert!(gap3 < Duration::from_secs(3), "failover took {gap3:?}");
+    c.signal(frozen, "CONT");
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..30 {
+        assert_eq!(c.holder(ip), Some(second), "the thawed node stays quiet");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let holder = k.ok(["get", "lease", "-n", "kube-system", &lease_name, "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder, format!("node{second}"));
+
+    // A NotReady node (its agent alive) stops announcing; the other node takes over.
+    let (not_ready, gap4) = c.takeover(ip, |c, n| c.set_ready(n, "False"));
+    eprintln!("failover from NotReady node{not_ready}: {gap4:?}");
+    assert_eq!(not_ready, second);
+    assert!(gap4 < Duration::from_secs(3), "failover took {gap4:?}");
+    assert_eq!(c.holder(ip), Some(old));
+    c.wait("the Lease naming the Ready node", Duration::from_secs(10), || {
+        k.ok(["get", "lease", "-n", "kube-system", &lease_name, "-o", "jsonpath={.spec.holderIdentity}"])
+            == format!("node{old}")
+    });
 }

@@ -205,6 +205,13 @@ impl LbCluster {
     /// Kills the node holding `ip` and measures the gap: the last answer from the old
     /// node to the first from the other, the client trying every 10 ms.
     pub fn failover(&mut self, ip: Ipv4Addr) -> (usize, Duration) {
+        self.takeover(ip, |c, old| c.lose(old))
+    }
+
+    /// Does `act` to the node holding `ip` and measures the gap until another node
+    /// answers: the last answer from the old node to the first from the other, the
+    /// client trying every 10 ms.
+    pub fn takeover(&mut self, ip: Ipv4Addr, act: impl FnOnce(&mut Self, usize)) -> (usize, Duration) {
         let old = self.holder(ip).expect("a holder answers");
         let mut last_old = Instant::now();
         // A few answers first, so the client's ARP entry is fresh.
@@ -213,7 +220,7 @@ impl LbCluster {
                 last_old = Instant::now();
             }
         }
-        self.lose(old);
+        act(self, old);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             assert!(Instant::now() < deadline, "no answer from another node within 20 s");
@@ -224,6 +231,24 @@ impl LbCluster {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to node `n`'s agent: a frozen agent keeps
+    /// its link, its kernel rules and its pods, but answers nothing.
+    pub fn signal(&self, n: usize, signal: &str) {
+        let a = self.agents.iter().find(|a| a.node == n).expect("agent");
+        let pid = a.child.as_ref().expect("agent running").id();
+        let st = std::process::Command::new("kill").args(["-s", signal, &pid.to_string()]).status().expect("kill");
+        assert!(st.success(), "kill -s {signal} {pid}");
+    }
+
+    /// Sets node `n`'s Ready condition to `status` through the API (the agent
+    /// reports Ready again at its next status update).
+    pub fn set_ready(&self, n: usize, status: &str) {
+        let patch = format!(
+            r#"{{"status":{{"conditions":[{{"type":"Ready","status":"{status}","reason":"Test","message":"set by the test"}}]}}}}"#
+        );
+        self.k().ok(["patch", "node", &format!("node{n}"), "--subresource=status", "--type=strategic", "-p", &patch]);
     }
 }
 
