@@ -41,8 +41,9 @@ pub struct AgentConfig {
     /// Serving certificate and key (PEM) of the agent's HTTPS API.
     pub tls_cert_pem: String,
     pub tls_key_pem: String,
-    /// Bearer token the API server presents to the agent.
-    pub token: String,
+    /// The cluster CA: the agent's API accepts only the API server's client
+    /// certificate (`kube-apiserver-kubelet-client`) signed by it.
+    pub client_ca_pem: String,
     /// SHA-256 of a self-signed serving certificate, published on the Node so
     /// the API server can pin it (agents without access to the cluster CA).
     pub serving_cert_pin: Option<String>,

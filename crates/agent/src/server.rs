@@ -49,10 +49,23 @@ pub async fn start(cfg: AgentConfig, rt: Runtime, client: kube::Client) -> Resul
             .map_err(|e| format!("agent key: {e}"))?
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    {
+        use rustls_pki_types::pem::PemObject;
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(cfg.client_ca_pem.as_bytes()) {
+            let cert = cert.map_err(|e| format!("cluster CA: {e}"))?;
+            roots.add(cert).map_err(|e| format!("cluster CA: {e}"))?;
+        }
+    }
+    // Clients without a certificate still reach /healthz and /metrics.
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("client certificate verifier: {e}"))?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| e.to_string())?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -66,9 +79,18 @@ pub async fn start(cfg: AgentConfig, rt: Runtime, client: kube::Client) -> Resul
             let (acceptor, ctx) = (acceptor.clone(), ctx.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
+                // Only the API server may read logs, exec and forward ports
+                // (kubelet's x509 authentication of `kube-apiserver-kubelet-client`).
+                let apiserver = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|der| pki::subject(der.as_ref()))
+                    .is_some_and(|(cn, _)| cn == pki::APISERVER_KUBELET_CLIENT);
                 let svc = hyper::service::service_fn(move |req| {
                     let ctx = ctx.clone();
-                    async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+                    async move { Ok::<_, Infallible>(handle(ctx, apiserver, req).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tls), svc)
@@ -78,7 +100,7 @@ pub async fn start(cfg: AgentConfig, rt: Runtime, client: kube::Client) -> Resul
     }))
 }
 
-async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(ctx: Arc<Ctx>, apiserver: bool, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path == "/healthz" {
         return text(200, "ok");
@@ -89,13 +111,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<Incoming>) -> Response<Body> {
         r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
         return r;
     }
-    let authorized = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim().as_bytes() == ctx.cfg.token.as_bytes());
-    if !authorized {
+    if !apiserver {
         return text(401, "Unauthorized");
     }
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();

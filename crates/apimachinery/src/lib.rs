@@ -6,6 +6,8 @@
 //! Depends on: serde_json, k8s-openapi. Used by `apiserver`.
 
 pub mod allocator;
+pub mod bootstrap_token;
+pub mod certificates;
 pub mod crd;
 pub mod cron;
 pub mod cronjob;

@@ -85,6 +85,11 @@ mod desc {
     pub const L2_POOL_SELECTORS: &str = "A selector for the IPAddressPools which would get advertised via this advertisement. If no IPAddressPool is selected by this or by the list, the advertisement is applied to all the IPAddressPools.";
     pub const L2_INTERFACES: &str = "A list of interfaces to announce from. The LB IP will be announced only from these interfaces. If the field is not set, we advertise from all the interfaces on the host.";
     pub const L2_NODE_SELECTORS: &str = "NodeSelectors allows to limit the nodes to announce as next hops for the LoadBalancer IP. When empty, all the nodes having  are announced as next hops.";
+    pub const CSR_SIGNER_NAME: &str = "signerName indicates the requested signer, and is a qualified name.";
+    pub const CSR_REQUEST: &str = "request contains an x509 certificate signing request encoded in a \"CERTIFICATE REQUEST\" PEM block. When serialized as JSON or YAML, the data is additionally base64-encoded.";
+    pub const CSR_EXPIRATION_SECONDS: &str = "expirationSeconds is the requested duration of validity of the issued certificate. The certificate signer may issue a certificate with a different validity duration so a client must check the delta between the notBefore and and notAfter fields in the issued certificate to determine the actual duration.";
+    pub const CSR_CONDITIONS: &str =
+        "conditions applied to the request. Known conditions are \"Approved\", \"Denied\", and \"Failed\".";
     pub const LEASE_SPEC_HOLDER_IDENTITY: &str = "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.";
     pub const REPLICA_SET_SPEC_REPLICAS: &str = "Replicas is the number of desired pods. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset";
     pub const REPLICA_SET_STATUS_REPLICAS: &str = "Replicas is the most recently observed number of non-terminating pods. More info: https://kubernetes.io/docs/concepts/workloads/controllers/replicaset";
@@ -133,6 +138,7 @@ enum Printer {
     CronJob,
     EndpointSlice,
     Lease,
+    CertificateSigningRequest,
     IPAddressPool,
     L2Advertisement,
 }
@@ -157,6 +163,7 @@ fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("batch", "cronjobs") => Printer::CronJob,
         ("discovery.k8s.io", "endpointslices") => Printer::EndpointSlice,
         ("coordination.k8s.io", "leases") => Printer::Lease,
+        ("certificates.k8s.io", "certificatesigningrequests") => Printer::CertificateSigningRequest,
         ("metallb.io", "ipaddresspools") => Printer::IPAddressPool,
         ("metallb.io", "l2advertisements") => Printer::L2Advertisement,
         _ => return None,
@@ -224,6 +231,15 @@ pub fn columns(group: &str, plural: &str) -> Option<Vec<Value>> {
         Printer::CronJob => cronjob::columns(),
         Printer::EndpointSlice => endpoints::endpointslice_columns(),
         Printer::Lease => vec![name_col(), col("Holder", "string", "", desc::LEASE_SPEC_HOLDER_IDENTITY, 0), age_col()],
+        // printers.go `certificateSigningRequestColumnDefinitions`.
+        Printer::CertificateSigningRequest => vec![
+            name_col(),
+            age_col(),
+            col("SignerName", "string", "", desc::CSR_SIGNER_NAME, 0),
+            col("Requestor", "string", "", desc::CSR_REQUEST, 0),
+            col("RequestedDuration", "string", "", desc::CSR_EXPIRATION_SECONDS, 0),
+            col("Condition", "string", "", desc::CSR_CONDITIONS, 0),
+        ],
         // MetalLB's CRD printer columns (`api/v1beta1/*_types.go` kubebuilder:printcolumn);
         // a CRD with printer columns of its own gets no Age column.
         Printer::IPAddressPool => vec![
@@ -270,6 +286,7 @@ pub fn cells(group: &str, plural: &str, obj: &Value, now: Timestamp) -> Vec<Valu
         Some(Printer::CronJob) => cronjob::cells(obj, now),
         Some(Printer::EndpointSlice) => endpointslice_cells(obj, now),
         Some(Printer::Lease) => lease_cells(obj, now),
+        Some(Printer::CertificateSigningRequest) => csr_cells(obj, now),
         Some(Printer::IPAddressPool) => crd_cells(obj, &["/spec/autoAssign", "/spec/avoidBuggyIPs", "/spec/addresses"]),
         Some(Printer::L2Advertisement) => crd_cells(
             obj,
@@ -622,6 +639,35 @@ fn crd_cells(obj: &Value, pointers: &[&str]) -> Vec<Value> {
         });
     }
     cells
+}
+
+/// `printCertificateSigningRequest` with `extractCSRStatus`.
+fn csr_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let has = |t: &str| {
+        obj.pointer("/status/conditions").and_then(Value::as_array).is_some_and(|cs| cs.iter().any(|c| c["type"] == t))
+    };
+    let mut status = if has("Denied") {
+        "Denied".to_string()
+    } else if has("Approved") {
+        "Approved".to_string()
+    } else {
+        "Pending".to_string()
+    };
+    if has("Failed") {
+        status.push_str(",Failed");
+    }
+    if !str_at(obj, "/status/certificate").is_empty() {
+        status.push_str(",Issued");
+    }
+    let signer = match str_at(obj, "/spec/signerName") {
+        "" => "<none>",
+        x => x,
+    };
+    let duration = match obj.pointer("/spec/expirationSeconds").and_then(Value::as_u64) {
+        Some(secs) => human_duration(std::time::Duration::from_secs(secs)),
+        None => "<none>".to_string(),
+    };
+    vec![name(obj), age(obj, now), s(signer), s(str_at(obj, "/spec/username")), s(duration), s(status)]
 }
 
 fn lease_cells(obj: &Value, now: Timestamp) -> Vec<Value> {

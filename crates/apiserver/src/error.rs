@@ -102,6 +102,21 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
+    /// 403 from the authorizer: `message` is already upstream's whole sentence.
+    pub fn forbidden_message(r: &crate::resources::Resource, name: Option<&str>, message: String) -> Self {
+        let mut details = serde_json::json!({ "kind": r.plural });
+        if !r.group.is_empty() {
+            details["group"] = serde_json::json!(r.group);
+        }
+        if let Some(n) = name {
+            details["name"] = serde_json::json!(n);
+        }
+        ApiError { details: Some(details), ..Self::new(403, "Forbidden", message) }
+    }
+    /// 403 for a non-resource URL (`forbiddenMessage` without a resource).
+    pub fn forbidden_non_resource(user: &str, verb: &str, path: &str) -> Self {
+        Self::new(403, "Forbidden", format!("forbidden: User {user:?} cannot {verb} path {path:?}"))
+    }
     pub fn forbidden(s: Subject<'_>, why: &str) -> Self {
         ApiError {
             details: Some(s.details()),

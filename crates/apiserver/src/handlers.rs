@@ -81,6 +81,8 @@ pub struct Ctx<'a> {
     /// The request's `User-Agent`, which names the field manager of updates
     /// without `?fieldManager=`.
     pub user_agent: &'a str,
+    /// Who is asking (authenticated and authorized already).
+    pub user: &'a crate::authn::User,
 }
 
 impl Ctx<'_> {
@@ -533,8 +535,22 @@ pub async fn create(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
         return Err(ApiError::method_not_supported(r.plural, "create"));
     }
     let tracking = ctx.tracking()?;
+    let obj = stamp_requester(ctx, obj);
     let stored = ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run(), &tracking).await?;
     Ok(ctx.render(201, &stored.object).with_warnings(warnings))
+}
+
+/// A CertificateSigningRequest records who asked (`csrStrategy.PrepareForCreate`).
+fn stamp_requester(ctx: &Ctx<'_>, mut obj: Value) -> Value {
+    if ctx.r().group == "certificates.k8s.io" && ctx.r().plural == "certificatesigningrequests" {
+        let who = apimachinery::certificates::Requester {
+            username: ctx.user.name.clone(),
+            uid: ctx.user.uid.clone(),
+            groups: ctx.user.groups.clone(),
+        };
+        apimachinery::certificates::prepare_create(&mut obj, &who);
+    }
+    obj
 }
 
 pub async fn update(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
@@ -557,6 +573,7 @@ fn check_sub(ctx: &Ctx<'_>) -> ApiResult<()> {
         None => Ok(()),
         Some("status") if ctx.r().status => Ok(()),
         Some("finalize") if ctx.r().plural == "namespaces" => Ok(()),
+        Some("approval") if ctx.r().plural == "certificatesigningrequests" => Ok(()),
         Some(other) => Err(ApiError::path_not_found_for(other)),
     }
 }
@@ -706,6 +723,7 @@ async fn apply_patch(ctx: &Ctx<'_>, name: &str, body: Value) -> ApiResult<Reply>
                     return Err(ApiError::method_not_supported(r.plural, "create"));
                 }
                 let obj = fieldmanager::apply(r, None, &cfg.object, &manager, None, force)?;
+                let obj = stamp_requester(ctx, obj);
                 match ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run(), &Tracking::Applied).await {
                     Ok(stored) => return Ok(ctx.render(201, &stored.object).with_warnings(cfg.warnings)),
                     // Created meanwhile: apply to it.

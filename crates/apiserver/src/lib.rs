@@ -7,6 +7,8 @@
 //!
 //! Depends on: store, apimachinery, hyper, rustls, k8s-openapi.
 
+pub mod authn;
+pub mod authz;
 mod bootstrap;
 mod crd;
 mod decode;
@@ -14,6 +16,7 @@ mod discovery;
 pub mod error;
 mod fieldmanager;
 mod handlers;
+mod join;
 mod metrics;
 mod negotiate;
 mod node_proxy;
@@ -111,6 +114,8 @@ pub struct ApiServer {
     pub url: String,
     pub token: String,
     pub ca_pem: String,
+    /// The default join token (`<data-dir>/node-token`), unless it was revoked.
+    pub node_token: Option<String>,
     shutdown: signal::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -164,13 +169,21 @@ impl ApiServer {
 
         let addr = SocketAddr::new(cfg.bind_address, cfg.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let node_token = join::ensure_node_token(&registry, &cfg.data_dir, &certs.ca_pem)
+            .await
+            .map_err(|e| StartError::Bootstrap(format!("making the join token: {e}")))?;
+        let kubelet_client = tls::issue_kubelet_client(&pki)?;
         let state = Arc::new(server::State {
             registry,
             token: token.clone(),
+            ca_pem: certs.ca_pem.clone(),
             server_address: format!("{}:{}", cfg.advertise_address, cfg.port),
             metrics: metrics::Metrics::default(),
             ready: Default::default(),
-            nodes: node_proxy::NodeClient { tls: tls::client_config(&certs.ca_pem)?, token: token.clone() },
+            nodes: node_proxy::NodeClient {
+                tls: tls::client_config(&certs.ca_pem, Some(&kubelet_client))?,
+                identity: kubelet_client,
+            },
         });
         let (shutdown, shutdown_rx) = signal::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config.clone());
@@ -186,7 +199,7 @@ impl ApiServer {
         let kubeconfig = cfg.data_dir.join("kubeconfig.yaml");
         write_kubeconfig(&kubeconfig, &url, &certs.ca_pem, &token)?;
         state.ready.store(true, Ordering::Relaxed);
-        Ok(ApiServer { kubeconfig, url, token, ca_pem: certs.ca_pem, shutdown, tasks })
+        Ok(ApiServer { kubeconfig, url, token, ca_pem: certs.ca_pem, node_token, shutdown, tasks })
     }
 
     /// Stop accepting, end watches, and wait for the server tasks.
@@ -227,7 +240,7 @@ fn load_or_create_token(dir: &Path) -> Result<String, StartError> {
     Ok(token)
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let err = |source| StartError::Write { path: path.to_path_buf(), source };
@@ -243,10 +256,30 @@ fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
 /// Write a kubeconfig (mode 0600, atomically) for `url`, trusting `ca_pem`,
 /// authenticating with `token`.
 pub fn write_kubeconfig(path: &Path, url: &str, ca_pem: &str, token: &str) -> Result<(), StartError> {
+    write_kubeconfig_user(path, url, ca_pem, "admin", &format!("token: {token}"))
+}
+
+/// [`write_kubeconfig`] authenticating with a client certificate (`user` names
+/// the kubeconfig entry, e.g. `system:node:n2`).
+pub fn write_kubeconfig_cert(
+    path: &Path,
+    url: &str,
+    ca_pem: &str,
+    user: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(), StartError> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let auth = format!("client-certificate-data: {}\n    client-key-data: {}", b64(cert_pem), b64(key_pem));
+    write_kubeconfig_user(path, url, ca_pem, user, &auth)
+}
+
+fn write_kubeconfig_user(path: &Path, url: &str, ca_pem: &str, user: &str, auth: &str) -> Result<(), StartError> {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: admin\n    namespace: default\ncurrent-context: rkube\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: rkube\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: {user:?}\n  user:\n    {auth}\ncontexts:\n- name: rkube\n  context:\n    cluster: rkube\n    user: {user:?}\n    namespace: default\ncurrent-context: rkube\n"
     );
     write_private(path, &yaml)
 }
@@ -281,7 +314,15 @@ async fn accept_loop(
                     return;
                 }
             };
-            let service = hyper::service::service_fn(move |req| server::handle(state.clone(), req));
+            // Who the verified client certificate (if any) names, for every request on it.
+            let cert_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|der| authn::user_from_certificate(der.as_ref()))
+                .map(Arc::new);
+            let service = hyper::service::service_fn(move |req| server::handle(state.clone(), cert_user.clone(), req));
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
             tokio::pin!(conn);

@@ -22,8 +22,8 @@ use std::sync::Arc;
 /// How the API server reaches node agents.
 pub struct NodeClient {
     pub tls: Arc<rustls::ClientConfig>,
-    /// Bearer token the agents accept.
-    pub token: String,
+    /// The client certificate agents accept (`kube-apiserver-kubelet-client`).
+    pub identity: crate::tls::Identity,
 }
 
 const KUBELET_DEFAULT_PORT: u16 = 10250;
@@ -116,7 +116,7 @@ async fn connect(
 ) -> Result<hyper::client::conn::http1::SendRequest<Empty<Bytes>>, ApiError> {
     let unreachable = |e: String| ApiError::new(502, "InternalError", format!("error dialing backend: {e}"));
     let tls_config = match pin {
-        Some(p) => crate::tls::pinned_client_config(p).map_err(|e| unreachable(e.to_string()))?,
+        Some(p) => crate::tls::pinned_client_config(p, Some(&nc.identity)).map_err(|e| unreachable(e.to_string()))?,
         None => nc.tls.clone(),
     };
     let tcp = tokio::net::TcpStream::connect((address, port))
@@ -194,7 +194,6 @@ pub async fn forward(
     }
     let out = out
         .header(http::header::HOST, format!("{address}:{port}"))
-        .header(http::header::AUTHORIZATION, format!("Bearer {}", nc.token))
         .body(Empty::<Bytes>::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let resp = sender

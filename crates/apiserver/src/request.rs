@@ -25,6 +25,9 @@ pub enum Target {
     Version,
     Health(&'static str),
     Metrics,
+    /// `/cacerts`: the cluster CA bundle, unauthenticated (as k3s serves it), so a
+    /// joining agent can check it against its token's CA hash.
+    CaCerts,
     NotFound,
 }
 
@@ -47,6 +50,7 @@ pub fn parse_path(path: &str) -> Target {
         ["readyz", ..] => Target::Health("readyz"),
         ["version"] => Target::Version,
         ["metrics"] => Target::Metrics,
+        ["cacerts"] => Target::CaCerts,
         ["openapi", rest @ ..] => Target::OpenApi(rest.join("/")),
         ["api"] => Target::Discovery(DiscoveryPath::Api),
         ["apis"] => Target::Discovery(DiscoveryPath::Apis),

@@ -99,6 +99,7 @@ pub static RESOURCES: &[Resource] = &[
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, short: ["cj"], cat: ["all"], status: true, scale: false),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], cat: [], status: false, scale: false),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], cat: [], status: false, scale: false),
+    resource!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", false, short: ["csr"], cat: [], status: true, scale: false),
     // MetalLB's kinds, served built in (as its CRDs declare them: status subresource, no short names).
     resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, short: ["crd", "crds"], cat: ["api-extensions"], status: true, scale: false),
     resource!("metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools", "ipaddresspool", true, short: [], cat: [], status: true, scale: false),
@@ -111,6 +112,7 @@ pub static GROUPS: &[(&str, &str)] = &[
     ("batch", "v1"),
     ("discovery.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
+    ("certificates.k8s.io", "v1"),
     ("apiextensions.k8s.io", "v1"),
     ("metallb.io", "v1beta1"),
 ];

@@ -1,12 +1,13 @@
 //! The HTTPS server: TLS, authentication, routing and response encoding.
 
+use crate::authn::{self, User};
 use crate::error::ApiError;
 use crate::handlers::{self, Ctx, Reply};
 use crate::metrics::Metrics;
 use crate::negotiate;
 use crate::registry::Registry;
 use crate::request::{self, DiscoveryPath, Query, Target};
-use crate::{discovery, openapi};
+use crate::{authz, discovery, openapi};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -22,6 +23,8 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub struct State {
     pub registry: Registry,
     pub token: String,
+    /// The cluster CA (served at `/cacerts`).
+    pub ca_pem: String,
     /// `host:port` clients are told to use (discovery).
     pub server_address: String,
     pub metrics: Metrics,
@@ -47,33 +50,27 @@ fn error_reply(e: &ApiError) -> Response<Body> {
     json_reply(e.code, &e.to_status())
 }
 
-fn authorized(state: &State, req: &Request<Incoming>) -> bool {
-    let Some(h) = req.headers().get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok()) else {
-        return false;
-    };
-    let Some(token) = h.strip_prefix("Bearer ").map(str::trim) else {
-        return false;
-    };
-    // Constant-time comparison: the token is the cluster's admin credential.
-    let (a, b) = (token.as_bytes(), state.token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Serve one HTTP request.
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+///
+/// `cert_user` is who the connection's verified client certificate names.
+pub async fn handle(
+    state: Arc<State>,
+    cert_user: Option<Arc<User>>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let target = request::parse_path(&path);
     let verb_label = method.as_str().to_string();
-    let resp = route(&state, req, target).await;
+    let resp = route(&state, cert_user.as_deref(), req, target).await;
     let code = resp.status().as_u16();
     state.metrics.observe(&verb_label, code, start.elapsed());
     tracing::debug!(%method, %path, code, elapsed_us = start.elapsed().as_micros() as u64, "request");
     Ok(resp)
 }
 
-async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Response<Body> {
+async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incoming>, target: Target) -> Response<Body> {
     match &target {
         Target::Health(which) => {
             let ok = *which != "readyz" || state.ready.load(Ordering::Relaxed);
@@ -84,13 +81,31 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
             };
         }
         Target::Version => return json_reply(200, &crate::version_info()),
+        Target::CaCerts => return full(200, "text/plain; charset=utf-8", state.ca_pem.clone().into_bytes()),
         _ => {}
     }
-    if !authorized(state, &req) {
+    let header = req.headers().get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok());
+    let Some(user) = authn::authenticate(&state.registry, &state.token, cert_user, header).await else {
         return error_reply(&ApiError::unauthorized());
-    }
+    };
     let query = Query::parse(req.uri().query());
+    if let Target::Resource(rr) = &target {
+        let attrs = authz::Attributes {
+            verb: authz::verb(req.method(), rr.name.is_some(), query.flag("watch")),
+            group: rr.resource.group,
+            resource: rr.resource.plural,
+            subresource: rr.subresource.as_deref(),
+            namespace: rr.namespace.as_deref(),
+            name: rr.name.as_deref(),
+        };
+        if let Err(message) = authz::authorize(&user, &attrs) {
+            return error_reply(&ApiError::forbidden_message(rr.resource, rr.name.as_deref(), message));
+        }
+    }
     match target {
+        Target::Metrics if !(user.in_group(authn::MASTERS) || user.in_group(authn::NODES)) => {
+            error_reply(&ApiError::forbidden_non_resource(&user.name, "get", "/metrics"))
+        }
         Target::Metrics => full(200, "text/plain; version=0.0.4", state.metrics.render().into_bytes()),
         Target::Discovery(d) => {
             let accept = req.headers().get(http::header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
@@ -161,6 +176,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 query: &query,
                 shape: negotiate::shape(&accept, &query),
                 user_agent: &user_agent,
+                user: &user,
             };
             let result = match (&method, rr.name.is_some()) {
                 (&Method::GET, true) => handlers::get(&ctx).await,
@@ -197,7 +213,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, target: Target) -> Re
                 Err(e) => error_reply(&e),
             }
         }
-        Target::Health(_) | Target::Version | Target::NotFound => error_reply(&ApiError::path_not_found()),
+        Target::Health(_) | Target::Version | Target::CaCerts | Target::NotFound => {
+            error_reply(&ApiError::path_not_found())
+        }
     }
 }
 

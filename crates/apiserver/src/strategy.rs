@@ -91,6 +91,8 @@ impl Strategies {
                 errs.extend(apimachinery::metallb::validate_pool(obj, &self.lb_reserved));
             }
             "l2advertisements" => errs.extend(apimachinery::metallb::validate_l2_advertisement(obj)),
+            // The handler stamped the requester (it knows the user).
+            "certificatesigningrequests" => errs.extend(apimachinery::certificates::validate_create(obj)),
             "customresourcedefinitions" if r.group == "apiextensions.k8s.io" => {
                 errs.extend(custom_definition(obj));
             }
@@ -110,6 +112,17 @@ impl Strategies {
         old: &Value,
         sub: Option<&str>,
     ) -> Result<Allocation, Errors> {
+        if r.plural == "certificatesigningrequests" && r.group == "certificates.k8s.io" {
+            let now = crate::registry::now_rfc3339();
+            match sub {
+                Some("approval") => apimachinery::certificates::prepare_approval(obj, old, &now),
+                Some("status") => apimachinery::certificates::prepare_status(obj, old, &now),
+                _ => apimachinery::certificates::prepare_update(obj, old),
+            }
+            let mut errs = validate_meta(r, obj);
+            errs.extend(apimachinery::certificates::validate_update(obj, old));
+            return if errs.is_empty() { Ok(Allocation::none()) } else { Err(errs) };
+        }
         match sub {
             Some("status") => {
                 // Only status changes through /status (upstream ResetObjectMetaForStatus).

@@ -107,34 +107,91 @@ fn issue(
 
 /// A rustls server configuration from PEMs (h2 and http/1.1 offered).
 pub fn server_config(cert_pem: &str, key_pem: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    server_config_verifying(cert_pem, key_pem, None)
+}
+
+/// Roots holding the CA certificates of `ca_pem`.
+fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| TlsError::Pem { path: PathBuf::from("<ca>"), message: e.to_string() })?;
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// [`server_config`] that also verifies client certificates against
+/// `client_ca_pem` when a client presents one (clients without one still
+/// connect: they may authenticate with a bearer token).
+pub fn server_config_verifying(
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| TlsError::Pem { path: PathBuf::from("<certificate>"), message: e.to_string() })?;
     let key_der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| TlsError::Pem { path: PathBuf::from("<key>"), message: e.to_string() })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)?;
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = match client_ca_pem {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| rustls::Error::General(format!("client certificate verifier: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(chain, key_der)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// A client configuration trusting only the cluster CA (API server -> node agents).
-pub fn client_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| TlsError::Pem { path: PathBuf::from("<ca>"), message: e.to_string() })?;
-        roots.add(cert)?;
-    }
+/// A client certificate and key (PEM) a TLS client presents.
+#[derive(Clone)]
+pub struct Identity {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+fn with_identity(
+    b: rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    identity: Option<&Identity>,
+) -> Result<rustls::ClientConfig, TlsError> {
+    let Some(id) = identity else { return Ok(b.with_no_client_auth()) };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem { path: PathBuf::from("<client certificate>"), message: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes())
+        .map_err(|e| TlsError::Pem { path: PathBuf::from("<client key>"), message: e.to_string() })?;
+    Ok(b.with_client_auth_cert(chain, key)?)
+}
+
+/// A client configuration trusting only the cluster CA (API server -> node
+/// agents), presenting `identity` if given.
+pub fn client_config(ca_pem: &str, identity: Option<&Identity>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let b = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots(ca_pem)?);
+    let mut config = with_identity(b, identity)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The client certificate the API server presents to node agents
+/// (`kube-apiserver-kubelet-client`, kubeadm's `apiserver-kubelet-client.crt`),
+/// re-issued at every start.
+pub fn issue_kubelet_client(pki_dir: &Path) -> Result<Identity, TlsError> {
+    let ca = pki::Ca::load(pki_dir).map_err(|e| TlsError::Pem { path: pki_dir.into(), message: e.to_string() })?;
+    let c = ca
+        .issue_client(pki::APISERVER_KUBELET_CLIENT, &["system:masters"], std::time::Duration::from_secs(365 * 86400))
+        .map_err(|e| TlsError::Pem { path: pki_dir.into(), message: e.to_string() })?;
+    Ok(Identity { cert_pem: c.cert_pem, key_pem: c.key_pem })
 }
 
 /// A node agent's serving certificate, signed by the cluster CA in `pki_dir`
@@ -153,7 +210,7 @@ pub fn load_or_create(dir: &Path, dns_names: &[String], ips: &[IpAddr]) -> Resul
     let (cert, key) = issue(&issuer, "kube-apiserver", dns_names, ips)?;
     write(&dir.join("apiserver.crt"), &cert, false)?;
     write(&dir.join("apiserver.key"), &key, true)?;
-    Ok(Certs { ca_pem, server_config: server_config(&cert, &key)? })
+    Ok(Certs { server_config: server_config_verifying(&cert, &key, Some(&ca_pem))?, ca_pem })
 }
 
 /// Hex SHA-256 of a certificate's DER: how a node agent's self-signed serving
@@ -226,14 +283,14 @@ impl rustls::client::danger::ServerCertVerifier for Pinned {
 
 /// A client configuration that trusts one pinned certificate (API server ->
 /// a node agent that joined with a self-signed serving certificate).
-pub fn pinned_client_config(sha256: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+pub fn pinned_client_config(sha256: &str, identity: Option<&Identity>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(Pinned { sha256: sha256.to_string(), provider: provider.clone() });
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let b = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(verifier);
+    let mut config = with_identity(b, identity)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -7,8 +7,9 @@ use apimachinery::metallb::IPAddressPool;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -220,6 +221,10 @@ pub struct Informers {
     pub ip_pools: Arc<Informer<IPAddressPool>>,
     /// Node Leases in `kube-node-lease` (node lifecycle).
     pub leases: Arc<Informer<Lease>>,
+    /// CertificateSigningRequests (approver and signer).
+    pub csrs: Arc<Informer<CertificateSigningRequest>>,
+    /// Secrets in `kube-system` (bootstrap token cleaner).
+    pub system_secrets: Arc<Informer<Secret>>,
 }
 
 impl Informers {
@@ -251,6 +256,8 @@ impl Informers {
             cronjobs: Informer::new(Api::all(client.clone())),
             ip_pools: Informer::new(Api::all(client.clone())),
             leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
+            csrs: Informer::new(Api::all(client.clone())),
+            system_secrets: Informer::new(Api::namespaced(client.clone(), "kube-system")),
         })
     }
 
@@ -269,6 +276,8 @@ impl Informers {
             self.cronjobs.spawn(),
             self.ip_pools.spawn(),
             self.leases.spawn(),
+            self.csrs.spawn(),
+            self.system_secrets.spawn(),
         ]
     }
 
@@ -287,5 +296,7 @@ impl Informers {
         self.cronjobs.wait_ready().await;
         self.ip_pools.wait_ready().await;
         self.leases.wait_ready().await;
+        self.csrs.wait_ready().await;
+        self.system_secrets.wait_ready().await;
     }
 }

@@ -12,6 +12,7 @@
 //!
 //! Depends on: kube, k8s-openapi. Never on `store` or `apiserver`.
 
+pub mod certificates;
 mod cronjob;
 mod daemonset;
 mod deployment;
@@ -99,6 +100,9 @@ pub struct ControllerConfig {
     /// Node health checking: `--node-monitor-period` (5 s),
     /// `--node-monitor-grace-period` (40 s), `--node-startup-grace-period` (60 s).
     pub node_monitor: NodeMonitor,
+    /// The CA the CSR signer signs node certificates with; without it
+    /// approved requests wait for another signer.
+    pub signing: Option<certificates::Signing>,
 }
 
 pub use nodelifecycle::Timing as NodeMonitor;
@@ -120,6 +124,7 @@ impl Default for ControllerConfig {
                 grace: Duration::from_secs(40),
                 startup_grace: Duration::from_secs(60),
             },
+            signing: None,
         }
     }
 }
@@ -184,6 +189,11 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
         nodeipam::start(&ctx, ipam, &mut tasks);
     }
     nodelifecycle::start(&ctx, &mut tasks);
+    certificates::approver::start(&ctx, &mut tasks);
+    certificates::tokencleaner::start(&ctx, &mut tasks);
+    if let Some(signing) = ctx.config.signing.clone() {
+        certificates::signer::start(&ctx, signing, &mut tasks);
+    }
     if ctx.config.scheduler {
         scheduler::start(&ctx, &mut tasks);
     }

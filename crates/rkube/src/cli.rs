@@ -33,6 +33,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Start a node agent that joins an existing cluster (`rkube server` or `rkube up`).
     Agent(AgentArgs),
+    /// Manage join tokens (bootstrap tokens) on a running server.
+    Token(TokenArgs),
     /// Print the rkube and Kubernetes versions.
     Version,
     /// Run a built-in image's program (used inside pods).
@@ -104,16 +106,53 @@ pub struct NodeArgs {
 }
 
 #[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// The admin kubeconfig [default: <data-dir>/kubeconfig.yaml].
+    #[arg(long, global = true, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The server's data dir (where its admin kubeconfig is).
+    #[arg(long, global = true, default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum TokenCommand {
+    /// Create a join token and print it (`K10<ca-hash>::<id>.<secret>`).
+    Create {
+        /// How long the token is valid (`0` = forever), e.g. `30m`, `24h`.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        ttl: std::time::Duration,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the join tokens.
+    List,
+    /// Revoke join tokens: agents can no longer join with them (joined nodes keep
+    /// their own certificates).
+    Delete {
+        /// Token IDs (the 6 characters before the dot) or whole tokens.
+        #[arg(required = true)]
+        tokens: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
     /// URL of the API server, e.g. https://192.168.122.11:6443.
     #[arg(long)]
     pub server: String,
-    /// Token to join with: the server's `<data-dir>/admin.token`.
+    /// Join token: the server's `<data-dir>/node-token`, or one from `rkube token
+    /// create` (`K10<ca-hash>::<id>.<secret>`). Needed for the first join only:
+    /// the agent trades it for its own certificate, kept in --data-dir.
     #[arg(long, env = "RKUBE_TOKEN", hide_env_values = true)]
-    pub token: String,
-    /// The cluster CA to trust for the API server: the server's `<data-dir>/pki/ca.crt`.
+    pub token: Option<String>,
+    /// The cluster CA to trust (the server's `<data-dir>/pki/ca.crt`)
+    /// [default: fetched from the server and checked against the token's CA hash].
     #[arg(long)]
-    pub ca_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
     /// Where the agent keeps its state (pod IPs, logs).
     #[arg(long, default_value = "/var/lib/rkube-agent", env = "RKUBE_DATA_DIR")]
     pub data_dir: PathBuf,

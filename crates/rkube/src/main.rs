@@ -5,7 +5,9 @@
 //! plane alone. See `rkube <command> --help`.
 
 mod cli;
+mod join;
 mod run;
+mod token;
 
 use clap::Parser;
 

@@ -23,6 +23,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Up(args) => block_on(serve_async(args.server, Some(args.node), "rkube up")),
         Command::Server(args) => block_on(serve_async(args, None, "rkube server")),
         Command::Agent(args) => block_on(agent_async(args)),
+        Command::Token(args) => block_on(crate::token::run(args)),
         Command::Image { .. } | Command::PodInfra { .. } | Command::ContainerShim { .. } => ExitCode::FAILURE,
     }
 }
@@ -130,6 +131,8 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
             grace: args.node_monitor_grace_period,
             startup_grace: args.node_startup_grace_period,
         },
+        // The CSR signer signs joining nodes' certificates with the cluster CA.
+        signing: Some(controllers::certificates::Signing::new(args.data_dir.join("pki"))),
         ..Default::default()
     };
     let controllers = if args.api_only {
@@ -154,14 +157,15 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
             let (cert, key, _ca) =
                 apiserver::tls::issue_node_cert(&args.data_dir.join("pki"), &name, &[IpAddr::V4(node_ip)])
                     .map_err(|e| format!("issuing the node agent's certificate: {e}"))?;
-            let client = controllers::client_from_kubeconfig(&api.kubeconfig).await.map_err(|e| e.to_string())?;
+            // The node talks to the API as system:node:<name>, not as the admin.
+            let client = node_client(&args.data_dir, &api, &name).await?;
             let proxy = agent::ProxySettings {
                 cluster_cidr: args.cluster_cidr,
                 service_cidr: args.service_cidr,
                 min_sync_period: node.min_sync_period,
             };
             let mut cfg =
-                agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.token.clone(), proxy)?;
+                agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.ca_pem.clone(), proxy)?;
             cfg.dns.cluster_domain = args.cluster_domain.clone();
             cfg.node_local_dns = Some(agent::NodeLocalDns {
                 addr: node.node_local_dns,
@@ -177,6 +181,18 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         api.kubeconfig.display(),
         api.kubeconfig.display()
     );
+    match &api.node_token {
+        Some(_) => println!(
+            "{what}: to join another node: rkube agent --server https://{advertise}:{} --token \"$(cat {})\" \
+             (copy the token from this file; it is readable by root only)",
+            args.port,
+            args.data_dir.join("node-token").display()
+        ),
+        None => eprintln!(
+            "{what}: the join token in {} was revoked; make one with `rkube token create`",
+            args.data_dir.join("node-token").display()
+        ),
+    }
     wait_for_signal().await;
     eprintln!("{what}: shutting down");
     if let Some(a) = agent {
@@ -241,6 +257,33 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "node".into())
 }
 
+/// A client for the node agent of `rkube up`: a certificate for
+/// `system:node:<name>` issued here (this machine holds the CA key).
+async fn node_client(
+    data_dir: &std::path::Path,
+    api: &apiserver::ApiServer,
+    name: &str,
+) -> Result<kube::Client, String> {
+    let ca = pki::Ca::load(&data_dir.join("pki")).map_err(|e| format!("loading the cluster CA: {e}"))?;
+    let c = ca
+        .issue_client(&pki::node_user(name), &["system:nodes"], std::time::Duration::from_secs(365 * 24 * 3600))
+        .map_err(|e| format!("issuing the node's client certificate: {e}"))?;
+    let kubeconfig = data_dir.join("agent").join("kubeconfig.yaml");
+    if let Some(dir) = kubeconfig.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    apiserver::write_kubeconfig_cert(
+        &kubeconfig,
+        &api.url,
+        &api.ca_pem,
+        &pki::node_user(name),
+        &c.cert_pem,
+        &c.key_pem,
+    )
+    .map_err(|e| e.to_string())?;
+    controllers::client_from_kubeconfig(&kubeconfig).await.map_err(|e| e.to_string())
+}
+
 /// The node's own resolv.conf, for pods with `dnsPolicy: Default`.
 fn host_resolv_conf() -> String {
     std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
@@ -254,7 +297,7 @@ fn agent_config(
     data_dir: std::path::PathBuf,
     cert: String,
     key: String,
-    token: String,
+    client_ca_pem: String,
     proxy: agent::ProxySettings,
 ) -> Result<agent::AgentConfig, String> {
     let self_exe = std::env::current_exe().map_err(|e| format!("finding the rkube binary: {e}"))?;
@@ -279,7 +322,7 @@ fn agent_config(
         },
         tls_cert_pem: cert,
         tls_key_pem: key,
-        token,
+        client_ca_pem,
         node_local_dns: None,
         serving_cert_pin: None,
         proxy,
@@ -337,14 +380,11 @@ async fn start_cluster_dns(
     Ok((server, watcher))
 }
 
-/// `rkube agent`: a node joining a cluster from another machine. It trusts the
-/// API server through the cluster CA file, and since it cannot get a serving
-/// certificate signed by that CA it makes a self-signed one and publishes its
-/// SHA-256 on its Node, which the API server pins for logs and exec.
+/// `rkube agent`: a node joining a cluster from another machine with a join
+/// token (see `join.rs`). Its serving certificate is self-signed (nodes may
+/// only get client certificates), with its SHA-256 published on its Node,
+/// which the API server pins for logs and exec.
 async fn agent_async(args: AgentArgs) -> Result<(), String> {
-    let ca = std::fs::read_to_string(&args.ca_file).map_err(|e| {
-        format!("reading --ca-file {}: {e} (copy the server's <data-dir>/pki/ca.crt)", args.ca_file.display())
-    })?;
     let node_ip = match args.node_ip {
         Some(ip) => ip,
         None => match default_advertise_address() {
@@ -356,9 +396,9 @@ async fn agent_async(args: AgentArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
     })?;
-    let kubeconfig = args.data_dir.join("kubeconfig.yaml");
-    apiserver::write_kubeconfig(&kubeconfig, &args.server, &ca, &args.token).map_err(|e| e.to_string())?;
-    let client = controllers::client_from_kubeconfig(&kubeconfig).await.map_err(|e| e.to_string())?;
+    let joined =
+        crate::join::join(&args.server, args.token.as_deref(), args.ca_file.as_deref(), &args.data_dir, &name).await?;
+    let client = controllers::client_from_kubeconfig(&joined.kubeconfig).await.map_err(|e| e.to_string())?;
     client.apiserver_version().await.map_err(|e| format!("cannot reach the API server at {}: {e}", args.server))?;
     let (cert, key, pin) = apiserver::tls::self_signed_node_cert(&name, &[IpAddr::V4(node_ip)])
         .map_err(|e| format!("making the agent's serving certificate: {e}"))?;
@@ -374,7 +414,7 @@ async fn agent_async(args: AgentArgs) -> Result<(), String> {
         args.data_dir.join("agent"),
         cert,
         key,
-        args.token.clone(),
+        joined.ca_pem.clone(),
         proxy,
     )?;
     cfg.serving_cert_pin = Some(pin);

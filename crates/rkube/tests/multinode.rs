@@ -1,7 +1,12 @@
-//! A second node joins with `rkube agent --server URL --token T` (issue 4):
-//! it registers and becomes Ready, runs the pods scheduled to it, and the API
+//! A second node joins with `rkube agent --server URL --token T` (issues 4 and
+//! 12): the token alone (the server's `<data-dir>/node-token`) lets it check the
+//! server's CA and trade the token for its own `system:node:node2` certificate
+//! through a CertificateSigningRequest; it never holds the admin token. It
+//! registers and becomes Ready, runs the pods scheduled to it, and the API
 //! server reaches its agent for `kubectl logs` and `kubectl exec` through the
-//! pinned self-signed serving certificate. Needs root.
+//! pinned self-signed serving certificate. Wrong, revoked and foreign tokens
+//! are refused with a clear error and no node appears; `rkube token
+//! create|list|delete` manage tokens. Needs root.
 
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -30,20 +35,93 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     let sandbox = Sandbox::new(2).expect("sandbox");
     let node1 = sandbox.start_rkube(bin, 1, &["--node-name", "node1"]).expect("rkube up");
     let k = node1.kubectl();
-    let token = node1.token().expect("token");
-    let ca = node1.data_dir().join("pki").join("ca.crt");
+    let token = node1.node_token().expect("node-token");
+    assert!(token.starts_with("K10") && token.contains("::"), "{token}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(node1.data_dir().join("node-token")).expect("node-token").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "node-token is root's only");
+    let server = format!("https://{}:6443", sandbox.node_ip(1));
     let data_dir = sandbox.temp_dir().join("node2-agent");
+    let agent_args = |dir: &std::path::Path, name: &str| -> Vec<String> {
+        vec![
+            "agent".into(),
+            "--server".into(),
+            server.clone(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--node-ip".into(),
+            sandbox.node_ip(2).to_string(),
+            "--node-name".into(),
+            name.into(),
+            "--upstream-dns".into(),
+            "192.168.122.1".into(),
+        ]
+    };
+    let rkube_token = |args: &[&str]| -> testkit::Output {
+        let mut a = vec!["token", "--data-dir"];
+        let dir = node1.data_dir().display().to_string();
+        a.push(&dir);
+        a.extend_from_slice(args);
+        sandbox.exec(sandbox.node_netns(1), bin, &a).expect("rkube token")
+    };
+    let text = |o: &testkit::Output| format!("{}{}", o.stdout, o.stderr);
+
+    // Tokens: create one with a TTL, see it listed, revoke it.
+    let created = rkube_token(&["create", "--ttl", "1h", "--description", "for the test"]);
+    assert!(created.status.success(), "{}", text(&created));
+    let extra = created.stdout.trim().to_string();
+    let (hash, _) = token.split_once("::").expect("hash");
+    assert!(extra.starts_with(&format!("{hash}::")), "same CA hash: {extra} vs {token}");
+    let id = extra.split("::").nth(1).and_then(|t| t.split('.').next()).expect("id").to_string();
+    let list = text(&rkube_token(&["list"]));
+    let row = list.lines().find(|l| l.starts_with(&id)).unwrap_or_else(|| panic!("{id} listed: {list}"));
+    assert!(row.contains("authentication,signing") && row.contains("for the test"), "{row}");
+    assert!(row.contains("59m") || row.contains("60m"), "{row}");
+    assert!(list.lines().next().unwrap_or_default().starts_with("TOKEN ID"), "{list}");
+    assert!(list.contains("<forever>"), "the default token never expires: {list}");
+    let deleted = rkube_token(&["delete", &extra]);
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert!(!text(&rkube_token(&["list"])).contains(&id));
+    let missing = rkube_token(&["delete", "zzzzzz"]);
+    assert!(!missing.status.success() && text(&missing).contains("no join token with ID \"zzzzzz\""));
+
+    // Bad joins: revoked, unknown secret, another cluster's CA, garbage. Each
+    // fails fast with a clear error and leaves no node behind.
+    let bad_dir = sandbox.temp_dir().join("bad-agent");
+    let (_, bootstrap) = token.split_once("::").expect("token");
+    let tid = bootstrap.split('.').next().expect("id");
+    let cases = [
+        (extra.clone(), "refused the join token (401 Unauthorized)"),
+        (format!("{hash}::{tid}.0000000000000000"), "refused the join token (401 Unauthorized)"),
+        (format!("K10{}::{bootstrap}", "ab".repeat(32)), "presents a CA with hash"),
+        ("not-a-token".to_string(), "the token is not a join token"),
+    ];
+    for (bad, want) in cases {
+        let mut cmd = sandbox.command(sandbox.node_netns(2), bin);
+        cmd.args(agent_args(&bad_dir, "intruder")).env("RKUBE_TOKEN", &bad);
+        let out = cmd.output().expect("rkube agent");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "joined with {bad}");
+        assert!(said.contains(want), "{bad}: wanted {want:?} in {said}");
+    }
+    assert!(!k.ok(["get", "nodes"]).contains("intruder"));
+    // The bootstrap token may ask for certificates and do nothing else.
+    let as_bootstrap = k.run(["--token", bootstrap, "get", "secrets", "-n", "kube-system"]);
+    let err = as_bootstrap.stderr.clone();
+    assert!(
+        err.contains(&format!("secrets is forbidden: User \"system:bootstrap:{tid}\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\"")),
+        "{err}"
+    );
+    k.ok(["--token", bootstrap, "get", "csr"]);
+
     let log = std::fs::File::create(sandbox.temp_dir().join("node2-agent.log")).expect("log");
     let mut cmd = sandbox.command(sandbox.node_netns(2), bin);
-    cmd.args(["agent", "--server", &format!("https://{}:6443", sandbox.node_ip(1)), "--ca-file"])
-        .arg(&ca)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .args(["--node-ip", &sandbox.node_ip(2).to_string(), "--node-name", "node2", "--upstream-dns", "192.168.122.1"])
+    cmd.args(agent_args(&data_dir, "node2"))
         .env("RKUBE_TOKEN", &token)
         .stdout(log.try_clone().expect("log"))
         .stderr(log);
-    let agent = Agent { child: cmd.spawn().expect("rkube agent"), data_dir };
+    let mut agent = Agent { child: cmd.spawn().expect("rkube agent"), data_dir: data_dir.clone() };
     let logs = || std::fs::read_to_string(sandbox.temp_dir().join("node2-agent.log")).unwrap_or_default();
     let wait = |what: &str, f: &mut dyn FnMut() -> bool| {
         let start = Instant::now();
@@ -58,6 +136,27 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     wait("node2 Ready", &mut || {
         k.ok(["get", "nodes", "--no-headers"]).lines().any(|l| l.starts_with("node2 ") && l.contains(" Ready "))
     });
+    // node2 got its own certificate through an approved, issued CSR.
+    let csr = k.ok(["get", "csr", "--no-headers"]);
+    let row = csr.lines().find(|l| l.contains(&format!("system:bootstrap:{tid}"))).unwrap_or_else(|| panic!("{csr}"));
+    assert!(row.contains("kubernetes.io/kube-apiserver-client-kubelet") && row.ends_with("Approved,Issued"), "{row}");
+    let node_kubeconfig = std::fs::read_to_string(data_dir.join("kubeconfig.yaml")).expect("node kubeconfig");
+    assert!(node_kubeconfig.contains("client-certificate-data") && node_kubeconfig.contains("\"system:node:node2\""));
+    // The agent holds no admin credential anywhere in its data dir.
+    let admin = node1.token().expect("admin token");
+    assert!(!contains_anywhere(&data_dir, &admin), "the admin token leaked into the agent's data dir");
+    // A restart needs no token: the node's certificate is kept.
+    let _ = agent.child.kill();
+    let _ = agent.child.wait();
+    let log = std::fs::OpenOptions::new().append(true).open(sandbox.temp_dir().join("node2-agent.log")).expect("log");
+    let mut cmd = sandbox.command(sandbox.node_netns(2), bin);
+    cmd.args(agent_args(&data_dir, "node2")).stdout(log.try_clone().expect("log")).stderr(log);
+    agent.child = cmd.spawn().expect("rkube agent");
+    let started = Instant::now();
+    wait("node2's agent back", &mut || logs().matches("is Ready in the cluster").count() == 2);
+    eprintln!("restart without a token: Ready after {:?}", started.elapsed());
+    assert_eq!(k.ok(["get", "csr", "--no-headers"]).lines().count(), csr.lines().count(), "no new CSR");
+
     let cidrs = k.ok(["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"]);
     let cidrs: Vec<&str> = cidrs.split_whitespace().collect();
     assert_eq!(cidrs.len(), 2);
@@ -82,4 +181,15 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     assert!(logs_out.contains("Received Request From"), "{logs_out}");
     k.ok(["delete", "pod", "on-node2"]);
     drop(agent);
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn contains_anywhere(dir: &std::path::Path, needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| match e.file_type() {
+        Ok(t) if t.is_dir() => contains_anywhere(&e.path(), needle),
+        // Regular files only: a FIFO or socket would block the read.
+        Ok(t) if t.is_file() => std::fs::read(e.path()).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle)),
+        _ => false,
+    })
 }

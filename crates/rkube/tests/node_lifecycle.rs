@@ -99,7 +99,7 @@ fn cordon_drain_and_a_lost_node() {
         )
         .expect("rkube up");
     let k = node1.kubectl();
-    let token = node1.token().expect("token");
+    let token = node1.node_token().expect("node-token");
     let ca = node1.data_dir().join("pki").join("ca.crt");
     let data_dir = sandbox.temp_dir().join("node2-agent");
     let _pods = PodsOf(data_dir.clone());

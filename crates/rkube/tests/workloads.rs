@@ -39,7 +39,7 @@ impl Cluster {
         let bin = std::path::Path::new(env!("CARGO_BIN_EXE_rkube"));
         let sandbox = Sandbox::new(2).expect("sandbox");
         let server = sandbox.start_rkube(bin, 1, &["--node-name", "node1"]).expect("rkube up");
-        let token = server.token().expect("token");
+        let token = server.node_token().expect("node-token");
         let ca = server.data_dir().join("pki").join("ca.crt");
         let data_dir = sandbox.temp_dir().join("node2-agent");
         let log = std::fs::File::create(sandbox.temp_dir().join("node2-agent.log")).expect("log");

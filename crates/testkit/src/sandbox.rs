@@ -561,6 +561,13 @@ impl SandboxNode {
         token_from_kubeconfig(&text).ok_or_else(|| Error::Kubeconfig { path, reason: "no users[0].user.token".into() })
     }
 
+    /// The join token the server wrote to `<data-dir>/node-token`.
+    pub fn node_token(&self) -> Result<String> {
+        let path = self.data_dir.join("node-token");
+        let text = std::fs::read_to_string(&path).map_err(io(format!("read {}", path.display())))?;
+        Ok(text.trim().to_string())
+    }
+
     /// The real kubectl against this node, run inside the node's namespace.
     pub fn kubectl(&self) -> Kubectl {
         Kubectl::new(self.kubeconfig_path()).with_cache_dir(self.work_dir.join("kubectl-cache")).in_netns(&self.netns)

@@ -289,6 +289,7 @@ fn table_columns_match_cells_length() {
         ("batch", "jobs"),
         ("discovery.k8s.io", "endpointslices"),
         ("coordination.k8s.io", "leases"),
+        ("certificates.k8s.io", "certificatesigningrequests"),
     ];
     for (group, plural) in resources {
         let cols = columns(group, plural).unwrap();
@@ -1584,4 +1585,27 @@ fn table_pods_lesson_states() {
     let p = init(json!({"phase": "Pending", "initContainerStatuses": [{"name": "init",
         "state": {"waiting": {"reason": "PodInitializing"}}}]}));
     assert_eq!(short(p)[2], json!("Init:0/1"));
+}
+
+#[test]
+fn certificate_signing_request_cells() {
+    let csr = json!({
+        "metadata": {"name": "node-csr-1", "creationTimestamp": "2025-01-01T00:00:00Z"},
+        "spec": {"signerName": "kubernetes.io/kube-apiserver-client-kubelet", "username": "system:bootstrap:abcdef"},
+    });
+    let row = cells_of("certificates.k8s.io", "certificatesigningrequests", csr.clone());
+    assert_eq!(
+        row[2..],
+        strs(&["kubernetes.io/kube-apiserver-client-kubelet", "system:bootstrap:abcdef", "<none>", "Pending"])
+    );
+    let mut issued = csr.clone();
+    issued["spec"]["expirationSeconds"] = json!(3600);
+    issued["status"] = json!({"conditions": [{"type": "Approved", "status": "True"}], "certificate": "Y2VydA=="});
+    let row = cells_of("certificates.k8s.io", "certificatesigningrequests", issued);
+    assert_eq!(row[4..], strs(&["60m", "Approved,Issued"]));
+    let mut denied = csr;
+    denied["status"] =
+        json!({"conditions": [{"type": "Denied", "status": "True"}, {"type": "Failed", "status": "True"}]});
+    let row = cells_of("certificates.k8s.io", "certificatesigningrequests", denied);
+    assert_eq!(row[5], json!("Denied,Failed"));
 }

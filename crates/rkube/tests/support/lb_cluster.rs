@@ -81,16 +81,15 @@ impl LbCluster {
     }
 
     fn spawn_agent(&self, a: &mut Agent) {
-        let token = self.server.token().expect("token");
-        let ca = self.server.data_dir().join("pki").join("ca.crt");
+        // The join token alone: the agent checks the server's CA against its hash.
+        let token = self.server.node_token().expect("node-token");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.sandbox.temp_dir().join(format!("node{}-agent.log", a.node)))
             .expect("log");
         let mut cmd = self.sandbox.command(self.sandbox.node_netns(a.node), &self.bin);
-        cmd.args(["agent", "--server", &format!("https://{}:6443", self.sandbox.node_ip(1)), "--ca-file"])
-            .arg(&ca)
+        cmd.args(["agent", "--server", &format!("https://{}:6443", self.sandbox.node_ip(1))])
             .arg("--data-dir")
             .arg(&a.data_dir)
             .args([
