@@ -40,6 +40,7 @@ ROOTS = [
     "api::coordination::v1",
     "api::autoscaling::v1",
     "api::batch::v1",
+    "api::certificates::v1",
     "apimachinery::pkg::apis::meta::v1",
     "apimachinery::pkg::runtime",
 ]

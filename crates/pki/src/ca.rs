@@ -68,7 +68,7 @@ impl Ca {
     /// A new key pair and client certificate for `cn` in `orgs`, signed here
     /// (for components on the machine that holds the CA key).
     pub fn issue_client(&self, cn: &str, orgs: &[&str], valid_for: Duration) -> Result<ClientCert, PkiError> {
-        let (request, key_pem) = node_request_for(cn, orgs)?;
+        let (request, key_pem) = client_request(cn, orgs)?;
         Ok(ClientCert { cert_pem: self.sign_client_request(&request, valid_for)?, key_pem })
     }
 }
@@ -80,7 +80,9 @@ fn random_serial() -> rcgen::SerialNumber {
     rcgen::SerialNumber::from_slice(&bytes)
 }
 
-fn node_request_for(cn: &str, orgs: &[&str]) -> Result<(String, String), PkiError> {
+/// A new key and a client certificate request for `cn` in `orgs`.
+/// Returns (request PEM, key PEM).
+pub fn client_request(cn: &str, orgs: &[&str]) -> Result<(String, String), PkiError> {
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
@@ -97,7 +99,7 @@ fn node_request_for(cn: &str, orgs: &[&str]) -> Result<(String, String), PkiErro
 /// bootstrap makes them: CN `system:node:<name>`, O `system:nodes`.
 /// Returns (request PEM, key PEM).
 pub fn node_request(node_name: &str) -> Result<(String, String), PkiError> {
-    node_request_for(&format!("system:node:{node_name}"), &["system:nodes"])
+    client_request(&format!("system:node:{node_name}"), &["system:nodes"])
 }
 
 #[cfg(test)]

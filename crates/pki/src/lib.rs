@@ -8,7 +8,7 @@
 mod ca;
 mod token;
 
-pub use ca::{node_request, Ca, ClientCert};
+pub use ca::{client_request, node_request, Ca, ClientCert};
 pub use token::{ca_hash, JoinToken, TokenError};
 
 /// The subject of a DER certificate: (CN, O values). Kubernetes reads a client

@@ -268,6 +268,71 @@ fn errors_read_like_upstream() {
     assert!(err.stderr.contains("Unauthorized"), "{}", err.stderr);
 }
 
+/// A user's certificate through the CSR API: `kubectl certificate approve|deny`,
+/// the signer issues it, and the API server authenticates its CN and O (and,
+/// without RBAC yet, forbids a user outside `system:masters`).
+#[test]
+fn certificate_signing_requests_issue_user_certificates() {
+    use base64::Engine;
+    let s = server();
+    let k = s.kubectl();
+    let csr = |name: &str, request: &str| {
+        format!(
+            "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  request: {}\n  signerName: kubernetes.io/kube-apiserver-client\n  expirationSeconds: 3600\n  usages: [client auth]\n",
+            base64::engine::general_purpose::STANDARD.encode(request)
+        )
+    };
+    let (request, key) = pki::client_request("jane", &["devs"]).expect("request");
+    k.ok_with_stdin(["create", "-f", "-"], &csr("jane", &request));
+    let table = k.ok(["get", "csr"]);
+    assert_eq!(columns(&table), ["NAME", "AGE", "SIGNERNAME", "REQUESTOR", "REQUESTEDDURATION", "CONDITION"]);
+    assert_eq!(&row(&table, "jane")[2..], ["kubernetes.io/kube-apiserver-client", "system:admin", "60m", "Pending"]);
+    // The requester is the authenticated user, whatever the body claims.
+    assert_eq!(
+        k.ok(["get", "csr", "jane", "-o", "jsonpath={.spec.groups}"]),
+        r#"["system:masters","system:authenticated"]"#
+    );
+    let out = k.ok(["certificate", "approve", "jane"]);
+    assert!(out.contains("certificatesigningrequest.certificates.k8s.io/jane approved"), "{out}");
+    wait_for("jane's certificate", Duration::from_secs(30), || {
+        !k.ok(["get", "csr", "jane", "-o", "jsonpath={.status.certificate}"]).is_empty()
+    });
+    assert_eq!(row(&k.ok(["get", "csr"]), "jane")[5], "Approved,Issued");
+    let reason = k.ok(["get", "csr", "jane", "-o", r#"jsonpath={.status.conditions[?(@.type=="Approved")].reason}"#]);
+    assert_eq!(reason, "KubectlApprove");
+    let cert = k.ok(["get", "csr", "jane", "-o", "jsonpath={.status.certificate}"]);
+    let cert =
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(cert.trim()).expect("b64")).expect("pem");
+    assert_eq!(pki::subject_of_pem(&cert), Some(("jane".to_string(), vec!["devs".to_string()])));
+    // jane's kubeconfig: authenticated as jane, not allowed to list pods.
+    let ca = std::fs::read_to_string(s.data_dir().join("pki").join("ca.crt")).expect("ca");
+    let jane_cfg = s.data_dir().join("jane.kubeconfig");
+    apiserver::write_kubeconfig_cert(&jane_cfg, &s.url(), &ca, "jane", &cert, &key).expect("kubeconfig");
+    let jane = testkit::Kubectl::new(jane_cfg);
+    let err = jane.run(["get", "pods"]);
+    assert!(
+        err.stderr.contains(
+            r#"pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default""#
+        ),
+        "{}",
+        err.stderr
+    );
+    // A certificate can be approved only once it is asked for; a denied one is never issued.
+    let (request, _) = pki::client_request("bob", &[]).expect("request");
+    k.ok_with_stdin(["create", "-f", "-"], &csr("bob", &request));
+    let out = k.ok(["certificate", "deny", "bob"]);
+    assert!(out.contains("certificatesigningrequest.certificates.k8s.io/bob denied"), "{out}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(row(&k.ok(["get", "csr"]), "bob")[5], "Denied");
+    // A request that is not a PEM CSR is refused.
+    let bad = k.run_with_stdin(["create", "-f", "-"], &csr("bad", "garbage"));
+    assert!(
+        bad.stderr.contains("spec.request: Invalid value: \"<request>\": PEM block type must be CERTIFICATE REQUEST"),
+        "{}",
+        bad.stderr
+    );
+}
+
 #[test]
 fn deleting_a_namespace_deletes_its_content() {
     let s = server();
