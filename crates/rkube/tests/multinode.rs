@@ -5,7 +5,8 @@
 //! registers and becomes Ready, runs the pods scheduled to it, and the API
 //! server reaches its agent for `kubectl logs` and `kubectl exec` through the
 //! pinned self-signed serving certificate. Wrong, revoked and foreign tokens
-//! are refused with a clear error and no node appears; `rkube token
+//! are refused with a clear error and no node appears, as is a second machine
+//! under a live node's name; `rkube token
 //! create|list|delete` manage tokens. Needs root.
 
 use std::process::Child;
@@ -145,6 +146,16 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     // The agent holds no admin credential anywhere in its data dir.
     let admin = node1.token().expect("admin token");
     assert!(!contains_anywhere(&data_dir, &admin), "the admin token leaked into the agent's data dir");
+    // Another machine joining under node2's name is refused; node2 stays as it was.
+    let clash_dir = sandbox.temp_dir().join("clash-agent");
+    let mut cmd = sandbox.command(sandbox.node_netns(2), bin);
+    cmd.args(agent_args(&clash_dir, "node2")).env("RKUBE_TOKEN", &token);
+    let out = cmd.output().expect("rkube agent");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "a second node2 joined: {said}");
+    assert!(said.contains("was denied: node \"node2\" already exists and is Ready"), "{said}");
+    assert!(k.ok(["get", "nodes", "--no-headers"]).lines().any(|l| l.starts_with("node2 ") && l.contains(" Ready ")));
+    let csr = k.ok(["get", "csr", "--no-headers"]);
     // A restart needs no token: the node's certificate is kept.
     let _ = agent.child.kill();
     let _ = agent.child.wait();
@@ -156,6 +167,7 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     wait("node2's agent back", &mut || logs().matches("is Ready in the cluster").count() == 2);
     eprintln!("restart without a token: Ready after {:?}", started.elapsed());
     assert_eq!(k.ok(["get", "csr", "--no-headers"]).lines().count(), csr.lines().count(), "no new CSR");
+    assert!(csr.lines().any(|l| l.ends_with("Denied")), "{csr}");
 
     let cidrs = k.ok(["get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}"]);
     let cidrs: Vec<&str> = cidrs.split_whitespace().collect();

@@ -18,18 +18,30 @@ use tokio::task::JoinHandle;
 const REASON: &str = "AutoApproved";
 const MESSAGE: &str = "Auto approving kubelet client certificate after SubjectAccessReview.";
 
-/// Whether `obj` (a CSR's JSON) is a node client request its requester may get
-/// approved without a human.
-pub fn should_approve(obj: &Value) -> bool {
+/// What the approver does with a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Approve,
+    /// Denied, with the reason and message of the `Denied` condition.
+    Deny(&'static str, String),
+    /// Not ours to decide (another signer, not a node request, decided already).
+    Leave,
+}
+
+/// What to do with `obj` (a CSR's JSON). `ready_node(name)` says whether a
+/// Node of that name exists and is Ready: a bootstrapper may not take over the
+/// name of a live node (k3s refuses such joins too), while a node whose machine
+/// is gone may be joined again under its name.
+pub fn verdict(obj: &Value, ready_node: impl Fn(&str) -> bool) -> Verdict {
     if csr::has_condition(obj, "Approved") || csr::has_condition(obj, "Denied") {
-        return false;
+        return Verdict::Leave;
     }
     if obj.pointer("/spec/signerName").and_then(Value::as_str) != Some(KUBELET_CLIENT_SIGNER) {
-        return false;
+        return Verdict::Leave;
     }
-    let Some(req) = csr::request_bytes(obj).and_then(|b| csr::parse_request(&b).ok()) else { return false };
+    let Some(req) = csr::request_bytes(obj).and_then(|b| csr::parse_request(&b).ok()) else { return Verdict::Leave };
     if !csr::is_node_client_cert(obj, &req) {
-        return false;
+        return Verdict::Leave;
     }
     let username = obj.pointer("/spec/username").and_then(Value::as_str).unwrap_or_default();
     let groups: Vec<&str> =
@@ -38,7 +50,23 @@ pub fn should_approve(obj: &Value) -> bool {
     let nodeclient = groups.contains(&"system:bootstrappers") || groups.contains(&"system:masters");
     // selfnodeclient: a node renews its own.
     let selfnodeclient = groups.contains(&"system:nodes") && username == req.common_name;
-    nodeclient || selfnodeclient
+    if selfnodeclient {
+        return Verdict::Approve;
+    }
+    if !nodeclient {
+        return Verdict::Leave;
+    }
+    let node = req.common_name.trim_start_matches("system:node:");
+    if ready_node(node) {
+        return Verdict::Deny(
+            "NodeNameInUse",
+            format!(
+                "node {node:?} already exists and is Ready: another machine runs under this name \
+                 (choose another --node-name, or stop that node first)"
+            ),
+        );
+    }
+    Verdict::Approve
 }
 
 struct Approver {
@@ -76,20 +104,27 @@ impl Approver {
     async fn sync(&self, key: &Key) -> Result<(), SyncError> {
         let Some(c) = self.inf.csrs.get_key(key) else { return Ok(()) };
         let obj = serde_json::to_value(&*c).map_err(|e| SyncError::from(e.to_string()))?;
-        if !should_approve(&obj) {
-            return Ok(());
-        }
+        let ready_node = |name: &str| {
+            self.inf.nodes.get("", name).is_some_and(|n| crate::nodelifecycle::health::ready_status(&n) == Some("True"))
+        };
+        let condition = match verdict(&obj, ready_node) {
+            Verdict::Leave => return Ok(()),
+            Verdict::Approve => json!({"type": "Approved", "status": "True", "reason": REASON, "message": MESSAGE}),
+            Verdict::Deny(reason, message) => {
+                tracing::warn!(csr = %key.name, %message, "denied node client certificate request");
+                json!({"type": "Denied", "status": "True", "reason": reason, "message": message})
+            }
+        };
         let mut approved = obj.clone();
-        let conds = approved["status"]["conditions"].as_array().cloned().unwrap_or_default();
-        let mut conds = conds;
-        conds.push(json!({"type": "Approved", "status": "True", "reason": REASON, "message": MESSAGE}));
+        let mut conds = approved["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        conds.push(condition);
         approved["status"]["conditions"] = json!(conds);
         let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
         let body: CertificateSigningRequest =
             serde_json::from_value(approved).map_err(|e| SyncError::from(e.to_string()))?;
         match api.replace_subresource("approval", &key.name, &PostParams::default(), &body).await {
             Ok(_) => {
-                tracing::info!(csr = %key.name, "approved node client certificate request");
+                tracing::info!(csr = %key.name, "decided node client certificate request");
                 Ok(())
             }
             Err(e) if crate::util::is_not_found(&e) || crate::util::is_conflict(&e) => Ok(()),

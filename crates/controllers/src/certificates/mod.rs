@@ -31,7 +31,7 @@ impl Signing {
 
 #[cfg(test)]
 mod tests {
-    use super::approver::should_approve;
+    use super::approver::{verdict, Verdict};
     use super::signer::{decide, Decision};
     use super::tokencleaner::time_left;
     use base64::Engine;
@@ -54,19 +54,23 @@ mod tests {
     #[test]
     fn approves_bootstrappers_and_renewing_nodes_only() {
         let (req, _) = pki::node_request("n2").expect("request");
-        assert!(should_approve(&csr(
-            "system:bootstrap:abcdef",
-            &["system:bootstrappers", "system:authenticated"],
-            &req
-        )));
-        assert!(should_approve(&csr("system:node:n2", &["system:nodes"], &req)));
+        let none = |_: &str| false;
+        let bootstrap = csr("system:bootstrap:abcdef", &["system:bootstrappers", "system:authenticated"], &req);
+        assert_eq!(verdict(&bootstrap, none), Verdict::Approve);
+        assert_eq!(verdict(&csr("system:node:n2", &["system:nodes"], &req), none), Verdict::Approve);
         // Another node may not get n2's certificate; a random user neither.
-        assert!(!should_approve(&csr("system:node:n3", &["system:nodes"], &req)));
-        assert!(!should_approve(&csr("jane", &["system:authenticated"], &req)));
+        assert_eq!(verdict(&csr("system:node:n3", &["system:nodes"], &req), none), Verdict::Leave);
+        assert_eq!(verdict(&csr("jane", &["system:authenticated"], &req), none), Verdict::Leave);
+        // A join may not take the name of a live node; its own renewal may.
+        assert!(matches!(
+            verdict(&bootstrap, |n| n == "n2"),
+            Verdict::Deny("NodeNameInUse", m) if m.contains("\"n2\" already exists")
+        ));
+        assert_eq!(verdict(&csr("system:node:n2", &["system:nodes"], &req), |n| n == "n2"), Verdict::Approve);
         // Already decided.
-        let mut done = csr("system:bootstrap:abcdef", &["system:bootstrappers"], &req);
+        let mut done = bootstrap.clone();
         done["status"]["conditions"] = json!([{"type": "Denied", "status": "True"}]);
-        assert!(!should_approve(&done));
+        assert_eq!(verdict(&done, none), Verdict::Leave);
     }
 
     #[test]

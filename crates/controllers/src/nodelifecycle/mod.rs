@@ -11,7 +11,7 @@
 //! slows them down when a large share of a zone is unhealthy).
 
 pub(crate) mod eviction;
-mod health;
+pub(crate) mod health;
 pub(crate) mod taints;
 
 use crate::events::{Recorder, NORMAL, WARNING};
