@@ -6,7 +6,10 @@
 //! `unreachable`, as the node lifecycle controller would taint it),
 //! NodeAffinity (`nodeSelector` and required node affinity) and
 //! NodeResourcesFit (pod count, cpu and memory requests against allocatable).
-//! Score: fewest pods. A pod that fits nowhere gets `PodScheduled=False`,
+//! Scores: the default profile's plugins (`score.rs`: TaintToleration,
+//! NodeAffinity, LeastAllocated, BalancedAllocation, PodTopologySpread with
+//! the system default constraints); ties go to the node with fewer pods,
+//! then by name. A pod that fits nowhere gets `PodScheduled=False`,
 //! reason `Unschedulable`, with upstream's `0/N nodes are available: ...`
 //! message and a `FailedScheduling` event; it is retried when nodes change.
 
@@ -23,6 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
+
+mod score;
 
 const COMPONENT: &str = "default-scheduler";
 const SCHEDULER_NAME: &str = "default-scheduler";
@@ -272,8 +277,21 @@ impl Scheduler {
         let mut assumed_count: HashMap<String, usize> = HashMap::new();
         let mut assumed = self.assumed.lock().unwrap_or_else(|e| e.into_inner());
         assumed.retain(|_, (_, at)| at.elapsed() < ASSUME_TTL);
-        for (node, _) in assumed.values() {
-            *assumed_count.entry(node.clone()).or_default() += 1;
+        // A pod we bound that the store still shows pending counts on its node
+        // (with its labels, for spreading); one the store does not show, by count.
+        let pending: HashMap<String, Arc<Pod>> = self
+            .inf
+            .pods
+            .store()
+            .state_filter(needs_scheduling)
+            .into_iter()
+            .filter_map(|p| p.metadata.uid.clone().map(|u| (u, p)))
+            .collect();
+        for (uid, (node, _)) in assumed.iter() {
+            match pending.get(uid) {
+                Some(p) => on_node.entry(node.clone()).or_default().push(p.clone()),
+                None => *assumed_count.entry(node.clone()).or_default() += 1,
+            }
         }
         (on_node, assumed_count)
     }
@@ -346,7 +364,7 @@ impl Scheduler {
         let empty = Vec::new();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut resolvable = 0;
-        let mut best: Option<(usize, String)> = None;
+        let mut fits: Vec<(&Node, &Vec<Arc<Pod>>, usize)> = Vec::new();
         for node in &nodes {
             let name = node.metadata.name.clone().unwrap_or_default();
             let pods = on_node.get(&name).unwrap_or(&empty);
@@ -358,18 +376,70 @@ impl Scheduler {
                     }
                     *reasons.entry(reason).or_default() += 1;
                 }
-                None => {
-                    let count = pods.len() + extra;
-                    if best.as_ref().is_none_or(|(c, n)| (count, &name) < (*c, n)) {
-                        best = Some((count, name));
-                    }
-                }
+                None => fits.push((&**node, pods, extra)),
             }
         }
-        let Some((_, node)) = best else {
+        if fits.is_empty() {
+            return self.unschedulable(&pod, fit_error(nodes.len(), &reasons, resolvable)).await;
+        }
+        let candidates: Vec<score::Candidate<'_>> = fits
+            .iter()
+            .map(|(node, pods, _)| score::Candidate { node, pods: pods.iter().map(|p| &**p).collect() })
+            .collect();
+        let (constraints, system_default) = score::spread_constraints(&pod, self.default_selector(&pod));
+        let totals = score::totals(&pod, &candidates, &constraints, system_default);
+        let best = fits
+            .iter()
+            .zip(&totals)
+            .map(|((node, pods, extra), total)| {
+                (*total, pods.len() + extra, node.metadata.name.clone().unwrap_or_default())
+            })
+            // Highest score, then fewest pods, then name.
+            .min_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let Some((_, _, node)) = best else {
             return self.unschedulable(&pod, fit_error(nodes.len(), &reasons, resolvable)).await;
         };
         self.bind(&pod, &node).await
+    }
+
+    /// `helper.DefaultSelector`: the selectors of the Services, ReplicaSets and
+    /// StatefulSets in the pod's namespace that select it, all together.
+    fn default_selector(&self, pod: &Pod) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let labels = pod.metadata.labels.as_ref();
+        let mut out = LabelSelector::default();
+        let mut any = false;
+        let mut add = |sel: &LabelSelector| {
+            any = true;
+            out.match_labels.get_or_insert_with(Default::default).extend(sel.match_labels.clone().unwrap_or_default());
+            out.match_expressions
+                .get_or_insert_with(Vec::new)
+                .extend(sel.match_expressions.clone().unwrap_or_default());
+        };
+        for svc in self.inf.services.list_ns(ns) {
+            let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            if util::map_selector_matches(sel, labels) {
+                add(&LabelSelector { match_labels: Some(sel.clone()), match_expressions: None });
+            }
+        }
+        let owners = self
+            .inf
+            .replicasets
+            .list_ns(ns)
+            .iter()
+            .map(|r| r.spec.as_ref().map(|s| s.selector.clone()))
+            .chain(self.inf.statefulsets.list_ns(ns).iter().map(|s| s.spec.as_ref().map(|s| s.selector.clone())))
+            .flatten()
+            .collect::<Vec<_>>();
+        for sel in owners.iter().filter(|s| !util::selector_is_empty(s)) {
+            if util::selector_matches(sel, labels) {
+                add(sel);
+            }
+        }
+        any.then_some(out)
     }
 
     async fn bind(&self, pod: &Pod, node: &str) -> Result<(), SyncError> {

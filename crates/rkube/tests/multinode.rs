@@ -192,6 +192,36 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     let logs_out = k.ok(["logs", "on-node2"]);
     assert!(logs_out.contains("Received Request From"), "{logs_out}");
     k.ok(["delete", "pod", "on-node2"]);
+
+    // The scheduler's default profile: replicas of a ReplicaSet spread over the
+    // nodes (PodTopologySpread's system defaults) even where node1 runs more
+    // pods (fewest-pods alone would put both on node2); a preferred node
+    // affinity wins even where a tie would go to node1 by name.
+    for i in 0..3 {
+        let filler = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: filler{i}\nspec:\n  nodeSelector:\n    kubernetes.io/hostname: node1\n  containers:\n  - name: web\n    image: minjulee226/myweb\n");
+        k.ok_with_stdin(["create", "-f", "-"], &filler);
+    }
+    wait("fillers on node1", &mut || {
+        k.ok(["get", "pods", "-o", "jsonpath={.items[*].spec.nodeName}"]).matches("node1").count() >= 3
+    });
+    let rs = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: spread\nspec:\n  replicas: 2\n  selector:\n    matchLabels:\n      app: spread\n  template:\n    metadata:\n      labels:\n        app: spread\n    spec:\n      containers:\n      - name: web\n        image: minjulee226/myweb\n";
+    k.ok_with_stdin(["create", "-f", "-"], rs);
+    wait("2 spread replicas scheduled", &mut || {
+        k.ok(["get", "pods", "-l", "app=spread", "-o", "jsonpath={.items[*].spec.nodeName}"]).split_whitespace().count()
+            == 2
+    });
+    let placed = k.ok(["get", "pods", "-l", "app=spread", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    let mut placed: Vec<&str> = placed.split_whitespace().collect();
+    placed.sort();
+    assert_eq!(placed, ["node1", "node2"], "one replica per node");
+    let preferred = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: prefers-node2\n  labels:\n    app: alone\nspec:\n  affinity:\n    nodeAffinity:\n      preferredDuringSchedulingIgnoredDuringExecution:\n      - weight: 100\n        preference:\n          matchExpressions:\n          - key: kubernetes.io/hostname\n            operator: In\n            values: [node2]\n  containers:\n  - name: web\n    image: minjulee226/myweb\n";
+    k.ok_with_stdin(["create", "-f", "-"], preferred);
+    wait("the preferring pod scheduled", &mut || {
+        !k.ok(["get", "pod", "prefers-node2", "-o", "jsonpath={.spec.nodeName}"]).is_empty()
+    });
+    assert_eq!(k.ok(["get", "pod", "prefers-node2", "-o", "jsonpath={.spec.nodeName}"]), "node2");
+    k.ok(["delete", "rs", "spread"]);
+    k.ok(["delete", "pod", "prefers-node2", "filler0", "filler1", "filler2"]);
     drop(agent);
 }
 
