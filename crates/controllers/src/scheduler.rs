@@ -5,7 +5,8 @@
 //! whose Ready condition is not True counts as tainted `not-ready` /
 //! `unreachable`, as the node lifecycle controller would taint it),
 //! NodeAffinity (`nodeSelector` and required node affinity) and
-//! NodeResourcesFit (pod count, cpu and memory requests against allocatable).
+//! NodeResourcesFit (pod count, cpu and memory requests against allocatable)
+//! and PodTopologySpread (`DoNotSchedule` constraints, `topology.rs`).
 //! Scores: the default profile's plugins (`score.rs`: TaintToleration,
 //! NodeAffinity, LeastAllocated, BalancedAllocation, PodTopologySpread with
 //! the system default constraints); ties go to the node with fewer pods,
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 mod score;
+mod topology;
 
 const COMPONENT: &str = "default-scheduler";
 const SCHEDULER_NAME: &str = "default-scheduler";
@@ -365,11 +367,20 @@ impl Scheduler {
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut resolvable = 0;
         let mut fits: Vec<(&Node, &Vec<Arc<Pod>>, usize)> = Vec::new();
+        let hard = topology::prepare(
+            &pod,
+            nodes.iter().map(|n| {
+                (&**n, on_node.get(n.metadata.name.as_deref().unwrap_or_default()).map_or(&empty[..], |v| &v[..]))
+            }),
+            |n| affinity_matches(&pod, n),
+        );
         for node in &nodes {
             let name = node.metadata.name.clone().unwrap_or_default();
             let pods = on_node.get(&name).unwrap_or(&empty);
             let extra = assumed.get(&name).copied().unwrap_or(0);
-            match self.filter(&pod, node, pods, extra) {
+            let reason =
+                self.filter(&pod, node, pods, extra).or_else(|| topology::filter(&hard, node).map(String::from));
+            match reason {
                 Some(reason) => {
                     if reason == REASON_TOO_MANY_PODS || reason.starts_with("Insufficient") {
                         resolvable += 1;
