@@ -6,7 +6,8 @@
 //! `unreachable`, as the node lifecycle controller would taint it),
 //! NodeAffinity (`nodeSelector` and required node affinity) and
 //! NodeResourcesFit (pod count, cpu and memory requests against allocatable)
-//! and PodTopologySpread (`DoNotSchedule` constraints, `topology.rs`).
+//! PodTopologySpread (`DoNotSchedule` constraints, `topology.rs`) and
+//! InterPodAffinity (required pod affinity/anti-affinity, `interpod.rs`).
 //! Scores: the default profile's plugins (`score.rs`: TaintToleration,
 //! NodeAffinity, LeastAllocated, BalancedAllocation, PodTopologySpread with
 //! the system default constraints); ties go to the node with fewer pods,
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+mod interpod;
 mod score;
 mod topology;
 
@@ -367,19 +369,20 @@ impl Scheduler {
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut resolvable = 0;
         let mut fits: Vec<(&Node, &Vec<Arc<Pod>>, usize)> = Vec::new();
-        let hard = topology::prepare(
-            &pod,
-            nodes.iter().map(|n| {
-                (&**n, on_node.get(n.metadata.name.as_deref().unwrap_or_default()).map_or(&empty[..], |v| &v[..]))
-            }),
-            |n| affinity_matches(&pod, n),
-        );
+        // Every node with its pods (bound or assumed), for the plugins that look across nodes.
+        let placement: Vec<(&Node, &[Arc<Pod>])> = nodes
+            .iter()
+            .map(|n| (&**n, on_node.get(n.metadata.name.as_deref().unwrap_or_default()).map_or(&empty[..], |v| &v[..])))
+            .collect();
+        let hard = topology::prepare(&pod, placement.iter().copied(), |n| affinity_matches(&pod, n));
         for node in &nodes {
             let name = node.metadata.name.clone().unwrap_or_default();
             let pods = on_node.get(&name).unwrap_or(&empty);
             let extra = assumed.get(&name).copied().unwrap_or(0);
-            let reason =
-                self.filter(&pod, node, pods, extra).or_else(|| topology::filter(&hard, node).map(String::from));
+            let reason = self
+                .filter(&pod, node, pods, extra)
+                .or_else(|| topology::filter(&hard, node).map(String::from))
+                .or_else(|| interpod::filter(&pod, node, &placement).map(String::from));
             match reason {
                 Some(reason) => {
                     if reason == REASON_TOO_MANY_PODS || reason.starts_with("Insufficient") {
@@ -398,7 +401,12 @@ impl Scheduler {
             .map(|(node, pods, _)| score::Candidate { node, pods: pods.iter().map(|p| &**p).collect() })
             .collect();
         let (constraints, system_default) = score::spread_constraints(&pod, self.default_selector(&pod));
-        let totals = score::totals(&pod, &candidates, &constraints, system_default);
+        let mut totals = score::totals(&pod, &candidates, &constraints, system_default);
+        let fit_nodes: Vec<&Node> = fits.iter().map(|(n, _, _)| *n).collect();
+        for (t, s) in totals.iter_mut().zip(interpod::score(&pod, &fit_nodes, &placement)) {
+            // InterPodAffinity's weight in the default profile.
+            *t += 2 * s;
+        }
         let best = fits
             .iter()
             .zip(&totals)

@@ -240,6 +240,22 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
             "0/2 nodes are available: 2 node(s) didn't match pod topology spread constraints (missing required label).",
         )
     });
+    // InterPodAffinity: a pod that must share a node with prefers-node2 goes to
+    // node2; one that may not share a node with the `hard` replicas (on both
+    // nodes) stays Pending.
+    let with = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: with-alone\nspec:\n  affinity:\n    podAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector:\n          matchLabels:\n            app: alone\n        topologyKey: kubernetes.io/hostname\n  containers:\n  - name: web\n    image: minjulee226/myweb\n";
+    k.ok_with_stdin(["create", "-f", "-"], with);
+    wait("with-alone scheduled", &mut || {
+        !k.ok(["get", "pod", "with-alone", "-o", "jsonpath={.spec.nodeName}"]).is_empty()
+    });
+    assert_eq!(k.ok(["get", "pod", "with-alone", "-o", "jsonpath={.spec.nodeName}"]), "node2");
+    let apart = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: apart\nspec:\n  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - labelSelector:\n          matchLabels:\n            app: hard\n        topologyKey: kubernetes.io/hostname\n  containers:\n  - name: web\n    image: minjulee226/myweb\n";
+    k.ok_with_stdin(["create", "-f", "-"], apart);
+    wait("apart unschedulable", &mut || {
+        k.ok(["get", "pod", "apart", "-o", r#"jsonpath={.status.conditions[?(@.type=="PodScheduled")].message}"#])
+            .contains("0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules.")
+    });
+    k.ok(["delete", "pod", "with-alone", "apart"]);
     k.ok(["delete", "rs", "hard"]);
     k.ok(["delete", "pod", "zoned"]);
     k.ok(["delete", "pod", "prefers-node2", "filler0", "filler1", "filler2"]);

@@ -8,6 +8,7 @@
 //! | NodeAffinity | 2 | sum of matching preferred terms' weights |
 //! | NodeResourcesFit (LeastAllocated) | 1 | free cpu/memory after placing the pod |
 //! | NodeResourcesBalancedAllocation | 1 | cpu and memory used evenly |
+//! | InterPodAffinity | 2 | preferred pod (anti-)affinity of both sides (`interpod.rs`) |
 //! | PodTopologySpread | 2 | fewer matching pods in the node's domain (the pod's `ScheduleAnyway` constraints, else the system defaults: hostname maxSkew 3, zone maxSkew 5, over the pods of the same Service/ReplicaSet/StatefulSet) |
 //!
 //! Everything here is pure: the caller gathers nodes, their pods and the
