@@ -153,7 +153,7 @@ pub struct AgentArgs {
     /// [default: fetched from the server and checked against the token's CA hash].
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
-    /// Where the agent keeps its state (pod IPs, logs).
+    /// Where the agent keeps its state (its certificate and CA, pod IPs, logs).
     #[arg(long, default_value = "/var/lib/rkube-agent", env = "RKUBE_DATA_DIR")]
     pub data_dir: PathBuf,
     /// This node's address on the nodes' network
