@@ -11,7 +11,7 @@
 //! Every authenticated user is also in `system:authenticated`.
 
 use crate::registry::Registry;
-use base64::Engine;
+use apimachinery::bootstrap_token::{NAMESPACE as BOOTSTRAP_NAMESPACE, SECRET_PREFIX as BOOTSTRAP_SECRET_PREFIX};
 use serde_json::Value;
 
 pub const MASTERS: &str = "system:masters";
@@ -20,9 +20,6 @@ pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
 pub const AUTHENTICATED: &str = "system:authenticated";
 /// `bootstrapapi.BootstrapUserPrefix`.
 pub const BOOTSTRAP_USER_PREFIX: &str = "system:bootstrap:";
-use apimachinery::bootstrap_token::{
-    NAMESPACE as BOOTSTRAP_NAMESPACE, SECRET_PREFIX as BOOTSTRAP_SECRET_PREFIX, SECRET_TYPE as BOOTSTRAP_SECRET_TYPE,
-};
 /// The user the admin token authenticates as.
 pub const ADMIN_USER: &str = "system:admin";
 
@@ -69,32 +66,25 @@ pub fn parse_bootstrap_token(token: &str) -> Option<(&str, &str)> {
     (ok(id, 6) && ok(secret, 16)).then_some((id, secret))
 }
 
-fn secret_field(secret: &Value, key: &str) -> Option<String> {
-    let v = secret.get("data")?.get(key)?.as_str()?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(v).ok()?;
-    String::from_utf8(bytes).ok()
-}
-
 /// Why a bootstrap token Secret does not authenticate, for the server log (the
 /// client only ever sees 401, as upstream).
 fn check_bootstrap_secret(secret: &Value, id: &str, token_secret: &str, now: jiff::Timestamp) -> Result<User, String> {
-    if secret.get("type").and_then(Value::as_str) != Some(BOOTSTRAP_SECRET_TYPE) {
-        return Err("secret has the wrong type".into());
-    }
+    let Some(info) = apimachinery::bootstrap_token::parse_secret(secret) else {
+        return Err("not a bootstrap token Secret (wrong type, or no token-id/token-secret)".into());
+    };
     if secret.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
         return Err("secret is being deleted".into());
     }
-    if secret_field(secret, "token-id").as_deref() != Some(id) {
+    if info.id != id {
         return Err("token-id does not match".into());
     }
-    let stored = secret_field(secret, "token-secret").unwrap_or_default();
-    if !constant_time_eq(stored.as_bytes(), token_secret.as_bytes()) {
+    if !constant_time_eq(info.secret.as_bytes(), token_secret.as_bytes()) {
         return Err("token secret does not match".into());
     }
-    if secret_field(secret, "usage-bootstrap-authentication").as_deref() != Some("true") {
+    if !info.usages.iter().any(|u| u == "authentication") {
         return Err("token is not usable for authentication".into());
     }
-    if let Some(exp) = secret_field(secret, "expiration") {
+    if let Some(exp) = &info.expiration {
         match exp.parse::<jiff::Timestamp>() {
             Ok(t) if t <= now => return Err(format!("token expired at {exp}")),
             Ok(_) => {}
@@ -102,13 +92,8 @@ fn check_bootstrap_secret(secret: &Value, id: &str, token_secret: &str, now: jif
         }
     }
     let mut groups = vec![BOOTSTRAPPERS.to_string()];
-    for g in secret_field(secret, "auth-extra-groups").unwrap_or_default().split(',') {
-        let g = g.trim();
-        // `bootstrapsecretutil.ValidateBootstrapGroupName`.
-        if g.starts_with("system:bootstrappers:") {
-            groups.push(g.to_string());
-        }
-    }
+    // `bootstrapsecretutil.ValidateBootstrapGroupName`.
+    groups.extend(info.extra_groups.into_iter().filter(|g| g.starts_with("system:bootstrappers:")));
     Ok(User::new(format!("{BOOTSTRAP_USER_PREFIX}{id}"), groups))
 }
 
@@ -141,6 +126,8 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use apimachinery::bootstrap_token::SECRET_TYPE as BOOTSTRAP_SECRET_TYPE;
+    use base64::Engine;
     use serde_json::json;
 
     fn b64(s: &str) -> String {

@@ -240,7 +240,8 @@ fn load_or_create_token(dir: &Path) -> Result<String, StartError> {
     Ok(token)
 }
 
-pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
+/// Writes `contents` to `path` with mode 0600.
+pub fn write_private(path: &Path, contents: &str) -> Result<(), StartError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let err = |source| StartError::Write { path: path.to_path_buf(), source };

@@ -211,23 +211,6 @@ pub(crate) fn affinity_matches(pod: &Pod, node: &Node) -> bool {
     }
 }
 
-/// A pod's effective request of `resource` (sum of containers, at least the
-/// largest init container).
-fn pod_request(pod: &Pod, resource: &str) -> f64 {
-    let Some(spec) = pod.spec.as_ref() else { return 0.0 };
-    let req = |c: &k8s_openapi::api::core::v1::Container| {
-        c.resources
-            .as_ref()
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get(resource))
-            .and_then(apimachinery::quantity::value)
-            .unwrap_or(0.0)
-    };
-    let sum: f64 = spec.containers.iter().map(req).sum();
-    let init = spec.init_containers.iter().flatten().map(req).fold(0.0, f64::max);
-    sum.max(init)
-}
-
 impl Scheduler {
     fn on_pod(&self, old: Option<&Pod>, new: Option<&Pod>) {
         let Some(pod) = new else {
@@ -330,14 +313,17 @@ impl Scheduler {
             }
         }
         let mut insufficient = Vec::new();
-        for res in ["cpu", "memory"] {
-            let want = pod_request(pod, res);
+        // Effective requests (containers summed, at least the largest init
+        // container), cpu in millicores: `score::requests`.
+        let (want_cpu, want_mem) = score::requests(pod, false);
+        let (used_cpu, used_mem) =
+            pods.iter().map(|p| score::requests(p, false)).fold((0.0, 0.0), |(c, m), (a, b)| (c + a, m + b));
+        for (res, want, used, per_unit) in [("cpu", want_cpu, used_cpu, 1000.0), ("memory", want_mem, used_mem, 1.0)] {
             if want <= 0.0 {
                 continue;
             }
             let Some(have) = allocatable.get(res).and_then(apimachinery::quantity::value) else { continue };
-            let used: f64 = pods.iter().map(|p| pod_request(p, res)).sum();
-            if used + want > have {
+            if used + want > have * per_unit {
                 insufficient.push(format!("Insufficient {res}"));
             }
         }

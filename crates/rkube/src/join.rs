@@ -87,22 +87,12 @@ fn kept_certificate(data_dir: &Path, node: &str) -> Option<(String, String)> {
     (cn == pki::node_user(node) && not_after - now > RENEW_BEFORE.as_secs() as i64).then_some((cert, key))
 }
 
+/// A private file (0600) in the data dir, its directory made if needed.
 fn write_private(path: &Path, contents: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    f.write_all(contents.as_bytes()).map_err(|e| format!("writing {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("writing {}: {e}", path.display()))
+    apiserver::write_private(path, contents).map_err(|e| e.to_string())
 }
 
 fn refused(server: &str, e: &kube::Error) -> String {
