@@ -56,6 +56,18 @@ pub struct AgentConfig {
     /// Duration of the node's Lease in `kube-node-lease` (kubelet's
     /// `--node-lease-duration-seconds`); renewed every quarter of it.
     pub node_lease_duration: Duration,
+    /// The pod network across nodes (flannel-compatible VXLAN); `None` leaves
+    /// pod traffic between nodes to the user's own network (k3s
+    /// `--flannel-backend=none`).
+    pub pod_network: Option<PodNetworkSettings>,
+}
+
+/// How this node joins the pod network (crate `podnet`).
+#[derive(Clone, Debug, Default)]
+pub struct PodNetworkSettings {
+    /// The interface to tunnel over (k3s `--flannel-iface`); by default the
+    /// one holding the node IP.
+    pub iface: Option<String>,
 }
 
 /// How this node announces LoadBalancer addresses on its LAN (crate `l2`).
@@ -112,6 +124,8 @@ pub enum AgentError {
     Runtime(#[from] runtime::RuntimeError),
     #[error("agent API server: {0}")]
     Server(String),
+    #[error("setting up the pod network: {0}")]
+    PodNetwork(#[from] podnet::PodNetError),
 }
 
 /// A running node agent.
@@ -138,15 +152,23 @@ impl Agent {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        let pod_net = match &cfg.pod_network {
+            Some(s) => pod_network(&client, &cfg, s, pod_cidr).await?,
+            None => None,
+        };
         let rt = runtime::Runtime::new(runtime::RuntimeConfig {
             data_dir: cfg.data_dir.join("runtime"),
             bridge: cfg.bridge.clone(),
             pod_cidr,
             self_exe: cfg.self_exe.clone(),
+            mtu: pod_net.as_ref().map(podnet::PodNet::mtu),
         })
         .await?;
         rt.recover().await?;
         let mut tasks = Vec::new();
+        if let Some(net) = pod_net {
+            tasks.push(tokio::spawn(net.run(client.clone())));
+        }
         if let Some(nl) = &cfg.node_local_dns {
             match node_local_dns(&client, nl).await {
                 Ok(t) => tasks.extend(t),
@@ -182,7 +204,7 @@ impl Agent {
         tasks.push(tokio::spawn(proxy_task(client.clone(), &cfg)));
         if cfg.l2.enabled {
             let l2cfg = l2::L2Config {
-                exclude_interfaces: vec![cfg.bridge.clone()],
+                exclude_interfaces: vec![cfg.bridge.clone(), podnet::DEVICE.to_string()],
                 lease_duration: cfg.l2.lease_duration,
                 renew: cfg.l2.renew,
                 ..l2::L2Config::new(&cfg.node_name, cfg.node_ip)
@@ -211,6 +233,36 @@ impl Agent {
             let _ = t.await;
         }
     }
+}
+
+/// The node's VXLAN device, published on its Node. A node with no interface
+/// for its node IP (a machine without a network, node IP 127.0.0.1) runs
+/// without one: it has no other node to reach.
+async fn pod_network(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    settings: &PodNetworkSettings,
+    pod_cidr: ipnet::Ipv4Net,
+) -> Result<Option<podnet::PodNet>, AgentError> {
+    let node: k8s_openapi::api::core::v1::Node = kube::Api::all(client.clone()).get(&cfg.node_name).await?;
+    let pcfg = podnet::PodNetConfig {
+        node_name: cfg.node_name.clone(),
+        node_ip: cfg.node_ip,
+        pod_cidr,
+        cluster_cidr: cfg.proxy.cluster_cidr,
+        iface: settings.iface.clone(),
+    };
+    let net = match podnet::PodNet::setup(pcfg, podnet::annotations::stored_mac(&node)).await {
+        Ok(net) => net,
+        Err(e @ podnet::PodNetError::NoInterface(_)) => {
+            tracing::warn!(error = %e, "running without the pod network across nodes");
+            node::warn_event(client, cfg, "PodNetworkUnavailable", &e.to_string()).await;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    net.publish(client).await?;
+    Ok(Some(net))
 }
 
 /// Put the link-local address on `lo` and serve the cache there, answering the

@@ -30,6 +30,8 @@ const INFRA: &str = "RKRT_INFRA";
 /// containers) and in its pod uids, so the cleanup can find them all.
 const RUN: &str = "RKRT_RUN";
 const CIDR: &str = "10.244.7.0/24";
+/// The pod network's MTU (a VXLAN overlay on a 1500-byte LAN).
+const POD_MTU: u32 = 1450;
 const RESOLV: &str =
     "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n";
 
@@ -230,6 +232,7 @@ fn write_config(dir: &Path) -> RuntimeConfig {
         bridge: "rkube0".into(),
         pod_cidr: CIDR.parse().expect("cidr"),
         self_exe: script,
+        mtu: Some(POD_MTU),
     }
 }
 
@@ -391,9 +394,11 @@ fn sandbox_logs_network_and_exec() {
         assert_eq!(out, format!("hello pod-a pod-a\n127.0.0.1\tlocalhost\n{}\tpod-a\n", a.ip));
         let (code, out, _) = exec(&rt, &a, &["cat", "/etc/resolv.conf"], b"").await;
         assert_eq!((code, out.as_str()), (0, RESOLV));
-        let (code, out, _) = exec(&rt, &a, &["sh", "-c", "ip -o -4 addr show dev eth0; ip route"], b"").await;
+        let (code, out, _) =
+            exec(&rt, &a, &["sh", "-c", "ip -o -4 addr show dev eth0; ip route; ip -o link show dev eth0"], b"").await;
         assert_eq!(code, 0);
         assert!(out.contains(&format!("inet {}/24", a.ip)) && out.contains("default via 10.244.7.1 dev eth0"), "{out}");
+        assert!(out.contains(&format!(" mtu {POD_MTU} ")), "the pod network's MTU: {out}");
         match rt.exec(&a, &ExecSpec { argv: vec!["no-such-command".into()], ..Default::default() }).await {
             Err(RuntimeError::ExecutableNotFound(c)) => assert_eq!(c, "no-such-command"),
             Err(e) => panic!("unexpected error {e}"),

@@ -103,6 +103,14 @@ pub struct NodeArgs {
     /// it (kubelet's --node-lease-duration-seconds).
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(1..))]
     pub node_lease_duration_seconds: u64,
+    /// The pod network between nodes: `vxlan` (flannel-compatible: device
+    /// rkube.1, VNI 1, UDP 8472) or `none` (bring your own; pods reach pods
+    /// on other nodes only if your network routes the pod CIDRs).
+    #[arg(long, default_value = "vxlan", value_parser = ["vxlan", "none"])]
+    pub flannel_backend: String,
+    /// The interface the pod network tunnels over [default: the node IP's].
+    #[arg(long)]
+    pub flannel_iface: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -332,6 +332,8 @@ fn agent_config(
             renew: node.lb_renew_period,
         },
         node_lease_duration: std::time::Duration::from_secs(node.node_lease_duration_seconds),
+        pod_network: (node.flannel_backend == "vxlan")
+            .then(|| agent::PodNetworkSettings { iface: node.flannel_iface.clone() }),
     })
 }
 

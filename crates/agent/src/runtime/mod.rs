@@ -74,6 +74,9 @@ pub struct RuntimeConfig {
     /// The rkube binary: `<self_exe> pod-infra ...` is each pod's infra
     /// process, `<self_exe> container-shim ...` each container's shim.
     pub self_exe: PathBuf,
+    /// MTU of the bridge and the pods' interfaces (the pod network's, below the
+    /// node interface's by the overlay's overhead); `None` keeps the kernel's.
+    pub mtu: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -469,7 +472,7 @@ impl Runtime {
         }
         let ipam = ipam::Ipam::load(cfg.data_dir.join("ipam.json"), net)?;
         let gateway = ipam::gateway(net);
-        net::setup_node(&cfg.bridge, gateway, net.prefix_len()).await?;
+        net::setup_node(&cfg.bridge, gateway, net.prefix_len(), cfg.mtu).await?;
         let cgroups = tokio::task::spawn_blocking(cgroup::Cgroups::detect)
             .await
             .map_err(|e| RuntimeError::Io { context: "detecting cgroups".into(), source: std::io::Error::other(e) })?;
@@ -596,7 +599,7 @@ impl Runtime {
             let netns_inode = process::fd_inode(&netns).map_err(io_ctx("stat of the pod netns"))?;
             let start_time =
                 process::start_time(pid).ok_or_else(|| RuntimeError::Infra("exited during setup".into()))?;
-            net::add_veth(&self.inner.cfg.bridge, &veth, pid).await?;
+            net::add_veth(&self.inner.cfg.bridge, &veth, pid, self.inner.cfg.mtu).await?;
             net::configure_pod(netns.as_raw_fd(), ip, self.inner.net.prefix_len(), self.inner.gateway).await?;
             Ok::<_, RuntimeError>((netns, utsns, mntns, netns_inode, start_time))
         };

@@ -57,13 +57,21 @@ fn write_sysctl(path: &str, value: &str) -> Result<(), RuntimeError> {
 
 /// The node's part: bridge up with the gateway address, IPv4 forwarding, and
 /// bridged traffic through iptables/nftables (br_netfilter), all in the
-/// agent's network namespace.
-pub(crate) async fn setup_node(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), RuntimeError> {
+/// agent's network namespace. With `mtu`, the bridge gets it (pods' veths are
+/// created with it too, see [`add_veth`]).
+pub(crate) async fn setup_node(
+    bridge: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+    mtu: Option<u32>,
+) -> Result<(), RuntimeError> {
     if !link_exists(bridge).await {
         ip(&["link", "add", "name", bridge, "type", "bridge"], None, None).await?;
     }
     let addr = format!("{gateway}/{prefix}");
-    ip(&["-batch", "-"], Some(&format!("addr replace {addr} dev {bridge}\nlink set dev {bridge} up\n")), None).await?;
+    let mtu = mtu.map(|m| format!(" mtu {m}")).unwrap_or_default();
+    ip(&["-batch", "-"], Some(&format!("addr replace {addr} dev {bridge}\nlink set dev {bridge}{mtu} up\n")), None)
+        .await?;
     write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
     const BR_NF: &str = "/proc/sys/net/bridge/bridge-nf-call-iptables";
     if !Path::new(BR_NF).exists() {
@@ -81,10 +89,20 @@ pub(crate) async fn setup_node(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> R
 }
 
 /// Create the pod's veth pair: `host` on the bridge (up), the peer created
-/// directly as `eth0` inside the network namespace of `infra_pid`.
-pub(crate) async fn add_veth(bridge: &str, host: &str, infra_pid: u32) -> Result<(), RuntimeError> {
+/// directly as `eth0` inside the network namespace of `infra_pid`, both with
+/// `mtu` if given (the pod network's: larger frames would not cross the overlay).
+pub(crate) async fn add_veth(bridge: &str, host: &str, infra_pid: u32, mtu: Option<u32>) -> Result<(), RuntimeError> {
     let pid = infra_pid.to_string();
-    let add = ["link", "add", "name", host, "type", "veth", "peer", "name", "eth0", "netns", pid.as_str()];
+    let mtu = mtu.map(|m| m.to_string());
+    let mut add = vec!["link", "add", "name", host];
+    if let Some(m) = &mtu {
+        add.extend(["mtu", m.as_str()]);
+    }
+    add.extend(["type", "veth", "peer", "name", "eth0"]);
+    if let Some(m) = &mtu {
+        add.extend(["mtu", m.as_str()]);
+    }
+    add.extend(["netns", pid.as_str()]);
     if let Err(e) = ip(&add, None, None).await {
         if !link_exists(host).await {
             return Err(e);

@@ -167,13 +167,18 @@ impl LbCluster {
             .to_string()
     }
 
-    /// Loses node `n`: its agent is killed and its LAN link goes down.
-    pub fn lose(&mut self, n: usize) {
+    /// Kills node `n`'s agent (SIGKILL); its pods and kernel state stay.
+    pub fn kill_agent(&mut self, n: usize) {
         let a = self.agents.iter_mut().find(|a| a.node == n).expect("agent");
         if let Some(mut c) = a.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Loses node `n`: its agent is killed and its LAN link goes down.
+    pub fn lose(&mut self, n: usize) {
+        self.kill_agent(n);
         self.sandbox.exec_ok(self.sandbox.node_netns(n), "ip", ["link", "set", "eth0", "down"]).expect("link down");
     }
 
