@@ -16,7 +16,6 @@ mod probes;
 pub mod runtime;
 mod server;
 mod upgrade;
-mod volumes;
 
 pub use dns_config::DnsSettings;
 
