@@ -1,13 +1,11 @@
 //! rkube's certificates, used by the API server, the controllers and joining
 //! agents: the cluster CA signing requests ([`Ca`]), a node's key pair and
 //! PKCS#10 request ([`node_request`]), and join tokens that carry the CA's hash
-//! ([`JoinToken`], k3s's `K10<ca-hash>::<id>.<secret>` form), and the ES256
-//! JWTs of ServiceAccount tokens ([`jwt`]).
+//! ([`JoinToken`], k3s's `K10<ca-hash>::<id>.<secret>` form).
 //!
-//! Dependencies: rcgen (with x509-parser), ring, time, rand, base64, serde_json.
+//! Dependencies: rcgen (with x509-parser), ring, time, rand, base64.
 
 mod ca;
-pub mod jwt;
 mod token;
 
 pub use ca::{client_request, node_request, Ca, ClientCert};
