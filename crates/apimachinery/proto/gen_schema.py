@@ -41,6 +41,9 @@ ROOTS = [
     "api::autoscaling::v1",
     "api::batch::v1",
     "api::certificates::v1",
+    "api::authentication::v1",
+    "api::authorization::v1",
+    "api::rbac::v1",
     "apimachinery::pkg::apis::meta::v1",
     "apimachinery::pkg::runtime",
 ]
@@ -204,7 +207,8 @@ def strip_wrappers(ty):
     for w in ("::core::option::Option<", "::prost::alloc::boxed::Box<", "::prost::alloc::vec::Vec<"):
         while ty.startswith(w):
             ty = ty[len(w) : -1]
-    return ty
+    # rustfmt breaks a long `Vec<...>` over lines, leaving `Path,` inside it.
+    return ty.rstrip(", ")
 
 
 def parse_module(src, module):

@@ -23,6 +23,7 @@ pub mod quantity;
 pub mod scale;
 pub mod selector;
 pub mod service;
+pub mod serviceaccount;
 pub mod smd;
 pub mod statefulset;
 pub mod strategic_merge;

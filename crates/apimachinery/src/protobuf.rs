@@ -103,6 +103,15 @@ const SCHEMA: &[(&str, &str)] = &[
     ("k8s.io/api/autoscaling/v1/generated.proto", include_str!("../proto/k8s.io/api/autoscaling/v1/generated.proto")),
     ("k8s.io/api/batch/v1/generated.proto", include_str!("../proto/k8s.io/api/batch/v1/generated.proto")),
     ("k8s.io/api/certificates/v1/generated.proto", include_str!("../proto/k8s.io/api/certificates/v1/generated.proto")),
+    (
+        "k8s.io/api/authentication/v1/generated.proto",
+        include_str!("../proto/k8s.io/api/authentication/v1/generated.proto"),
+    ),
+    (
+        "k8s.io/api/authorization/v1/generated.proto",
+        include_str!("../proto/k8s.io/api/authorization/v1/generated.proto"),
+    ),
+    ("k8s.io/api/rbac/v1/generated.proto", include_str!("../proto/k8s.io/api/rbac/v1/generated.proto")),
 ];
 
 const META_V1: &str = "k8s.io.apimachinery.pkg.apis.meta.v1";

@@ -6,7 +6,9 @@
 //! 2. the admin bearer token of `<data-dir>/admin.token` (user `system:admin`,
 //!    group `system:masters`);
 //! 3. a bootstrap token `<id>.<secret>` backed by the Secret
-//!    `kube-system/bootstrap-token-<id>` (`plugin/pkg/auth/authenticator/token/bootstrap`).
+//!    `kube-system/bootstrap-token-<id>` (`plugin/pkg/auth/authenticator/token/bootstrap`);
+//! 4. a ServiceAccount token (a JWT signed with `<data-dir>/pki/sa.key`, see
+//!    `serviceaccount.rs`).
 //!
 //! Every authenticated user is also in `system:authenticated`.
 
@@ -101,6 +103,7 @@ fn check_bootstrap_secret(secret: &Value, id: &str, token_secret: &str, now: jif
 pub async fn authenticate(
     registry: &Registry,
     admin_token: &str,
+    sa_tokens: &crate::serviceaccount::Tokens,
     cert_user: Option<&User>,
     authorization: Option<&str>,
 ) -> Option<User> {
@@ -110,6 +113,15 @@ pub async fn authenticate(
     let token = authorization?.strip_prefix("Bearer ").map(str::trim)?;
     if constant_time_eq(token.as_bytes(), admin_token.as_bytes()) {
         return Some(User::admin());
+    }
+    if crate::serviceaccount::looks_like_jwt(token) {
+        return match crate::serviceaccount::authenticate(registry, sa_tokens, token).await {
+            Ok(u) => Some(u),
+            Err(why) => {
+                tracing::info!(reason = %why, "service account token rejected");
+                None
+            }
+        };
     }
     let (id, secret) = parse_bootstrap_token(token)?;
     let r = crate::resources::find("", "v1", "secrets")?;

@@ -88,6 +88,9 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         if r.plural == "namespaces" {
             list.push(sub_entry(r, "finalize", None, r.kind, &["update"]));
         }
+        if r.plural == "serviceaccounts" {
+            list.push(sub_entry(r, "token", Some(("authentication.k8s.io", "v1")), "TokenRequest", &["create"]));
+        }
     }
     if list.is_empty() {
         return None;
@@ -135,6 +138,9 @@ fn aggregated_resource(r: &Resource) -> Value {
     }
     if r.plural == "namespaces" {
         sub("finalize", gvk_of("", "v1", "Namespace"), &["update"]);
+    }
+    if r.plural == "serviceaccounts" {
+        sub("token", gvk_of("authentication.k8s.io", "v1", "TokenRequest"), &["create"]);
     }
     let mut e = json!({
         "resource": r.plural,

@@ -75,6 +75,7 @@ fn selectable_fields(r: &Resource) -> &'static [&'static str] {
 
 pub struct Ctx<'a> {
     pub registry: &'a Registry,
+    pub sa_tokens: &'a crate::serviceaccount::Tokens,
     pub req: &'a ResourceRequest,
     pub query: &'a Query,
     pub shape: Shape,
@@ -828,6 +829,13 @@ pub async fn delete_collection(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -
 pub async fn post_named(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
     match ctx.req.subresource.as_deref() {
         Some("eviction") if ctx.r().plural == "pods" => evict(ctx, content_type, body).await,
+        Some("token") if ctx.r().plural == "serviceaccounts" => {
+            let ns = ctx.ns().ok_or_else(|| ApiError::bad_request("a ServiceAccount token needs a namespace"))?;
+            let out =
+                crate::serviceaccount::token_request(ctx.registry, ctx.sa_tokens, ns, ctx.name()?, content_type, body)
+                    .await?;
+            Ok(Reply::json(201, &out))
+        }
         _ => bind(ctx, content_type, body).await,
     }
 }

@@ -26,6 +26,7 @@ mod registry;
 mod request;
 pub mod resources;
 mod server;
+mod serviceaccount;
 mod services;
 mod strategy;
 pub mod tls;
@@ -173,8 +174,11 @@ impl ApiServer {
             .await
             .map_err(|e| StartError::Bootstrap(format!("making the join token: {e}")))?;
         let kubelet_client = tls::issue_kubelet_client(&pki)?;
+        let sa_tokens = serviceaccount::Tokens::load_or_create(&pki)
+            .map_err(|e| StartError::Bootstrap(format!("the service account signing key: {e}")))?;
         let state = Arc::new(server::State {
             registry,
+            sa_tokens,
             token: token.clone(),
             ca_pem: certs.ca_pem.clone(),
             server_address: format!("{}:{}", cfg.advertise_address, cfg.port),

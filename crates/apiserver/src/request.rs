@@ -28,6 +28,10 @@ pub enum Target {
     /// `/cacerts`: the cluster CA bundle, unauthenticated (as k3s serves it), so a
     /// joining agent can check it against its token's CA hash.
     CaCerts,
+    /// `/.well-known/openid-configuration` and `/openid/v1/jwks`: the
+    /// ServiceAccount issuer's discovery document and public keys.
+    OpenIdConfiguration,
+    Jwks,
     NotFound,
 }
 
@@ -51,6 +55,8 @@ pub fn parse_path(path: &str) -> Target {
         ["version"] => Target::Version,
         ["metrics"] => Target::Metrics,
         ["cacerts"] => Target::CaCerts,
+        [".well-known", "openid-configuration"] => Target::OpenIdConfiguration,
+        ["openid", "v1", "jwks"] => Target::Jwks,
         ["openapi", rest @ ..] => Target::OpenApi(rest.join("/")),
         ["api"] => Target::Discovery(DiscoveryPath::Api),
         ["apis"] => Target::Discovery(DiscoveryPath::Apis),

@@ -22,6 +22,8 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// Everything a request handler needs.
 pub struct State {
     pub registry: Registry,
+    /// Signs and checks ServiceAccount tokens.
+    pub sa_tokens: crate::serviceaccount::Tokens,
     pub token: String,
     /// The cluster CA (served at `/cacerts`).
     pub ca_pem: String,
@@ -85,7 +87,8 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
         _ => {}
     }
     let header = req.headers().get(http::header::AUTHORIZATION).and_then(|h| h.to_str().ok());
-    let Some(user) = authn::authenticate(&state.registry, &state.token, cert_user, header).await else {
+    let Some(user) = authn::authenticate(&state.registry, &state.token, &state.sa_tokens, cert_user, header).await
+    else {
         return error_reply(&ApiError::unauthorized());
     };
     let query = Query::parse(req.uri().query());
@@ -107,6 +110,12 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
             error_reply(&ApiError::forbidden_non_resource(&user.name, "get", "/metrics"))
         }
         Target::Metrics => full(200, "text/plain; version=0.0.4", state.metrics.render().into_bytes()),
+        Target::OpenIdConfiguration => json_reply(200, &state.sa_tokens.openid_configuration()),
+        Target::Jwks => {
+            let mut resp = json_reply(200, &state.sa_tokens.jwks());
+            resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+            resp
+        }
         Target::Discovery(d) => {
             let accept = req.headers().get(http::header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
             if matches!(d, DiscoveryPath::Api | DiscoveryPath::Apis) && discovery::wants_aggregated(accept) {
@@ -172,6 +181,7 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
             };
             let ctx = Ctx {
                 registry: &state.registry,
+                sa_tokens: &state.sa_tokens,
                 req: &rr,
                 query: &query,
                 shape: negotiate::shape(&accept, &query),

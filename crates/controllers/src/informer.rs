@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -225,6 +225,9 @@ pub struct Informers {
     pub csrs: Arc<Informer<CertificateSigningRequest>>,
     /// Secrets in `kube-system` (bootstrap token cleaner).
     pub system_secrets: Arc<Informer<Secret>>,
+    /// Namespaces and ServiceAccounts (the `default` account of each namespace).
+    pub namespaces: Arc<Informer<Namespace>>,
+    pub serviceaccounts: Arc<Informer<ServiceAccount>>,
 }
 
 impl Informers {
@@ -258,6 +261,8 @@ impl Informers {
             leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
             csrs: Informer::new(Api::all(client.clone())),
             system_secrets: Informer::new(Api::namespaced(client.clone(), "kube-system")),
+            namespaces: Informer::new(Api::all(client.clone())),
+            serviceaccounts: Informer::new(Api::all(client.clone())),
         })
     }
 
@@ -278,6 +283,8 @@ impl Informers {
             self.leases.spawn(),
             self.csrs.spawn(),
             self.system_secrets.spawn(),
+            self.namespaces.spawn(),
+            self.serviceaccounts.spawn(),
         ]
     }
 
@@ -298,5 +305,7 @@ impl Informers {
         self.leases.wait_ready().await;
         self.csrs.wait_ready().await;
         self.system_secrets.wait_ready().await;
+        self.namespaces.wait_ready().await;
+        self.serviceaccounts.wait_ready().await;
     }
 }

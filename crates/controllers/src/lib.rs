@@ -34,6 +34,7 @@ mod podcontrol;
 mod queue;
 mod replicaset;
 mod scheduler;
+mod serviceaccounts;
 mod statefulset;
 mod util;
 
@@ -103,6 +104,8 @@ pub struct ControllerConfig {
     /// The CA the CSR signer signs node certificates with; without it
     /// approved requests wait for another signer.
     pub signing: Option<certificates::Signing>,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace.
+    pub root_ca: Option<String>,
 }
 
 pub use nodelifecycle::Timing as NodeMonitor;
@@ -125,6 +128,7 @@ impl Default for ControllerConfig {
                 startup_grace: Duration::from_secs(60),
             },
             signing: None,
+            root_ca: None,
         }
     }
 }
@@ -191,6 +195,7 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     nodelifecycle::start(&ctx, &mut tasks);
     certificates::approver::start(&ctx, &mut tasks);
     certificates::tokencleaner::start(&ctx, &mut tasks);
+    serviceaccounts::start(&ctx, &mut tasks);
     if let Some(signing) = ctx.config.signing.clone() {
         certificates::signer::start(&ctx, signing, &mut tasks);
     }

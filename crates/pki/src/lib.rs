@@ -1,11 +1,13 @@
 //! rkube's certificates, used by the API server, the controllers and joining
 //! agents: the cluster CA signing requests ([`Ca`]), a node's key pair and
 //! PKCS#10 request ([`node_request`]), and join tokens that carry the CA's hash
-//! ([`JoinToken`], k3s's `K10<ca-hash>::<id>.<secret>` form).
+//! ([`JoinToken`], k3s's `K10<ca-hash>::<id>.<secret>` form), and the ES256
+//! JWTs of ServiceAccount tokens ([`jwt`]).
 //!
-//! Dependencies: rcgen (with x509-parser), ring, time, rand, base64.
+//! Dependencies: rcgen (with x509-parser), ring, time, rand, base64, serde_json.
 
 mod ca;
+pub mod jwt;
 mod token;
 
 pub use ca::{client_request, node_request, Ca, ClientCert};

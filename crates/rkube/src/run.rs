@@ -133,6 +133,7 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         },
         // The CSR signer signs joining nodes' certificates with the cluster CA.
         signing: Some(controllers::certificates::Signing::new(args.data_dir.join("pki"))),
+        root_ca: Some(api.ca_pem.clone()),
         ..Default::default()
     };
     let controllers = if args.api_only {

@@ -367,3 +367,96 @@ fn typed_create_commands_send_protobuf_and_work() {
         .contains("deployment.apps/web created"));
     assert_eq!(k.ok(["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "2");
 }
+
+#[test]
+fn service_account_tokens_authenticate_while_their_account_and_pod_exist() {
+    let s = server();
+    let k = s.kubectl();
+    // Every namespace gets its `default` ServiceAccount and the CA ConfigMap.
+    k.ok(["create", "namespace", "tokens"]);
+    wait_for("the default ServiceAccount and kube-root-ca.crt", Duration::from_secs(30), || {
+        k.run(["get", "sa", "default", "-n", "tokens"]).status.success()
+            && k.run(["get", "cm", "kube-root-ca.crt", "-n", "tokens"]).status.success()
+    });
+    let ca = k.ok(["get", "cm", "kube-root-ca.crt", "-n", "tokens", "-o", "jsonpath={.data.ca\\.crt}"]);
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    // A deleted default account comes back.
+    let uid = k.ok(["get", "sa", "default", "-n", "tokens", "-o", "jsonpath={.metadata.uid}"]);
+    k.ok(["delete", "sa", "default", "-n", "tokens"]);
+    wait_for("the default ServiceAccount re-created", Duration::from_secs(30), || {
+        let now = k.run(["get", "sa", "default", "-n", "tokens", "-o", "jsonpath={.metadata.uid}"]);
+        now.status.success() && now.stdout != uid
+    });
+
+    // `kubectl create token`: a JWT that authenticates as the account, which
+    // may do nothing yet (no RBAC grants it anything).
+    k.ok(["create", "serviceaccount", "robot", "-n", "tokens"]);
+    let token = k.ok(["create", "token", "robot", "-n", "tokens"]).trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let as_robot = k.run(["--token", &token, "get", "pods", "-n", "tokens"]);
+    assert!(
+        as_robot.stderr.contains(
+            "pods is forbidden: User \"system:serviceaccount:tokens:robot\" cannot list resource \"pods\" in API group \"\" in the namespace \"tokens\""
+        ),
+        "{}",
+        as_robot.stderr
+    );
+    let short = k.run(["create", "token", "robot", "-n", "tokens", "--duration", "5m"]);
+    assert!(short.stderr.contains("may not specify a duration less than 10 minutes"), "{}", short.stderr);
+    let missing = k.run(["create", "token", "nobody", "-n", "tokens"]);
+    assert!(missing.stderr.contains("serviceaccounts \"nobody\" not found"), "{}", missing.stderr);
+    // Deleting the account invalidates its tokens, also once it is re-created.
+    k.ok(["delete", "sa", "robot", "-n", "tokens"]);
+    k.ok(["create", "serviceaccount", "robot", "-n", "tokens"]);
+    let after = k.run(["--token", &token, "get", "pods", "-n", "tokens"]);
+    assert!(after.stderr.contains("Unauthorized"), "{}", after.stderr);
+
+    // A token bound to a pod dies with the pod.
+    k.ok(["run", "holder", "-n", "tokens", "--image", "registry.k8s.io/pause", "--restart", "Never"]);
+    let pod_token = k
+        .ok([
+            "create",
+            "token",
+            "default",
+            "-n",
+            "tokens",
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            "holder",
+        ])
+        .trim()
+        .to_string();
+    let bound = k.run(["--token", &pod_token, "get", "pods", "-n", "tokens"]);
+    assert!(bound.stderr.contains("system:serviceaccount:tokens:default"), "{}", bound.stderr);
+    let wrong = k.run([
+        "create",
+        "token",
+        "robot",
+        "-n",
+        "tokens",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "holder",
+    ]);
+    assert!(
+        wrong
+            .stderr
+            .contains("cannot bind token for serviceaccount \"robot\" to pod running with serviceaccount \"default\""),
+        "{}",
+        wrong.stderr
+    );
+    k.ok(["delete", "pod", "holder", "-n", "tokens", "--force", "--grace-period=0"]);
+    wait_for("the holder pod gone", Duration::from_secs(30), || {
+        !k.run(["get", "pod", "holder", "-n", "tokens"]).status.success()
+    });
+    let gone = k.run(["--token", &pod_token, "get", "pods", "-n", "tokens"]);
+    assert!(gone.stderr.contains("Unauthorized"), "{}", gone.stderr);
+
+    // The issuer's discovery document and keys.
+    let oidc = k.ok(["get", "--raw", "/.well-known/openid-configuration"]);
+    assert!(oidc.contains("\"issuer\":\"https://kubernetes.default.svc.cluster.local\""), "{oidc}");
+    let jwks = k.ok(["get", "--raw", "/openid/v1/jwks"]);
+    assert!(jwks.contains("\"alg\":\"ES256\"") && jwks.contains("\"crv\":\"P-256\""), "{jwks}");
+}
