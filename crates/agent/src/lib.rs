@@ -16,6 +16,7 @@ mod probes;
 pub mod runtime;
 mod server;
 mod upgrade;
+mod volumes;
 
 pub use dns_config::DnsSettings;
 

@@ -113,6 +113,8 @@ struct PodWorker {
     start_time: Option<String>,
     /// Whether containers the runtime adopted from a previous agent run were taken over.
     adopted: bool,
+    /// Projected volumes (the ServiceAccount token) and when they are due.
+    volumes: crate::volumes::PodVolumes,
 }
 
 fn now() -> String {
@@ -140,6 +142,7 @@ impl PodWorker {
             last_status: None,
             start_time: None,
             adopted: false,
+            volumes: Default::default(),
         }
     }
 
@@ -224,6 +227,18 @@ impl PodWorker {
                 st.waiting = Some((reason.into(), e.to_string()));
                 return Ok(());
             }
+        }
+        // Volumes before the sandbox binds them; tokens renewed when due.
+        let data_dir = self.shared.cfg.data_dir.clone();
+        if let Err(e) = self.volumes.ensure(&self.shared.client, &data_dir, pod).await {
+            if self.sandbox.is_none() {
+                for c in &spec.containers {
+                    self.containers.entry(c.name.clone()).or_default().waiting =
+                        Some(("ContainerCreating".into(), e.clone()));
+                }
+                return Err(e);
+            }
+            tracing::warn!(pod = ?pod.metadata.name, error = %e, "refreshing the pod's volumes failed");
         }
         if self.sandbox.is_none() {
             let sb = self.create_sandbox(pod).await?;
@@ -429,6 +444,7 @@ impl PodWorker {
             hostname,
             resolv_conf: resolv,
             hosts: dns_config::hosts(pod, crate::runtime::POD_IP_PLACEHOLDER, &self.shared.cfg.dns.cluster_domain),
+            mounts: crate::volumes::mounts(&self.shared.cfg.data_dir, pod),
         };
         self.shared.runtime.create_sandbox(&sb_spec).await.map_err(|e| e.to_string())
     }
@@ -706,6 +722,7 @@ impl PodWorker {
         }
         self.sandbox = None;
         let _ = std::fs::remove_dir_all(self.shared.cfg.data_dir.join("logs").join(&self.uid));
+        crate::volumes::remove(&self.shared.cfg.data_dir, &self.uid);
     }
 
     /// The pod's processes are gone: remove the object (grace 0, this uid only).

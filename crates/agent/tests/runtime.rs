@@ -244,6 +244,7 @@ fn sandbox_spec(uid: &str, name: &str) -> SandboxSpec {
         hostname: name.into(),
         resolv_conf: RESOLV.into(),
         hosts: format!("127.0.0.1\tlocalhost\n{POD_IP_PLACEHOLDER}\t{name}\n"),
+        mounts: Vec::new(),
     }
 }
 

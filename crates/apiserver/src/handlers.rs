@@ -536,9 +536,21 @@ pub async fn create(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
         return Err(ApiError::method_not_supported(r.plural, "create"));
     }
     let tracking = ctx.tracking()?;
-    let obj = stamp_requester(ctx, obj);
+    let obj = admit_create(ctx, obj).await?;
     let stored = ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run(), &tracking).await?;
     Ok(ctx.render(201, &stored.object).with_warnings(warnings))
+}
+
+/// What a create goes through before the strategy: the requester of a CSR,
+/// the ServiceAccount of a pod.
+async fn admit_create(ctx: &Ctx<'_>, obj: Value) -> ApiResult<Value> {
+    let mut obj = stamp_requester(ctx, obj);
+    if ctx.r().group.is_empty() && ctx.r().plural == "pods" && ctx.req.subresource.is_none() {
+        if let Some(ns) = ctx.ns() {
+            crate::serviceaccount::admit_pod(ctx.registry, ns, &mut obj).await?;
+        }
+    }
+    Ok(obj)
 }
 
 /// A CertificateSigningRequest records who asked (`csrStrategy.PrepareForCreate`).
@@ -724,7 +736,7 @@ async fn apply_patch(ctx: &Ctx<'_>, name: &str, body: Value) -> ApiResult<Reply>
                     return Err(ApiError::method_not_supported(r.plural, "create"));
                 }
                 let obj = fieldmanager::apply(r, None, &cfg.object, &manager, None, force)?;
-                let obj = stamp_requester(ctx, obj);
+                let obj = admit_create(ctx, obj).await?;
                 match ctx.registry.create(r, ctx.ns(), obj, ctx.dry_run(), &Tracking::Applied).await {
                     Ok(stored) => return Ok(ctx.render(201, &stored.object).with_warnings(cfg.warnings)),
                     // Created meanwhile: apply to it.

@@ -232,3 +232,135 @@ fn alive(obj: &Value, want_uid: &str, now: i64, what: &str) -> Result<(), String
     }
     Ok(())
 }
+
+/// The `ServiceAccount` admission plugin on pod create
+/// (`plugin/pkg/admission/serviceaccount/admission.go`): the pod runs as
+/// `spec.serviceAccountName` (default `default`), which must exist, and unless
+/// the pod or its account opts out, every container mounts a projected token
+/// volume `kube-api-access-<random>` at [`sa::MOUNT_PATH`]. The `default`
+/// account of a namespace so new that its controller has not made it yet is
+/// made here, so a pod created right after its namespace is not refused.
+pub async fn admit_pod(registry: &Registry, namespace: &str, pod: &mut Value) -> ApiResult<()> {
+    let mirror = pod.pointer("/metadata/annotations/kubernetes.io~1config.mirror").is_some();
+    if mirror || !pod["spec"].is_object() {
+        return Ok(());
+    }
+    let name = pod["spec"]
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .or_else(|| pod["spec"].get("serviceAccount").and_then(Value::as_str).filter(|n| !n.is_empty()))
+        .unwrap_or("default")
+        .to_string();
+    pod["spec"]["serviceAccountName"] = json!(name);
+    pod["spec"]["serviceAccount"] = json!(name);
+    let r = get_resource("", "serviceaccounts")?;
+    let account = match registry.get(r, Some(namespace), &name).await {
+        Ok(a) => a.object,
+        Err(e) if e.code == 404 && name == "default" => {
+            let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}});
+            match registry.create(r, Some(namespace), sa, false, &crate::fieldmanager::Tracking::Untracked).await {
+                Ok(s) => s.object,
+                Err(e) if e.code == 409 => registry.get(r, Some(namespace), &name).await?.object,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) if e.code == 404 => {
+            let pod_name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let s = Subject { group: "", plural: "pods", kind: "Pod", name: pod_name };
+            return Err(ApiError::forbidden(
+                s,
+                &format!("error looking up service account {namespace}/{name}: serviceaccount {name:?} not found"),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let automount = pod["spec"]
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .or_else(|| account.get("automountServiceAccountToken").and_then(Value::as_bool))
+        .unwrap_or(true);
+    if automount {
+        mount_token(pod);
+    }
+    Ok(())
+}
+
+/// `mountServiceAccountToken`: the projected volume and a read-only mount in
+/// every (init) container that does not mount something there already.
+fn mount_token(pod: &mut Value) {
+    let mounted_at_path = |c: &Value| {
+        c.get("volumeMounts")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|v| v.get("mountPath").and_then(Value::as_str) == Some(sa::MOUNT_PATH)))
+    };
+    let volumes = pod["spec"].get("volumes").and_then(Value::as_array).cloned().unwrap_or_default();
+    let existing = volumes.iter().find_map(|v| {
+        let n = v.get("name").and_then(Value::as_str)?;
+        n.starts_with("kube-api-access-").then(|| n.to_string())
+    });
+    let volume = existing.clone().unwrap_or_else(|| crate::registry::generate_name("kube-api-access-"));
+    let mut used = false;
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = pod["spec"].get_mut(list).and_then(Value::as_array_mut) else { continue };
+        for c in containers.iter_mut().filter(|c| !mounted_at_path(c)) {
+            if !c["volumeMounts"].is_array() {
+                c["volumeMounts"] = json!([]);
+            }
+            if let Some(m) = c["volumeMounts"].as_array_mut() {
+                m.push(json!({"name": volume, "readOnly": true, "mountPath": sa::MOUNT_PATH}));
+                used = true;
+            }
+        }
+    }
+    if used && existing.is_none() {
+        let mut volumes = volumes;
+        volumes.push(json!({
+            "name": volume,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": sa::KUBELET_EXPIRATION_SECONDS, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        }));
+        pod["spec"]["volumes"] = json!(volumes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_container_mounts_one_projected_token_volume() {
+        let mut pod = json!({"spec": {
+            "initContainers": [{"name": "init"}],
+            "containers": [
+                {"name": "a"},
+                {"name": "b", "volumeMounts": [{"name": "mine", "mountPath": sa::MOUNT_PATH}]},
+            ],
+        }});
+        mount_token(&mut pod);
+        let volumes = pod["spec"]["volumes"].as_array().expect("volumes");
+        assert_eq!(volumes.len(), 1);
+        let name = volumes[0]["name"].as_str().expect("name");
+        assert!(name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5, "{name}");
+        let sources = &volumes[0]["projected"]["sources"];
+        assert_eq!(sources[0]["serviceAccountToken"]["expirationSeconds"], 3607);
+        assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+        assert_eq!(pod["spec"]["initContainers"][0]["volumeMounts"][0]["name"], name);
+        assert_eq!(pod["spec"]["containers"][0]["volumeMounts"][0]["readOnly"], true);
+        assert_eq!(
+            pod["spec"]["containers"][1]["volumeMounts"].as_array().expect("mounts").len(),
+            1,
+            "its own mount stays"
+        );
+        // Applied again (a re-admitted object): nothing doubles.
+        mount_token(&mut pod);
+        assert_eq!(pod["spec"]["volumes"].as_array().expect("volumes").len(), 1);
+        assert_eq!(pod["spec"]["containers"][0]["volumeMounts"].as_array().expect("mounts").len(), 1);
+    }
+}

@@ -210,6 +210,49 @@ fn crash_loop_readiness_and_tool_images() {
             && resolv.contains("ndots:5"),
         "{resolv}"
     );
+    // The ServiceAccount token volume, as kubelet mounts it: token, CA and
+    // namespace; the token authenticates the pod to the API server through
+    // the `kubernetes` Service (and is refused everything until RBAC grants).
+    let volume = k.ok(["get", "pod", "tools", "-o", "jsonpath={.spec.volumes[0].name} {.spec.serviceAccountName}"]);
+    assert!(volume.starts_with("kube-api-access-") && volume.ends_with(" default"), "{volume}");
+    let sa = "/var/run/secrets/kubernetes.io/serviceaccount";
+    assert_eq!(k.ok(["exec", "tools", "--", "cat", &format!("{sa}/namespace")]), "default");
+    let ls = k.ok(["exec", "tools", "--", "ls", sa]);
+    assert_eq!(ls.split_whitespace().collect::<Vec<_>>(), ["ca.crt", "namespace", "token"], "{ls}");
+    let ro = k.run(["exec", "tools", "--", "sh", "-c", &format!("echo x > {sa}/token")]);
+    assert!(!ro.status.success() && ro.stderr.contains("Read-only file system"), "{}", ro.stderr);
+    let api = k.ok([
+        "exec",
+        "tools",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "curl -s --max-time 5 --cacert {sa}/ca.crt -H \"Authorization: Bearer $(cat {sa}/token)\" https://kubernetes.default.svc/api/v1/namespaces/default/secrets"
+        ),
+    ]);
+    assert!(
+        api.contains("User \\\"system:serviceaccount:default:default\\\" cannot list resource \\\"secrets\\\""),
+        "{api}"
+    );
+    let opted_out = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: no-token\nspec:\n  automountServiceAccountToken: false\n  containers:\n  - name: c\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n";
+    k.ok_with_stdin(["create", "-f", "-"], opted_out);
+    assert_eq!(k.ok(["get", "pod", "no-token", "-o", "jsonpath={.spec.volumes}"]), "");
+    let missing_sa = k.run_with_stdin(
+        ["create", "-f", "-"],
+        &opted_out
+            .replace("no-token", "other-sa")
+            .replace("  automountServiceAccountToken: false\n", "  serviceAccountName: ghost\n"),
+    );
+    assert!(
+        missing_sa
+            .stderr
+            .contains("error looking up service account default/ghost: serviceaccount \"ghost\" not found"),
+        "{}",
+        missing_sa.stderr
+    );
+    k.ok(["delete", "pod", "no-token", "--grace-period=0", "--force"]);
+
     let t = Instant::now();
     k.ok(["delete", "pod", "tools", "--grace-period=1"]);
     assert!(t.elapsed() < Duration::from_secs(20));

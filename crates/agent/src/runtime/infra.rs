@@ -6,7 +6,8 @@
 //! [`infra_main`] then sets the hostname, turns the mount namespace into a
 //! slave of the node's (so nothing mounted here leaks to the node), bind-mounts
 //! the pod's `resolv.conf` and `hosts` over `/etc/resolv.conf` and
-//! `/etc/hosts`, brings `lo` up, reports `R` (ready) or `E<message>` on the
+//! `/etc/hosts` and each `--mount SRC:TARGET` read-only on TARGET (made if
+//! missing: pods share the node's filesystem), brings `lo` up, reports `R` (ready) or `E<message>` on the
 //! ready fd, and waits for SIGTERM/SIGINT.
 
 use std::ffi::CString;
@@ -24,6 +25,8 @@ struct Options {
     hostname: String,
     resolv_conf: Option<String>,
     hosts: Option<String>,
+    /// (source, target) directories to bind read-only.
+    mounts: Vec<(String, String)>,
     ready_fd: Option<i32>,
 }
 
@@ -38,6 +41,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--hostname" => o.hostname = value()?,
             "--resolv-conf" => o.resolv_conf = Some(value()?),
             "--hosts" => o.hosts = Some(value()?),
+            "--mount" => {
+                let v = value()?;
+                let (src, target) = v.split_once(':').ok_or_else(|| format!("--mount {v:?}: expected SRC:TARGET"))?;
+                o.mounts.push((src.to_string(), target.to_string()));
+            }
             "--ready-fd" => o.ready_fd = Some(value()?.parse().map_err(|e| format!("--ready-fd: {e}"))?),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -102,6 +110,13 @@ fn setup(o: &Options) -> Result<(), String> {
         }
         mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
     }
+    for (src, target) in &o.mounts {
+        std::fs::create_dir_all(target).map_err(|e| format!("creating the mount point {target}: {e}"))?;
+        mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
+        // A bind mount takes read-only only on a remount.
+        mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)
+            .map_err(|e| format!("making {target} read-only: {e}"))?;
+    }
     loopback_up().map_err(|e| format!("bringing lo up: {e}"))
 }
 
@@ -162,15 +177,28 @@ mod tests {
 
     #[test]
     fn parses_arguments() {
-        let args: Vec<String> =
-            ["pod-infra", "--uid", "u1", "--hostname", "web-0", "--hosts", "/x/hosts", "--ready-fd", "3"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let args: Vec<String> = [
+            "pod-infra",
+            "--uid",
+            "u1",
+            "--hostname",
+            "web-0",
+            "--hosts",
+            "/x/hosts",
+            "--mount",
+            "/a/v:/run/t",
+            "--ready-fd",
+            "3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let o = parse(&args).expect("parse");
         assert_eq!((o.uid.as_str(), o.hostname.as_str(), o.ready_fd), ("u1", "web-0", Some(3)));
         assert_eq!(o.hosts.as_deref(), Some("/x/hosts"));
         assert!(o.resolv_conf.is_none());
+        assert_eq!(o.mounts, [("/a/v".to_string(), "/run/t".to_string())]);
+        assert!(parse(&["--mount".to_string(), "nocolon".to_string()]).is_err());
         assert!(parse(&["--bogus".to_string()]).is_err());
         assert!(parse(&["--uid".to_string()]).is_err());
     }

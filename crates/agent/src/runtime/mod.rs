@@ -90,6 +90,9 @@ pub struct SandboxSpec {
     pub resolv_conf: String,
     /// Contents of the pod's `/etc/hosts` ([`POD_IP_PLACEHOLDER`] becomes the pod IP).
     pub hosts: String,
+    /// Node directories bind-mounted read-only into the pod's mount namespace:
+    /// (source, target), e.g. a projected ServiceAccount token volume.
+    pub mounts: Vec<(PathBuf, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -590,7 +593,7 @@ impl Runtime {
             net::delete_link(&veth).await?;
         }
 
-        let mut child = self.spawn_infra(uid, &hostname, &dir).await?;
+        let mut child = self.spawn_infra(uid, &hostname, &dir, &spec.mounts).await?;
         let pid = child.id().unwrap_or(0);
         let setup = async {
             let open =
@@ -645,7 +648,13 @@ impl Runtime {
 
     /// Start `<self_exe> pod-infra ...` in new net, UTS and mount namespaces
     /// and wait until it reports ready.
-    async fn spawn_infra(&self, uid: &str, hostname: &str, dir: &Path) -> Result<Child, RuntimeError> {
+    async fn spawn_infra(
+        &self,
+        uid: &str,
+        hostname: &str,
+        dir: &Path,
+        mounts: &[(PathBuf, String)],
+    ) -> Result<Child, RuntimeError> {
         let (ready_r, ready_w) = process::pipe().map_err(io_ctx("creating a pipe"))?;
         let log_path = dir.join("infra.log");
         let log = OpenOptions::new()
@@ -657,6 +666,9 @@ impl Runtime {
         let mut cmd = Command::new(exe);
         cmd.args(["pod-infra", "--uid", uid, "--hostname", hostname]);
         cmd.arg("--resolv-conf").arg(dir.join("resolv.conf")).arg("--hosts").arg(dir.join("hosts"));
+        for (src, target) in mounts {
+            cmd.arg("--mount").arg(format!("{}:{target}", src.display()));
+        }
         cmd.args(["--ready-fd", "3"]);
         cmd.env_clear().env("PATH", DEFAULT_PATH).env(infra::MARKER, uid);
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
