@@ -20,6 +20,7 @@ pub mod metallb;
 pub mod names;
 pub mod protobuf;
 pub mod quantity;
+pub mod rbac;
 pub mod scale;
 pub mod selector;
 pub mod service;

@@ -32,6 +32,7 @@ mod event;
 mod job;
 mod node;
 mod pod;
+mod rbac;
 mod service;
 mod statefulset;
 mod workload;
@@ -141,6 +142,7 @@ enum Printer {
     CertificateSigningRequest,
     IPAddressPool,
     L2Advertisement,
+    RoleBinding,
 }
 
 fn printer(group: &str, plural: &str) -> Option<Printer> {
@@ -166,6 +168,7 @@ fn printer(group: &str, plural: &str) -> Option<Printer> {
         ("certificates.k8s.io", "certificatesigningrequests") => Printer::CertificateSigningRequest,
         ("metallb.io", "ipaddresspools") => Printer::IPAddressPool,
         ("metallb.io", "l2advertisements") => Printer::L2Advertisement,
+        ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => Printer::RoleBinding,
         _ => return None,
     })
 }
@@ -255,6 +258,7 @@ pub fn columns(group: &str, plural: &str) -> Option<Vec<Value>> {
             col("Interfaces", "string", "", desc::L2_INTERFACES, 0),
             col("Node Selectors", "string", "", desc::L2_NODE_SELECTORS, 10),
         ],
+        Printer::RoleBinding => rbac::binding_columns(),
     })
 }
 
@@ -292,6 +296,7 @@ pub fn cells(group: &str, plural: &str, obj: &Value, now: Timestamp) -> Vec<Valu
             obj,
             &["/spec/ipAddressPools", "/spec/ipAddressPoolSelectors", "/spec/interfaces", "/spec/nodeSelectors"],
         ),
+        Some(Printer::RoleBinding) => rbac::binding_cells(obj, now),
     }
 }
 

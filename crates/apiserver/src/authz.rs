@@ -1,17 +1,17 @@
-//! What a user may do. Until RBAC lands this is a fixed table of upstream's
-//! bootstrap roles (`plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go`):
+//! What a user may do (upstream's authorizer chain, `pkg/kubeapiserver/authorizer`):
 //!
-//! - `system:masters`: everything (as upstream, which never asks RBAC for them);
+//! - `system:masters`: everything, never asking RBAC (as upstream);
 //! - `system:nodes`: everything for now (upstream narrows nodes with the Node
-//!   authorizer and NodeRestriction; that comes with RBAC);
-//! - `system:bootstrappers`: `system:node-bootstrapper`, i.e. create, get, list
-//!   and watch CertificateSigningRequests — enough to trade a join token for
-//!   the node's own certificate and nothing else;
-//! - every authenticated user: discovery, `/version`, `/healthz`, OpenAPI
-//!   (`system:discovery`, `system:public-info-viewer`), which the server
-//!   answers before asking here.
+//!   authorizer and NodeRestriction; that comes next);
+//! - everyone else: RBAC (`apimachinery::rbac`) over the cluster's Roles,
+//!   ClusterRoles and bindings (`rbac.rs` keeps them in memory), starting from
+//!   upstream's bootstrap policy: `system:bootstrappers` may ask for node
+//!   certificates (`system:node-bootstrapper`), every authenticated user may
+//!   read discovery, `/version`, `/healthz` (`system:discovery`,
+//!   `system:public-info-viewer`) and ask what it may do (`system:basic-user`).
 
-use crate::authn::{User, BOOTSTRAPPERS, MASTERS, NODES};
+use crate::authn::{User, MASTERS, NODES};
+use apimachinery::rbac::{Policy, Request};
 
 /// `authorizer.Attributes` of a resource request.
 #[derive(Debug, Clone, Copy)]
@@ -40,21 +40,40 @@ pub fn verb(method: &http::Method, named: bool, watch: bool) -> &'static str {
     }
 }
 
-/// Allowed, or upstream's forbidden message (`forbiddenMessage` in
+/// Allowed (with why, for access reviews), or upstream's forbidden message
+/// (`forbiddenMessage` in
 /// `staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go`).
-pub fn authorize(user: &User, a: &Attributes<'_>) -> Result<(), String> {
-    if user.in_group(MASTERS) || user.in_group(NODES) {
-        return Ok(());
+pub fn authorize(user: &User, a: &Attributes<'_>, policy: &Policy) -> Result<String, String> {
+    if user.in_group(MASTERS) {
+        return Ok(format!("{MASTERS} may do anything"));
     }
-    if user.in_group(BOOTSTRAPPERS)
-        && a.group == "certificates.k8s.io"
-        && a.resource == "certificatesigningrequests"
-        && a.subresource.is_none()
-        && matches!(a.verb, "create" | "get" | "list" | "watch")
-    {
-        return Ok(());
+    if user.in_group(NODES) {
+        return Ok(format!("{NODES} may do anything until the Node authorizer lands"));
+    }
+    let req = Request {
+        user: &user.name,
+        groups: &user.groups,
+        verb: a.verb,
+        api_group: a.group,
+        resource: a.resource,
+        subresource: a.subresource,
+        name: a.name,
+        namespace: a.namespace,
+        path: None,
+    };
+    if policy.allows(&req) {
+        return Ok("RBAC: allowed".into());
     }
     Err(forbidden_message(user, a))
+}
+
+/// Whether a non-resource request (`/metrics`, `/healthz`, ...) is allowed.
+pub fn authorize_path(user: &User, verb: &str, path: &str, policy: &Policy) -> bool {
+    if user.in_group(MASTERS) || user.in_group(NODES) {
+        return true;
+    }
+    let req = Request { user: &user.name, groups: &user.groups, verb, path: Some(path), ..Default::default() };
+    policy.allows(&req)
 }
 
 fn forbidden_message(user: &User, a: &Attributes<'_>) -> String {
@@ -90,27 +109,41 @@ mod tests {
         Attributes { verb, group, resource, subresource: None, namespace: ns, name: None }
     }
 
+    fn bootstrap_policy() -> Policy {
+        let mut p = Policy::default();
+        for r in apimachinery::rbac::bootstrap_cluster_roles() {
+            p.cluster_roles.insert(r.metadata.name.clone().unwrap_or_default(), r);
+        }
+        for b in apimachinery::rbac::bootstrap_cluster_role_bindings() {
+            p.cluster_role_bindings.insert(b.metadata.name.clone().unwrap_or_default(), b);
+        }
+        p
+    }
+
     #[test]
     fn bootstrappers_only_ask_for_certificates() {
-        let b = User::new("system:bootstrap:abcdef", [BOOTSTRAPPERS.to_string()]);
-        assert!(authorize(&b, &attrs("create", "certificates.k8s.io", "certificatesigningrequests", None)).is_ok());
-        assert!(authorize(&b, &attrs("watch", "certificates.k8s.io", "certificatesigningrequests", None)).is_ok());
+        let p = bootstrap_policy();
+        let b = User::new("system:bootstrap:abcdef", [crate::authn::BOOTSTRAPPERS.to_string()]);
+        assert!(authorize(&b, &attrs("create", "certificates.k8s.io", "certificatesigningrequests", None), &p).is_ok());
+        assert!(authorize(&b, &attrs("watch", "certificates.k8s.io", "certificatesigningrequests", None), &p).is_ok());
         let mut approve = attrs("update", "certificates.k8s.io", "certificatesigningrequests", None);
         approve.subresource = Some("approval");
-        assert!(authorize(&b, &approve).is_err());
+        assert!(authorize(&b, &approve, &p).is_err());
         assert_eq!(
-            authorize(&b, &attrs("list", "", "secrets", Some("kube-system"))).unwrap_err(),
+            authorize(&b, &attrs("list", "", "secrets", Some("kube-system")), &p).unwrap_err(),
             "secrets is forbidden: User \"system:bootstrap:abcdef\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\""
         );
         let mut named = attrs("get", "", "nodes", None);
         named.name = Some("n1");
         assert_eq!(
-            authorize(&b, &named).unwrap_err(),
+            authorize(&b, &named, &p).unwrap_err(),
             "nodes \"n1\" is forbidden: User \"system:bootstrap:abcdef\" cannot get resource \"nodes\" in API group \"\" at the cluster scope"
         );
-        assert!(authorize(&User::admin(), &attrs("delete", "", "secrets", Some("x"))).is_ok());
+        assert!(authorize(&User::admin(), &attrs("delete", "", "secrets", Some("x")), &p).is_ok());
         let nobody = User::new("jane", []);
-        assert!(authorize(&nobody, &attrs("get", "", "pods", Some("default"))).is_err());
+        assert!(authorize(&nobody, &attrs("get", "", "pods", Some("default")), &p).is_err());
+        assert!(authorize_path(&nobody, "get", "/version", &p), "system:public-info-viewer");
+        assert!(!authorize_path(&nobody, "get", "/metrics", &p));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
         }
     }
 
+    rbac_defaults(reg).await?;
+
     let port = i64::from(cfg.port);
     let want_svc = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -177,4 +179,66 @@ async fn upsert(reg: &Registry, r: &'static resources::Resource, want: Value, fi
             Ok(())
         }
     }
+}
+
+/// Upstream's bootstrap ClusterRoles and ClusterRoleBindings
+/// (`apimachinery::rbac`), created when missing; a role marked
+/// `rbac.authorization.kubernetes.io/autoupdate: "true"` also gets back the
+/// rules it lost (upstream's reconciliation adds, never removes, rules).
+async fn rbac_defaults(reg: &Registry) -> ApiResult<()> {
+    let missing = |plural: &str| crate::error::ApiError::internal(format!("{plural} resource missing"));
+    let roles =
+        resources::find("rbac.authorization.k8s.io", "v1", "clusterroles").ok_or_else(|| missing("clusterroles"))?;
+    let bindings = resources::find("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+        .ok_or_else(|| missing("clusterrolebindings"))?;
+    for role in apimachinery::rbac::bootstrap_cluster_roles() {
+        let mut want = serde_json::to_value(&role).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+        want["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
+        want["kind"] = json!("ClusterRole");
+        let name = role.metadata.name.clone().unwrap_or_default();
+        match reg.get(roles, None, &name).await {
+            Err(_) => create_ignoring_exists(reg, roles, None, want).await?,
+            Ok(cur) => {
+                let auto = cur.object.pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate")
+                    != Some(&json!("false"));
+                let have: Vec<Value> = cur.object["rules"].as_array().cloned().unwrap_or_default();
+                let lost: Vec<Value> = want["rules"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| !have.contains(r))
+                    .collect();
+                // Aggregated roles get their rules from the aggregation controller.
+                if auto && !lost.is_empty() && role.aggregation_rule.is_none() {
+                    reg.modify(
+                        roles,
+                        None,
+                        &name,
+                        None,
+                        false,
+                        &crate::fieldmanager::Tracking::Update(MANAGER.into()),
+                        |o| {
+                            let mut o = o.clone();
+                            let mut rules = o["rules"].as_array().cloned().unwrap_or_default();
+                            rules.extend(lost.iter().cloned());
+                            o["rules"] = json!(rules);
+                            Ok(o)
+                        },
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+    for binding in apimachinery::rbac::bootstrap_cluster_role_bindings() {
+        let mut want = serde_json::to_value(&binding).map_err(|e| crate::error::ApiError::internal(e.to_string()))?;
+        want["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
+        want["kind"] = json!("ClusterRoleBinding");
+        let name = binding.metadata.name.clone().unwrap_or_default();
+        if reg.get(bindings, None, &name).await.is_err() {
+            create_ignoring_exists(reg, bindings, None, want).await?;
+        }
+    }
+    Ok(())
 }

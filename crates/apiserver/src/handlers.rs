@@ -105,7 +105,7 @@ impl Ctx<'_> {
     }
 
     /// Render one object in the negotiated shape.
-    fn render(&self, code: u16, obj: &Value) -> Reply {
+    pub(crate) fn render(&self, code: u16, obj: &Value) -> Reply {
         match self.shape {
             Shape::Json => Reply::json(code, obj),
             Shape::Table(include) => Reply::json(code, &self.table(std::slice::from_ref(obj), include, None)),

@@ -7,6 +7,7 @@
 //!
 //! Depends on: store, apimachinery, hyper, rustls, k8s-openapi.
 
+mod access_review;
 pub mod authn;
 pub mod authz;
 mod bootstrap;
@@ -22,6 +23,7 @@ mod negotiate;
 mod node_proxy;
 mod object;
 mod openapi;
+mod rbac;
 mod registry;
 mod request;
 pub mod resources;
@@ -174,11 +176,15 @@ impl ApiServer {
             .await
             .map_err(|e| StartError::Bootstrap(format!("making the join token: {e}")))?;
         let kubelet_client = tls::issue_kubelet_client(&pki)?;
+        let (rbac, rbac_task) = rbac::RbacCache::start(store.clone())
+            .await
+            .map_err(|e| StartError::Bootstrap(format!("loading the RBAC policy: {e}")))?;
         let sa_tokens = serviceaccount::Tokens::load_or_create(&pki)
             .map_err(|e| StartError::Bootstrap(format!("the service account signing key: {e}")))?;
         let state = Arc::new(server::State {
             registry,
             sa_tokens,
+            rbac,
             token: token.clone(),
             ca_pem: certs.ca_pem.clone(),
             server_address: format!("{}:{}", cfg.advertise_address, cfg.port),
@@ -193,6 +199,7 @@ impl ApiServer {
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config.clone());
         let mut tasks = vec![tokio::spawn(accept_loop(listener, acceptor, state.clone(), shutdown_rx.clone()))];
         tasks.push(tokio::spawn(compaction_loop(store.clone(), cfg.compaction_interval, shutdown_rx.clone())));
+        tasks.push(rbac_task);
 
         let host = if cfg.bind_address.is_unspecified() || cfg.bind_address.is_loopback() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)

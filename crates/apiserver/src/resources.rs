@@ -45,6 +45,9 @@ impl Resource {
     }
     /// Verbs of the main resource, as discovery lists them.
     pub fn verbs(&self) -> &'static [&'static str] {
+        if crate::access_review::is_review(self.group, self.plural) {
+            return &["create"];
+        }
         &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
     }
     /// Storage key prefix of this resource: `/registry/<group>/<plural>/`.
@@ -99,6 +102,14 @@ pub static RESOURCES: &[Resource] = &[
     resource!("batch", "v1", "CronJob", "cronjobs", "cronjob", true, short: ["cj"], cat: ["all"], status: true, scale: false),
     resource!("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", true, short: [], cat: [], status: false, scale: false),
     resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, short: [], cat: [], status: false, scale: false),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", false, short: [], cat: [], status: false, scale: false),
+    resource!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, short: [], cat: [], status: false, scale: false),
+    resource!("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", true, short: [], cat: [], status: false, scale: false),
+    resource!("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", true, short: [], cat: [], status: false, scale: false),
+    resource!("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "selfsubjectaccessreview", false, short: [], cat: [], status: false, scale: false),
+    resource!("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", "subjectaccessreview", false, short: [], cat: [], status: false, scale: false),
+    resource!("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", "localsubjectaccessreview", true, short: [], cat: [], status: false, scale: false),
+    resource!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, short: [], cat: [], status: false, scale: false),
     resource!("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", "certificatesigningrequest", false, short: ["csr"], cat: [], status: true, scale: false),
     // MetalLB's kinds, served built in (as its CRDs declare them: status subresource, no short names).
     resource!("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", "customresourcedefinition", false, short: ["crd", "crds"], cat: ["api-extensions"], status: true, scale: false),
@@ -113,6 +124,9 @@ pub static GROUPS: &[(&str, &str)] = &[
     ("discovery.k8s.io", "v1"),
     ("coordination.k8s.io", "v1"),
     ("certificates.k8s.io", "v1"),
+    ("rbac.authorization.k8s.io", "v1"),
+    ("authorization.k8s.io", "v1"),
+    ("authentication.k8s.io", "v1"),
     ("apiextensions.k8s.io", "v1"),
     ("metallb.io", "v1beta1"),
 ];

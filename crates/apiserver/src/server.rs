@@ -24,6 +24,8 @@ pub struct State {
     pub registry: Registry,
     /// Signs and checks ServiceAccount tokens.
     pub sa_tokens: crate::serviceaccount::Tokens,
+    /// The RBAC objects the authorizer judges by.
+    pub rbac: Arc<crate::rbac::RbacCache>,
     pub token: String,
     /// The cluster CA (served at `/cacerts`).
     pub ca_pem: String,
@@ -91,6 +93,10 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
     else {
         return error_reply(&ApiError::unauthorized());
     };
+    let user = match impersonate(&user, req.headers(), &state.rbac.policy()) {
+        Ok(u) => u,
+        Err(e) => return error_reply(&e),
+    };
     let query = Query::parse(req.uri().query());
     if let Target::Resource(rr) = &target {
         let attrs = authz::Attributes {
@@ -101,12 +107,12 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
             namespace: rr.namespace.as_deref(),
             name: rr.name.as_deref(),
         };
-        if let Err(message) = authz::authorize(&user, &attrs) {
+        if let Err(message) = authz::authorize(&user, &attrs, &state.rbac.policy()) {
             return error_reply(&ApiError::forbidden_message(rr.resource, rr.name.as_deref(), message));
         }
     }
     match target {
-        Target::Metrics if !(user.in_group(authn::MASTERS) || user.in_group(authn::NODES)) => {
+        Target::Metrics if !authz::authorize_path(&user, "get", "/metrics", &state.rbac.policy()) => {
             error_reply(&ApiError::forbidden_non_resource(&user.name, "get", "/metrics"))
         }
         Target::Metrics => full(200, "text/plain; version=0.0.4", state.metrics.render().into_bytes()),
@@ -188,7 +194,15 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
                 user_agent: &user_agent,
                 user: &user,
             };
+            let review = crate::access_review::is_review(rr.resource.group, rr.resource.plural);
             let result = match (&method, rr.name.is_some()) {
+                (&Method::POST, false) if review => crate::decode::parse_body(&content_type, &body)
+                    .and_then(|b| {
+                        let policy = state.rbac.policy();
+                        crate::access_review::answer(&user, &policy, rr.resource.plural, rr.namespace.as_deref(), b)
+                    })
+                    .map(|v| ctx.render(201, &v)),
+                _ if review => Err(ApiError::method_not_supported(rr.resource.plural, method.as_str())),
                 (&Method::GET, true) => handlers::get(&ctx).await,
                 (&Method::GET, false) if query.flag("watch") => handlers::watch(&ctx).await,
                 (&Method::GET, false) => handlers::list(&ctx).await,
@@ -251,4 +265,60 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
         return Err(ApiError::too_large());
     }
     Ok(buf.freeze())
+}
+
+/// Acting as another user (`Impersonate-User`, `Impersonate-Group`,
+/// `Impersonate-Uid`; upstream `endpoints/filters/impersonation.go`): the
+/// requester must be allowed `impersonate` on each, and the request then
+/// runs as that user, in `system:authenticated` (and a ServiceAccount's
+/// groups when none are given).
+fn impersonate(user: &User, headers: &http::HeaderMap, policy: &apimachinery::rbac::Policy) -> Result<User, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+    };
+    let (names, groups, uids) = (values("impersonate-user"), values("impersonate-group"), values("impersonate-uid"));
+    let Some(name) = names.first() else {
+        if groups.is_empty() && uids.is_empty() {
+            return Ok(user.clone());
+        }
+        return Err(ApiError::new(
+            500,
+            "InternalError",
+            "requested impersonation is not allowed: impersonating groups or a UID needs a user",
+        ));
+    };
+    let check = |verb: &str, group: &str, resource: &str, ns: Option<&str>, obj: &str| -> Result<(), ApiError> {
+        let a = authz::Attributes { verb, group, resource, subresource: None, namespace: ns, name: Some(obj) };
+        authz::authorize(user, &a, policy).map(|_| ()).map_err(|_| {
+            let scope = ns.map(|n| format!("in the namespace {n:?}")).unwrap_or_else(|| "at the cluster scope".into());
+            ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{resource} {obj:?} is forbidden: User {:?} cannot impersonate resource {resource:?} in API group {group:?} {scope}",
+                    user.name
+                ),
+            )
+        })
+    };
+    let sa = name.strip_prefix(apimachinery::serviceaccount::USERNAME_PREFIX).and_then(|r| r.split_once(':'));
+    match sa {
+        Some((ns, sa_name)) => check("impersonate", "", "serviceaccounts", Some(ns), sa_name)?,
+        None => check("impersonate", "", "users", None, name)?,
+    }
+    for g in &groups {
+        check("impersonate", "", "groups", None, g)?;
+    }
+    for u in &uids {
+        check("impersonate", "authentication.k8s.io", "uids", None, u)?;
+    }
+    let mut all_groups = groups.clone();
+    if groups.is_empty() {
+        if let Some((ns, _)) = sa {
+            all_groups = apimachinery::serviceaccount::groups(ns);
+        }
+    }
+    let mut out = User::new(name.clone(), all_groups);
+    out.uid = uids.first().cloned().unwrap_or_default();
+    Ok(out)
 }

@@ -314,12 +314,24 @@ fn custom_object(r: &Resource, obj: &mut Value) -> Errors {
     apimachinery::crd::schema::validate(obj, &schema)
 }
 
+/// `path.IsValidPathSegmentName` (`apimachinery/pkg/api/validation/path`).
+fn path_segment_name(name: &str) -> Vec<String> {
+    if name == "." || name == ".." {
+        return vec![format!("may not be '{name}'")];
+    }
+    ["/", "%"].iter().filter(|c| name.contains(*c)).map(|c| format!("may not contain '{c}'")).collect()
+}
+
 fn validate_meta(r: &Resource, obj: &Value) -> Errors {
     let name = crate::object::name(obj);
     let msgs = match r.plural {
         "services" => apimachinery::names::is_dns1035_label(name),
         // `ValidateStatefulSetName`: pod names and hostnames are built from it.
         "namespaces" | "statefulsets" => apimachinery::names::is_dns1123_label(name),
+        // `ValidateRBACName` is `path.IsValidPathSegmentName`: `system:node` is a name.
+        "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings" if r.group == "rbac.authorization.k8s.io" => {
+            path_segment_name(name)
+        }
         _ => apimachinery::names::is_dns1123_subdomain(name),
     };
     let mut errs: Errors = msgs.into_iter().map(|m| FieldError::invalid("metadata.name", name, m)).collect();

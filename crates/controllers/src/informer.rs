@@ -228,6 +228,8 @@ pub struct Informers {
     /// Namespaces and ServiceAccounts (the `default` account of each namespace).
     pub namespaces: Arc<Informer<Namespace>>,
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
+    /// ClusterRoles (aggregation).
+    pub cluster_roles: Arc<Informer<k8s_openapi::api::rbac::v1::ClusterRole>>,
 }
 
 impl Informers {
@@ -263,6 +265,7 @@ impl Informers {
             system_secrets: Informer::new(Api::namespaced(client.clone(), "kube-system")),
             namespaces: Informer::new(Api::all(client.clone())),
             serviceaccounts: Informer::new(Api::all(client.clone())),
+            cluster_roles: Informer::new(Api::all(client.clone())),
         })
     }
 
@@ -285,6 +288,7 @@ impl Informers {
             self.system_secrets.spawn(),
             self.namespaces.spawn(),
             self.serviceaccounts.spawn(),
+            self.cluster_roles.spawn(),
         ]
     }
 
@@ -307,5 +311,6 @@ impl Informers {
         self.system_secrets.wait_ready().await;
         self.namespaces.wait_ready().await;
         self.serviceaccounts.wait_ready().await;
+        self.cluster_roles.wait_ready().await;
     }
 }

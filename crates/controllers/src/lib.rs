@@ -32,6 +32,7 @@ mod nodeipam;
 mod nodelifecycle;
 mod podcontrol;
 mod queue;
+mod rbac_aggregation;
 mod replicaset;
 mod scheduler;
 mod serviceaccounts;
@@ -196,6 +197,7 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     certificates::approver::start(&ctx, &mut tasks);
     certificates::tokencleaner::start(&ctx, &mut tasks);
     serviceaccounts::start(&ctx, &mut tasks);
+    rbac_aggregation::start(&ctx, &mut tasks);
     if let Some(signing) = ctx.config.signing.clone() {
         certificates::signer::start(&ctx, signing, &mut tasks);
     }

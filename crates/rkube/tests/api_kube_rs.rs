@@ -10,9 +10,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use testkit::TestServer;
 
+/// The test's own ConfigMaps carry this label: every namespace also holds
+/// `kube-root-ca.crt`, as on any cluster.
+const MINE: &str = "test=kube-rs";
+
 fn cm(name: &str, v: &str) -> ConfigMap {
     ConfigMap {
-        metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(BTreeMap::from([("test".to_string(), "kube-rs".to_string())])),
+            ..Default::default()
+        },
         data: Some(BTreeMap::from([("v".to_string(), v.to_string())])),
         ..Default::default()
     }
@@ -27,7 +35,7 @@ async fn reflector_sees_every_change() {
     let s = TestServer::start(env!("CARGO_BIN_EXE_rkube")).expect("server");
     let api: Api<ConfigMap> = Api::namespaced(client(&s).await, "default");
     let (reader, writer) = reflector::store();
-    let stream = watcher(api.clone(), watcher::Config::default()).reflect(writer).applied_objects();
+    let stream = watcher(api.clone(), watcher::Config::default().labels(MINE)).reflect(writer).applied_objects();
     let seen = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut n = 0;
@@ -96,7 +104,10 @@ async fn compacted_resource_version_gives_410_and_watcher_relists() {
     // kube-runtime's watcher handles the 410 by relisting.
     let (reader, writer) = reflector::store();
     let w = tokio::spawn(
-        watcher(api.clone(), watcher::Config::default()).reflect(writer).applied_objects().for_each(|_| async {}),
+        watcher(api.clone(), watcher::Config::default().labels(MINE))
+            .reflect(writer)
+            .applied_objects()
+            .for_each(|_| async {}),
     );
     reader.wait_until_ready().await.expect("ready");
     assert_eq!(reader.state().len(), 7);
@@ -111,14 +122,14 @@ async fn list_pages_with_limit_and_continue() {
         api.create(&PostParams::default(), &cm(&format!("p{i:02}"), "1")).await.expect("create");
     }
     let mut names = Vec::new();
-    let mut lp = ListParams::default().limit(10);
+    let mut lp = ListParams::default().labels(MINE).limit(10);
     let mut pages = 0;
     loop {
         let page = api.list(&lp).await.expect("list");
         pages += 1;
         names.extend(page.items.iter().filter_map(|c| c.metadata.name.clone()));
         match page.metadata.continue_ {
-            Some(c) if !c.is_empty() => lp = ListParams::default().limit(10).continue_token(&c),
+            Some(c) if !c.is_empty() => lp = ListParams::default().labels(MINE).limit(10).continue_token(&c),
             _ => break,
         }
     }

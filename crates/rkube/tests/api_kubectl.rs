@@ -460,3 +460,97 @@ fn service_account_tokens_authenticate_while_their_account_and_pod_exist() {
     let jwks = k.ok(["get", "--raw", "/openid/v1/jwks"]);
     assert!(jwks.contains("\"alg\":\"ES256\"") && jwks.contains("\"crv\":\"P-256\""), "{jwks}");
 }
+
+#[test]
+fn rbac_grants_exactly_what_bindings_say() {
+    let s = server();
+    let k = s.kubectl();
+    // Upstream's bootstrap roles, with the aggregated ones filled in.
+    let roles = k.ok(["get", "clusterroles"]);
+    assert!(
+        roles.lines().next().is_some_and(|h| h.starts_with("NAME") && h.trim_end().ends_with("CREATED AT")),
+        "{roles}"
+    );
+    for name in ["cluster-admin", "admin", "edit", "view", "system:discovery", "system:coredns"] {
+        assert!(roles.lines().any(|l| l.starts_with(&format!("{name} "))), "{name} in {roles}");
+    }
+    wait_for("view aggregated", Duration::from_secs(30), || {
+        k.ok(["get", "clusterrole", "view", "-o", "jsonpath={.rules[*].resources}"]).contains("pods")
+    });
+    wait_for("admin aggregated from edit and view", Duration::from_secs(30), || {
+        let r = k.ok(["get", "clusterrole", "admin", "-o", "jsonpath={.rules[*].resources}"]);
+        r.contains("rolebindings") && r.contains("pods/exec") && r.contains("pods/log")
+    });
+    let binding = k.ok(["get", "clusterrolebinding", "cluster-admin", "-o", "wide"]);
+    assert_eq!(columns(&binding), ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"]);
+    assert_eq!(row(&binding, "cluster-admin")[1], "ClusterRole/cluster-admin");
+    assert_eq!(row(&binding, "cluster-admin")[3], "system:masters");
+
+    k.ok(["create", "namespace", "team"]);
+    k.ok(["create", "serviceaccount", "robot", "-n", "team"]);
+    let token = k.ok(["create", "token", "robot", "-n", "team"]).trim().to_string();
+    let robot = |args: &[&str]| {
+        let mut a = vec!["--token", token.as_str()];
+        a.extend_from_slice(args);
+        k.run(a)
+    };
+    let denied = robot(&["get", "pods", "-n", "team"]);
+    assert!(
+        denied.stderr.contains("User \"system:serviceaccount:team:robot\" cannot list resource \"pods\""),
+        "{}",
+        denied.stderr
+    );
+    assert_eq!(
+        k.run(["auth", "can-i", "list", "pods", "-n", "team", "--as", "system:serviceaccount:team:robot"])
+            .stdout
+            .trim(),
+        "no"
+    );
+
+    // A RoleBinding to `view` in team: reading works there, not elsewhere, and
+    // never secrets or writes.
+    k.ok(["create", "rolebinding", "robot-view", "--clusterrole=view", "--serviceaccount=team:robot", "-n", "team"]);
+    wait_for("the binding in force", Duration::from_secs(10), || {
+        robot(&["get", "pods", "-n", "team"]).status.success()
+    });
+    let rb = k.ok(["get", "rolebinding", "-n", "team", "-o", "wide"]);
+    assert_eq!(&row(&rb, "robot-view")[1..2], ["ClusterRole/view"]);
+    assert_eq!(row(&rb, "robot-view").last().map(String::as_str), Some("team/robot"));
+    assert!(!robot(&["get", "pods", "-n", "default"]).status.success(), "view is bound in team only");
+    assert!(!robot(&["get", "secrets", "-n", "team"]).status.success(), "view does not read secrets");
+    let write = robot(&["create", "configmap", "x", "-n", "team"]);
+    assert!(write.stderr.contains("cannot create resource \"configmaps\""), "{}", write.stderr);
+    let can = |verb: &str, what: &str, ns: &str| {
+        k.run(["auth", "can-i", verb, what, "-n", ns, "--as", "system:serviceaccount:team:robot"])
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(can("list", "pods", "team"), "yes");
+    assert_eq!(can("watch", "deployments.apps", "team"), "yes");
+    assert_eq!(can("get", "secrets", "team"), "no");
+    assert_eq!(can("list", "pods", "default"), "no");
+    // A Role of our own: exactly one verb on one resource name.
+    k.ok([
+        "create",
+        "role",
+        "cm-reader",
+        "--verb=get",
+        "--resource=configmaps",
+        "--resource-name=kube-root-ca.crt",
+        "-n",
+        "team",
+    ]);
+    k.ok(["create", "rolebinding", "robot-cm", "--role=cm-reader", "--serviceaccount=team:robot", "-n", "team"]);
+    wait_for("the Role in force", Duration::from_secs(10), || {
+        robot(&["get", "configmap", "kube-root-ca.crt", "-n", "team"]).status.success()
+    });
+    // Removing the binding takes the access away.
+    k.ok(["delete", "rolebinding", "robot-view", "-n", "team"]);
+    wait_for("the binding gone", Duration::from_secs(10), || !robot(&["get", "pods", "-n", "team"]).status.success());
+    assert!(!robot(&["get", "configmaps", "-n", "team"]).status.success(), "a list is not the named get");
+    assert!(robot(&["get", "configmap", "kube-root-ca.crt", "-n", "team"]).status.success());
+    assert_eq!(k.ok(["auth", "can-i", "delete", "nodes"]).trim(), "yes", "the admin may do anything");
+    let whoami = robot(&["auth", "whoami"]);
+    assert!(whoami.stdout.contains("system:serviceaccount:team:robot"), "{}{}", whoami.stdout, whoami.stderr);
+}
