@@ -250,10 +250,16 @@ fn pods_and_connections_survive_an_rkube_restart() {
         .map(|(n, p)| (n.clone(), p.clone()))
         .expect("a third pod");
     let restarts_before: u32 = einfo.restarts.parse().expect("restartCount");
+    // The app closes a connection idle for 30 s (hyper's header read timeout), so the
+    // connection is used at every step: now, while no agent runs, and at the end.
+    let body = request(&mut conn, "/before-the-second-restart").expect("the connection before the second restart");
+    assert_eq!(hostname_in(&body), served);
     node.restart_with(server_args).expect("rkube server on the same data dir");
     let k = node.kubectl();
     k.ok(["delete", "pod", &gone, "--grace-period=0", "--force"]);
     assert!(alive(pid_of(&ginfo)), "nothing kills the pod while no agent runs");
+    let body = request(&mut conn, "/agent-down").expect("the kernel's rules serve while no agent runs");
+    assert_eq!(hostname_in(&body), served);
     // SAFETY: kill(2) of a container process of this test's pod.
     unsafe { libc::kill(pid_of(&einfo) as i32, libc::SIGKILL) };
     node.restart_with(up_args).expect("rkube up again");
@@ -277,7 +283,14 @@ fn pods_and_connections_survive_an_rkube_restart() {
     });
     assert!(pids_with_env(&format!("RKUBE_CONTAINER_SHIM={}/", ginfo.uid)).is_empty(), "shim of {gone} left");
     wait(&node, "3 ready pods in the end", Duration::from_secs(60), || pods(&k).len() == 3);
-    let body = request(&mut conn, "/end").expect("the connection survives a second restart");
+    let body = request(&mut conn, "/end").unwrap_or_else(|e| {
+        let all = k.run(["get", "pods", "-o", "wide"]).stdout;
+        panic!(
+            "the connection survives a second restart: {e}\nserved by {served}, pods now {:?}\n{all}\n{}",
+            pods(&k),
+            node.logs_tail(150)
+        )
+    });
     assert_eq!(hostname_in(&body), served);
     wait(&node, "one veth per pod", Duration::from_secs(10), || veth_count(&sandbox) == 3);
 
