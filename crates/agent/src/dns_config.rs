@@ -83,12 +83,28 @@ pub fn hosts(pod: &Pod, pod_ip: &str, cluster_domain: &str) -> String {
         Some(sub) => out.push_str(&format!("{pod_ip}\t{hostname}.{sub}.{ns}.svc.{cluster_domain}\t{hostname}\n")),
         None => out.push_str(&format!("{pod_ip}\t{hostname}\n")),
     }
-    for alias in spec.host_aliases.unwrap_or_default() {
-        out.push_str(&format!(
-            "\n# Entries added by HostAliases.\n{}\t{}\n",
-            alias.ip,
-            alias.hostnames.unwrap_or_default().join("\t")
-        ));
+    out.push_str(&host_alias_entries(pod));
+    out
+}
+
+/// A `hostNetwork` pod's /etc/hosts: the node's own file under kubelet's header,
+/// plus the pod's host aliases (upstream `nodeHostsFileContent`, pkg/kubelet/kubelet_pods.go).
+pub fn host_network_hosts(pod: &Pod, node_hosts: &str) -> String {
+    let mut out = String::from("# Kubernetes-managed hosts file (host network).\n");
+    out.push_str(node_hosts);
+    out.push_str(&host_alias_entries(pod));
+    out
+}
+
+/// Upstream `hostsEntriesFromHostAliases`: one header, one line per alias.
+fn host_alias_entries(pod: &Pod) -> String {
+    let aliases = pod.spec.as_ref().and_then(|s| s.host_aliases.clone()).unwrap_or_default();
+    if aliases.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n# Entries added by HostAliases.\n");
+    for alias in aliases {
+        out.push_str(&format!("{}\t{}\n", alias.ip, alias.hostnames.unwrap_or_default().join("\t")));
     }
     out
 }
@@ -133,5 +149,20 @@ mod tests {
         let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": [], "hostname": "web-0", "subdomain": "web"}})).unwrap();
         let h = hosts(&pod, "10.244.0.5", "cluster.local");
         assert!(h.contains("10.244.0.5\tweb-0.web.ns.svc.cluster.local\tweb-0\n"), "{h}");
+    }
+
+    #[test]
+    fn host_network_pod_gets_the_nodes_hosts_file_and_resolv_conf() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [], "hostNetwork": true, "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["a", "b"]}, {"ip": "10.1.2.4", "hostnames": ["c"]}]}})).unwrap();
+        assert_eq!(
+            host_network_hosts(&pod, "127.0.0.1\tlocalhost\n192.168.122.11\tnode1\n"),
+            "# Kubernetes-managed hosts file (host network).\n127.0.0.1\tlocalhost\n192.168.122.11\tnode1\n\n# Entries added by HostAliases.\n10.1.2.3\ta\tb\n10.1.2.4\tc\n"
+        );
+        // ClusterFirst on the host network falls back to the node's resolv.conf...
+        assert_eq!(resolv_conf(&pod, &settings()), "search lan\nnameserver 192.168.122.1\n");
+        // ... unless the pod asks for ClusterFirstWithHostNet.
+        let mut pod = pod;
+        pod.spec.as_mut().expect("spec").dns_policy = Some("ClusterFirstWithHostNet".into());
+        assert!(resolv_conf(&pod, &settings()).contains("nameserver 169.254.20.10\n"));
     }
 }

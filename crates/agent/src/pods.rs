@@ -437,14 +437,22 @@ impl PodWorker {
         let spec = pod.spec.clone().unwrap_or_default();
         let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
         let resolv = dns_config::resolv_conf(pod, &self.shared.cfg.dns);
+        let host_network = spec.host_network.unwrap_or(false);
+        let hosts = if host_network {
+            let node_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            dns_config::host_network_hosts(pod, &node_hosts)
+        } else {
+            dns_config::hosts(pod, crate::runtime::POD_IP_PLACEHOLDER, &self.shared.cfg.dns.cluster_domain)
+        };
         let sb_spec = SandboxSpec {
             uid: self.uid.clone(),
             namespace: pod.metadata.namespace.clone().unwrap_or_default(),
             name: name.clone(),
             hostname,
             resolv_conf: resolv,
-            hosts: dns_config::hosts(pod, crate::runtime::POD_IP_PLACEHOLDER, &self.shared.cfg.dns.cluster_domain),
+            hosts,
             mounts: crate::volumes::mounts(&self.shared.cfg.data_dir, pod),
+            host_network: host_network.then_some(self.shared.cfg.node_ip),
         };
         self.shared.runtime.create_sandbox(&sb_spec).await.map_err(|e| e.to_string())
     }
@@ -498,10 +506,13 @@ impl PodWorker {
         }
         env.retain(|(k, _)| !own.iter().any(|(o, _)| o == k));
         env.extend(own);
-        env.push((
-            "HOSTNAME".into(),
-            spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default()),
-        ));
+        // A host-network pod is on the node's UTS namespace: its HOSTNAME is the node's.
+        let hostname = if sandbox.host_network {
+            sandbox.hostname.clone()
+        } else {
+            spec.hostname.clone().unwrap_or_else(|| pod.metadata.name.clone().unwrap_or_default())
+        };
+        env.push(("HOSTNAME".into(), hostname));
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.push(("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
         }

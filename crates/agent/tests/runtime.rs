@@ -245,6 +245,7 @@ fn sandbox_spec(uid: &str, name: &str) -> SandboxSpec {
         resolv_conf: RESOLV.into(),
         hosts: format!("127.0.0.1\tlocalhost\n{POD_IP_PLACEHOLDER}\t{name}\n"),
         mounts: Vec::new(),
+        host_network: None,
     }
 }
 
@@ -816,5 +817,93 @@ fn second_runtime_on_one_data_dir_is_refused() {
         let env = test_env();
         let _rt = Runtime::new(env.cfg.clone()).await.expect("runtime");
         assert!(matches!(Runtime::new(env.cfg.clone()).await, Err(RuntimeError::Locked(_))));
+    });
+}
+
+/// A `hostNetwork: true` sandbox: the node's network and UTS namespaces (no veth,
+/// no IPAM address, the node's IP and hostname), its own mount namespace (its
+/// /etc/hosts), adopted by the next runtime, and removing it kills only its processes.
+#[test]
+fn host_network_sandbox_shares_the_node_network() {
+    in_netns("host_network_sandbox_shares_the_node_network", || async {
+        let env = test_env();
+        let uid_h = uid("uid-host");
+        let node_ip = Ipv4Addr::new(192, 0, 2, 10);
+        // A fresh netns (this test's "node") starts with lo down; a real node's is up.
+        let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("ip link set lo up");
+        assert!(lo.success());
+        let rt = Runtime::new(env.cfg.clone()).await.expect("runtime");
+        rt.recover().await.expect("recover");
+        let links_before = ip_links().lines().count();
+        let node_netns = std::fs::read_link("/proc/self/ns/net").expect("netns").display().to_string();
+        let node_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        let mut spec = sandbox_spec(&uid_h, "hostpod");
+        spec.hosts = "# host network\n127.0.0.1\tlocalhost\n".into();
+        spec.host_network = Some(node_ip);
+        let sb = rt.create_sandbox(&spec).await.expect("host-network sandbox");
+        assert_eq!((sb.ip, sb.veth.as_str(), sb.host_network), (node_ip, "", true), "{sb:?}");
+        assert_eq!(sb.hostname, node_hostname.trim(), "the node's hostname");
+        assert!(!rt.ip_assignments().contains_key(&uid_h), "no IPAM address for a host-network pod");
+        assert_eq!(ip_links().lines().count(), links_before, "no veth for a host-network pod:\n{}", ip_links());
+
+        let main = container_spec(&env.cfg.data_dir, &uid_h, "main", &["sleep", "300"]);
+        let c = rt.start_container(&sb, &main).await.expect("start main");
+        let (code, out, _) =
+            exec(&rt, &sb, &["sh", "-c", "readlink /proc/self/ns/net; hostname; cat /etc/hosts"], b"").await;
+        assert_eq!(code, 0);
+        assert_eq!(out, format!("{node_netns}\n{}\n# host network\n127.0.0.1\tlocalhost\n", node_hostname.trim()));
+        assert_ne!(
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            "# host network\n127.0.0.1\tlocalhost\n",
+            "the pod's /etc/hosts stays in its mount namespace"
+        );
+        assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname"), node_hostname);
+        // A server in the pod listens on the node's own addresses.
+        if let Some(py) = python3() {
+            let www = env.dir.path().join("www-host");
+            std::fs::create_dir_all(&www).expect("www");
+            std::fs::write(www.join("index.txt"), "hello from the host network\n").expect("index");
+            let mut web = container_spec(&env.cfg.data_dir, &uid_h, "web", &[]);
+            web.argv = vec![
+                py.display().to_string(),
+                "-m".into(),
+                "http.server".into(),
+                "18089".into(),
+                "-b".into(),
+                "127.0.0.1".into(),
+            ];
+            web.working_dir = Some(www);
+            rt.start_container(&sb, &web).await.expect("start web");
+            let mut got = None;
+            for _ in 0..100 {
+                if let Ok(body) = http_get(Ipv4Addr::LOCALHOST, 18089, "/index.txt") {
+                    got = Some(body);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let got = got.expect("the pod's server on the node's loopback");
+            assert!(got.ends_with("hello from the host network\n"), "{got}");
+        } else if std::env::var_os("CI").is_some() {
+            panic!("python3 is missing (CI installs it)");
+        }
+
+        // The next runtime adopts it as it is.
+        let infra_pid = sb.infra_pid;
+        drop(rt);
+        let rt = Runtime::new(env.cfg.clone()).await.expect("runtime after restart");
+        rt.recover().await.expect("recover");
+        let adopted = rt.sandbox(&uid_h).expect("the host-network sandbox was adopted");
+        assert_eq!((adopted.ip, adopted.host_network, adopted.infra_pid), (node_ip, true, infra_pid));
+        assert!(rt.container(&uid_h, "main").is_some_and(|c| c.is_running()), "main adopted running");
+
+        // Removing it kills its processes, not the node's (this test runs in that netns).
+        rt.remove_sandbox(&uid_h).await.expect("remove");
+        let start = Instant::now();
+        while (proc_alive(c.pid) || proc_alive(infra_pid)) && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!proc_alive(c.pid) && !proc_alive(infra_pid), "the pod's processes are gone");
+        assert!(http_get(Ipv4Addr::LOCALHOST, 18089, "/index.txt").is_err(), "its server is gone");
     });
 }

@@ -41,6 +41,7 @@ impl Strategies {
             }
             "pods" => {
                 defaults::pod_spec(&mut obj["spec"]);
+                defaults::host_network_ports(&mut obj["spec"]);
                 let (not_ready, unreachable) = self.default_toleration_seconds;
                 default_toleration_seconds(&mut obj["spec"], not_ready, unreachable);
                 obj["status"] = json!({ "phase": "Pending", "qosClass": defaults::qos_class(&obj["spec"]) });
@@ -169,7 +170,10 @@ impl Strategies {
                     obj["spec"] = s.clone();
                 }
             }
-            "pods" => defaults::pod_spec(&mut obj["spec"]),
+            "pods" => {
+                defaults::pod_spec(&mut obj["spec"]);
+                defaults::host_network_ports(&mut obj["spec"]);
+            }
             "replicasets" => {
                 defaults::replicaset(obj);
                 errs.extend(validate_selector_matches_template(obj));
@@ -400,6 +404,26 @@ mod defaults {
         }
     }
 
+    /// A host-network pod's container ports are ports of the node: `hostPort`
+    /// defaults to `containerPort` (upstream `defaultHostNetworkPorts`, applied to
+    /// Pods only since the `DefaultHostNetworkHostPortsInPodTemplates` gate went off).
+    pub fn host_network_ports(spec: &mut Value) {
+        if spec.get("hostNetwork").and_then(Value::as_bool) != Some(true) {
+            return;
+        }
+        for list in ["containers", "initContainers"] {
+            let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) else { continue };
+            for ports in cs.iter_mut().filter_map(|c| c.get_mut("ports").and_then(Value::as_array_mut)) {
+                for p in ports {
+                    let host = p.get("hostPort").and_then(Value::as_i64).unwrap_or(0);
+                    if let (0, Some(cp)) = (host, p.get("containerPort").cloned()) {
+                        p["hostPort"] = cp;
+                    }
+                }
+            }
+        }
+    }
+
     fn container(c: &mut Value) {
         let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
         // `:latest` or no tag pulls Always, otherwise IfNotPresent.
@@ -560,5 +584,19 @@ mod tests {
         let mut spec = json!({ "tolerations": [{ "operator": "Exists" }] });
         default_toleration_seconds(&mut spec, 300, 300);
         assert_eq!(spec["tolerations"], json!([{ "operator": "Exists" }]));
+    }
+
+    #[test]
+    fn host_network_pods_get_host_ports() {
+        let mut spec = json!({ "hostNetwork": true, "containers": [
+            { "name": "a", "ports": [{ "containerPort": 53 }, { "containerPort": 9253, "hostPort": 9254 }] },
+        ], "initContainers": [{ "name": "i", "ports": [{ "containerPort": 80 }] }] });
+        defaults::host_network_ports(&mut spec);
+        assert_eq!(spec["containers"][0]["ports"][0]["hostPort"], json!(53));
+        assert_eq!(spec["containers"][0]["ports"][1]["hostPort"], json!(9254));
+        assert_eq!(spec["initContainers"][0]["ports"][0]["hostPort"], json!(80));
+        let mut spec = json!({ "containers": [{ "name": "a", "ports": [{ "containerPort": 53 }] }] });
+        defaults::host_network_ports(&mut spec);
+        assert!(spec["containers"][0]["ports"][0].get("hostPort").is_none(), "only on the host network");
     }
 }

@@ -253,6 +253,40 @@ fn crash_loop_readiness_and_tool_images() {
     );
     k.ok(["delete", "pod", "no-token", "--grace-period=0", "--force"]);
 
+    // A hostNetwork pod: the node's IP, network and hostname, hostPort defaulted to
+    // the containerPort, served on the node's address from the LAN, the node's DNS
+    // settings (ClusterFirst on the host network is Default).
+    let host = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: hostnet\nspec:\n  hostNetwork: true\n  containers:\n  - name: web\n    image: registry.k8s.io/e2e-test-images/agnhost:2.52\n    args: [\"netexec\", \"--http-port=18080\"]\n    ports:\n    - containerPort: 18080\n";
+    k.ok_with_stdin(["create", "-f", "-"], host);
+    assert_eq!(k.ok(["get", "pod", "hostnet", "-o", "jsonpath={.spec.containers[0].ports[0].hostPort}"]), "18080");
+    c.wait("hostnet running", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "hostnet", "--no-headers"]).contains("Running")
+    });
+    let node_ip = c.sandbox.node_ip(1).to_string();
+    let ips = k.ok(["get", "pod", "hostnet", "-o", "jsonpath={.status.podIP} {.status.hostIP}"]);
+    assert_eq!(ips, format!("{node_ip} {node_ip}"), "a host-network pod's IP is the node's");
+    let node_hostname = c.on_node("hostname", &[]);
+    assert_eq!(k.ok(["exec", "hostnet", "--", "hostname"]).trim(), node_hostname.trim());
+    let bridge = k.run(["exec", "hostnet", "--", "ip", "-o", "link", "show", "dev", "rkube0"]);
+    assert!(bridge.status.success(), "the pod sees the node's interfaces (the bridge rkube0): {}", bridge.stderr);
+    let resolv = k.ok(["exec", "hostnet", "--", "cat", "/etc/resolv.conf"]);
+    assert!(!resolv.contains("ndots:5"), "ClusterFirst on the host network uses the node's resolv.conf: {resolv}");
+    let url = format!("http://{node_ip}:18080/hostname");
+    let mut served = String::new();
+    c.wait("the host-network pod on the node's address", Duration::from_secs(20), || {
+        served = c
+            .sandbox
+            .exec(c.sandbox.client_netns(), "curl", ["-s", "--max-time", "2", &url])
+            .map(|o| o.stdout)
+            .unwrap_or_default();
+        !served.is_empty()
+    });
+    assert_eq!(served.trim(), node_hostname.trim());
+    k.ok(["delete", "pod", "hostnet", "--grace-period=1"]);
+    let after = c.sandbox.exec(c.sandbox.client_netns(), "curl", ["-s", "--max-time", "2", &url]).expect("curl");
+    assert!(after.stdout.is_empty(), "the node's port closed with the pod: {}", after.stdout);
+    assert_eq!(c.on_node("hostname", &[]), node_hostname, "the node keeps its hostname");
+
     let t = Instant::now();
     k.ok(["delete", "pod", "tools", "--grace-period=1"]);
     assert!(t.elapsed() < Duration::from_secs(20));

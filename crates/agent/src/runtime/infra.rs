@@ -8,7 +8,9 @@
 //! the pod's `resolv.conf` and `hosts` over `/etc/resolv.conf` and
 //! `/etc/hosts` and each `--mount SRC:TARGET` read-only on TARGET (made if
 //! missing: pods share the node's filesystem), brings `lo` up, reports `R` (ready) or `E<message>` on the
-//! ready fd, and waits for SIGTERM/SIGINT.
+//! ready fd, and waits for SIGTERM/SIGINT. With `--host-network` (a
+//! `hostNetwork: true` pod) only the mount namespace is new: the hostname and
+//! `lo` are the node's and are left alone.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -23,6 +25,9 @@ pub(crate) const MARKER: &str = "RKUBE_POD_INFRA";
 struct Options {
     uid: String,
     hostname: String,
+    /// The pod shares the node's network and UTS namespaces (`hostNetwork: true`):
+    /// only the mount namespace is its own; no hostname, no loopback set-up.
+    host_network: bool,
     resolv_conf: Option<String>,
     hosts: Option<String>,
     /// (source, target) directories to bind read-only.
@@ -41,6 +46,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--hostname" => o.hostname = value()?,
             "--resolv-conf" => o.resolv_conf = Some(value()?),
             "--hosts" => o.hosts = Some(value()?),
+            "--host-network" => o.host_network = true,
             "--mount" => {
                 let v = value()?;
                 let (src, target) = v.split_once(':').ok_or_else(|| format!("--mount {v:?}: expected SRC:TARGET"))?;
@@ -89,13 +95,14 @@ fn setup(o: &Options) -> Result<(), String> {
     // Refuse to touch the node: we must be in namespaces of our own.
     // SAFETY: getppid has no preconditions.
     let ppid = unsafe { libc::getppid() }.to_string();
-    for kind in ["net", "uts", "mnt"] {
+    let own: &[&str] = if o.host_network { &["mnt"] } else { &["net", "uts", "mnt"] };
+    for &kind in own {
         let mine = ns_link("self", kind);
         if mine.is_none() || mine == ns_link(&ppid, kind) {
             return Err(format!("not in a {kind} namespace of its own (pod-infra is started by the rkube agent)"));
         }
     }
-    if !o.hostname.is_empty() {
+    if !o.hostname.is_empty() && !o.host_network {
         // SAFETY: sethostname reads `len` bytes of the string.
         if unsafe { libc::sethostname(o.hostname.as_ptr().cast(), o.hostname.len()) } < 0 {
             return Err(format!("sethostname {:?}: {}", o.hostname, std::io::Error::last_os_error()));
@@ -116,6 +123,9 @@ fn setup(o: &Options) -> Result<(), String> {
         // A bind mount takes read-only only on a remount.
         mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)
             .map_err(|e| format!("making {target} read-only: {e}"))?;
+    }
+    if o.host_network {
+        return Ok(());
     }
     loopback_up().map_err(|e| format!("bringing lo up: {e}"))
 }
@@ -198,6 +208,9 @@ mod tests {
         assert_eq!(o.hosts.as_deref(), Some("/x/hosts"));
         assert!(o.resolv_conf.is_none());
         assert_eq!(o.mounts, [("/a/v".to_string(), "/run/t".to_string())]);
+        assert!(!o.host_network);
+        let host = parse(&["--uid".to_string(), "u2".to_string(), "--host-network".to_string()]).expect("parse");
+        assert!(host.host_network && host.hostname.is_empty());
         assert!(parse(&["--mount".to_string(), "nocolon".to_string()]).is_err());
         assert!(parse(&["--bogus".to_string()]).is_err());
         assert!(parse(&["--uid".to_string()]).is_err());

@@ -93,6 +93,11 @@ pub struct SandboxSpec {
     /// Node directories bind-mounted read-only into the pod's mount namespace:
     /// (source, target), e.g. a projected ServiceAccount token volume.
     pub mounts: Vec<(PathBuf, String)>,
+    /// `Some(node IP)` for a `hostNetwork: true` pod: it shares the node's network
+    /// and UTS namespaces (only its mount namespace is its own, as containerd does
+    /// for a sandbox with network `NODE`), has no veth and no IPAM address, and its
+    /// IP is the node's.
+    pub host_network: Option<Ipv4Addr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,8 +110,11 @@ pub struct Sandbox {
     pub gateway: Ipv4Addr,
     pub prefix_len: u8,
     pub infra_pid: u32,
-    /// Host side of the pod's veth pair (a port of the bridge).
+    /// Host side of the pod's veth pair (a port of the bridge); empty for a
+    /// host-network pod.
     pub veth: String,
+    /// Whether the pod shares the node's network namespace ([`SandboxSpec::host_network`]).
+    pub host_network: bool,
     pub created_at: SystemTime,
 }
 
@@ -295,6 +303,9 @@ struct Pod {
     utsns: OwnedFd,
     mntns: OwnedFd,
     netns_inode: u64,
+    /// Inode of the pod's own mount namespace: what finds a host-network pod's
+    /// processes (its network namespace is the node's).
+    mntns_inode: u64,
     infra: ProcRecord,
     infra_pidfd: Option<OwnedFd>,
     infra_exit: watch::Receiver<Option<ExitInfo>>,
@@ -330,6 +341,7 @@ impl Pod {
             veth: self.sandbox.veth.clone(),
             infra: self.infra,
             netns_inode: self.netns_inode,
+            host_network: self.sandbox.host_network,
             containers: self
                 .containers()
                 .into_iter()
@@ -372,6 +384,17 @@ fn pod_hostname(hostname: &str, name: &str) -> String {
     let h = if hostname.is_empty() { name } else { hostname };
     let h: String = h.chars().take(63).collect();
     h.trim_end_matches(['-', '.']).to_string()
+}
+
+/// The node's hostname (what a host-network pod sees: it shares the node's UTS namespace).
+fn node_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 fn fnv1a(data: &[u8]) -> u32 {
@@ -551,7 +574,10 @@ impl Runtime {
         }
         let _creating = Creating { inner: &self.inner, uid: spec.uid.clone() };
         let started = std::time::Instant::now();
-        let (ip, fresh) = lock(&self.inner.ipam).allocate(&spec.uid)?;
+        let (ip, fresh) = match spec.host_network {
+            Some(node_ip) => (node_ip, false),
+            None => lock(&self.inner.ipam).allocate(&spec.uid)?,
+        };
         match self.build_sandbox(spec, ip).await {
             Ok(pod) => {
                 let sb = pod.sandbox.clone();
@@ -582,36 +608,48 @@ impl Runtime {
             std::fs::write(&path, content.replace(POD_IP_PLACEHOLDER, &ip_s))
                 .map_err(io_ctx(format!("writing {}", path.display())))?;
         }
-        let hostname = pod_hostname(&spec.hostname, &spec.name);
-        let taken: HashSet<String> = lock(&self.inner.pods).values().map(|p| p.sandbox.veth.clone()).collect();
-        let veth = (0u32..64)
-            .map(|salt| veth_name(uid, salt))
-            .find(|n| !taken.contains(n))
-            .unwrap_or_else(|| veth_name(uid, 0));
-        if net::link_exists(&veth).await {
-            // Not a live pod's (checked above): a leftover.
-            net::delete_link(&veth).await?;
-        }
+        let host_network = spec.host_network.is_some();
+        // A host-network pod keeps the node's hostname (its UTS namespace is the node's).
+        let hostname = if host_network { node_hostname() } else { pod_hostname(&spec.hostname, &spec.name) };
+        let veth = if host_network {
+            String::new()
+        } else {
+            let taken: HashSet<String> = lock(&self.inner.pods).values().map(|p| p.sandbox.veth.clone()).collect();
+            let veth = (0u32..64)
+                .map(|salt| veth_name(uid, salt))
+                .find(|n| !taken.contains(n))
+                .unwrap_or_else(|| veth_name(uid, 0));
+            if net::link_exists(&veth).await {
+                // Not a live pod's (checked above): a leftover.
+                net::delete_link(&veth).await?;
+            }
+            veth
+        };
 
-        let mut child = self.spawn_infra(uid, &hostname, &dir, &spec.mounts).await?;
+        let mut child = self.spawn_infra(uid, &hostname, &dir, &spec.mounts, host_network).await?;
         let pid = child.id().unwrap_or(0);
         let setup = async {
             let open =
                 |kind: &str| process::open_ns(pid, kind).map_err(io_ctx(format!("opening /proc/{pid}/ns/{kind}")));
             let (netns, utsns, mntns) = (open("net")?, open("uts")?, open("mnt")?);
             let netns_inode = process::fd_inode(&netns).map_err(io_ctx("stat of the pod netns"))?;
+            let mntns_inode = process::fd_inode(&mntns).map_err(io_ctx("stat of the pod mount namespace"))?;
             let start_time =
                 process::start_time(pid).ok_or_else(|| RuntimeError::Infra("exited during setup".into()))?;
-            net::add_veth(&self.inner.cfg.bridge, &veth, pid, self.inner.cfg.mtu).await?;
-            net::configure_pod(netns.as_raw_fd(), ip, self.inner.net.prefix_len(), self.inner.gateway).await?;
-            Ok::<_, RuntimeError>((netns, utsns, mntns, netns_inode, start_time))
+            if !host_network {
+                net::add_veth(&self.inner.cfg.bridge, &veth, pid, self.inner.cfg.mtu).await?;
+                net::configure_pod(netns.as_raw_fd(), ip, self.inner.net.prefix_len(), self.inner.gateway).await?;
+            }
+            Ok::<_, RuntimeError>((netns, utsns, mntns, netns_inode, mntns_inode, start_time))
         };
-        let (netns, utsns, mntns, netns_inode, start_time) = match setup.await {
+        let (netns, utsns, mntns, netns_inode, mntns_inode, start_time) = match setup.await {
             Ok(v) => v,
             Err(e) => {
                 let _ = child.start_kill();
                 let _ = child.wait().await;
-                let _ = net::delete_link(&veth).await;
+                if !host_network {
+                    let _ = net::delete_link(&veth).await;
+                }
                 return Err(e);
             }
         };
@@ -627,6 +665,7 @@ impl Runtime {
                 prefix_len: self.inner.net.prefix_len(),
                 infra_pid: pid,
                 veth,
+                host_network,
                 created_at: SystemTime::now(),
             },
             dir,
@@ -634,6 +673,7 @@ impl Runtime {
             utsns,
             mntns,
             netns_inode,
+            mntns_inode,
             infra: ProcRecord { pid, start_time },
             infra_pidfd,
             infra_exit: watch_exit(child),
@@ -647,13 +687,14 @@ impl Runtime {
     }
 
     /// Start `<self_exe> pod-infra ...` in new net, UTS and mount namespaces
-    /// and wait until it reports ready.
+    /// (only a mount namespace for a host-network pod) and wait until it reports ready.
     async fn spawn_infra(
         &self,
         uid: &str,
         hostname: &str,
         dir: &Path,
         mounts: &[(PathBuf, String)],
+        host_network: bool,
     ) -> Result<Child, RuntimeError> {
         let (ready_r, ready_w) = process::pipe().map_err(io_ctx("creating a pipe"))?;
         let log_path = dir.join("infra.log");
@@ -664,7 +705,14 @@ impl Runtime {
             .map_err(io_ctx(format!("opening {}", log_path.display())))?;
         let exe = &self.inner.cfg.self_exe;
         let mut cmd = Command::new(exe);
-        cmd.args(["pod-infra", "--uid", uid, "--hostname", hostname]);
+        cmd.args(["pod-infra", "--uid", uid]);
+        if host_network {
+            cmd.arg("--host-network");
+        } else {
+            cmd.args(["--hostname", hostname]);
+        }
+        let namespaces =
+            if host_network { libc::CLONE_NEWNS } else { libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWNS };
         cmd.arg("--resolv-conf").arg(dir.join("resolv.conf")).arg("--hosts").arg(dir.join("hosts"));
         for (src, target) in mounts {
             cmd.arg("--mount").arg(format!("{}:{target}", src.display()));
@@ -687,7 +735,7 @@ impl Runtime {
                 } else if libc::dup2(wfd, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWNS) < 0 {
+                if libc::unshare(namespaces) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -1046,7 +1094,11 @@ impl Runtime {
                 tracing::warn!(pod = %pod.sandbox.uid, container = %c.name, "container did not end after SIGKILL");
             }
         }
-        let victims = process::pids_in_netns(pod.netns_inode);
+        let victims = if pod.sandbox.host_network {
+            process::pids_in_mntns(pod.mntns_inode)
+        } else {
+            process::pids_in_netns(pod.netns_inode)
+        };
         for &pid in &victims {
             process::kill(pid, libc::SIGKILL);
         }
@@ -1058,7 +1110,7 @@ impl Runtime {
         if !process::wait_gone(&victims, KILL_TIMEOUT).await {
             tracing::warn!(pod = %pod.sandbox.uid, "some pod processes did not die");
         }
-        let veth = net::delete_link(&pod.sandbox.veth).await;
+        let veth = if pod.sandbox.host_network { Ok(()) } else { net::delete_link(&pod.sandbox.veth).await };
         self.inner.cgroups.remove_pod(&pod.sandbox.uid).await;
         veth
     }

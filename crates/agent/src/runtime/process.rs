@@ -62,6 +62,22 @@ pub(crate) fn pids_in_netns(ino: u64) -> Vec<u32> {
         .collect()
 }
 
+/// Inode of the mount namespace of `pid`.
+pub(crate) fn mntns_inode(pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Every process (but this one) in the mount namespace with inode `ino`.
+pub(crate) fn pids_in_mntns(ino: u64) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && mntns_inode(pid) == Some(ino))
+        .collect()
+}
+
 /// Whether the environment of `pid` contains exactly `entry` (`KEY=VALUE`).
 pub(crate) fn environ_has(pid: u32, entry: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/environ"))

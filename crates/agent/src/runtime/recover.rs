@@ -103,12 +103,16 @@ impl Runtime {
         if netns_inode != st.netns_inode {
             return Err(format!("the infra process is in netns {netns_inode}, not {}", st.netns_inode));
         }
-        match lock(&self.inner.ipam).assignments().get(uid) {
-            Some(ip) if *ip == st.ip => {}
-            other => return Err(format!("IPAM assigns {other:?}, the sandbox has {}", st.ip)),
-        }
-        if !net::link_exists(&st.veth).await {
-            return Err(format!("its veth {} is gone", st.veth));
+        let mntns_inode = process::fd_inode(&mntns).map_err(|e| format!("stat of the pod mount namespace: {e}"))?;
+        // A host-network pod has no address of its own and no veth to check.
+        if !st.host_network {
+            match lock(&self.inner.ipam).assignments().get(uid) {
+                Some(ip) if *ip == st.ip => {}
+                other => return Err(format!("IPAM assigns {other:?}, the sandbox has {}", st.ip)),
+            }
+            if !net::link_exists(&st.veth).await {
+                return Err(format!("its veth {} is gone", st.veth));
+            }
         }
         let mut containers = Vec::new();
         for (name, rec) in &st.containers {
@@ -122,6 +126,7 @@ impl Runtime {
             utsns,
             mntns,
             netns_inode,
+            mntns_inode,
             infra,
             infra_pidfd,
             infra_exit: watch_adopted(watch_fd, infra),
@@ -141,6 +146,7 @@ impl Runtime {
             prefix_len: self.inner.net.prefix_len(),
             infra_pid: st.infra.pid,
             veth: st.veth.clone(),
+            host_network: st.host_network,
             created_at: st.created_at.unwrap_or_else(SystemTime::now),
         }
     }
@@ -151,15 +157,24 @@ impl Runtime {
         let st = state::load(&dir);
         let mut victims = Vec::new();
         if let Some(st) = &st {
+            // The namespace whose processes are the pod's: its network namespace, or
+            // for a host-network pod (whose network namespace is the node's) its mount namespace.
             let mut netns = None;
+            let mut mntns = None;
             if alive(&st.infra) && process::environ_has(st.infra.pid, &format!("{}={uid}", infra::MARKER)) {
                 victims.push(st.infra.pid);
-                netns = process::netns_inode(st.infra.pid);
+                if st.host_network {
+                    mntns = process::mntns_inode(st.infra.pid);
+                } else {
+                    netns = process::netns_inode(st.infra.pid);
+                }
             }
             for (name, c) in &st.containers {
                 if alive(&c.proc) && process::netns_inode(c.proc.pid) == Some(st.netns_inode) {
                     victims.push(c.proc.pid);
-                    netns.get_or_insert(st.netns_inode);
+                    if !st.host_network {
+                        netns.get_or_insert(st.netns_inode);
+                    }
                 }
                 let shim_marker = format!("{}={uid}/{name}", shim::MARKER);
                 if let Some(s) = c.shim.filter(|s| alive(s) && process::environ_has(s.pid, &shim_marker)) {
@@ -171,6 +186,9 @@ impl Runtime {
             }
             if let Some(ino) = netns {
                 victims.extend(process::pids_in_netns(ino));
+            }
+            if let Some(ino) = mntns {
+                victims.extend(process::pids_in_mntns(ino));
             }
             for &pid in &victims {
                 process::kill(pid, libc::SIGKILL);
@@ -184,7 +202,7 @@ impl Runtime {
         }
         let veth = st.as_ref().map(|s| s.veth.clone()).unwrap_or_else(|| veth_name(uid, 0));
         let owned = lock(&self.inner.pods).values().any(|p| p.sandbox.veth == veth);
-        if !owned {
+        if !owned && !veth.is_empty() {
             if let Err(e) = net::delete_link(&veth).await {
                 tracing::warn!(veth = %veth, error = %e, "removing leftover veth failed");
             }

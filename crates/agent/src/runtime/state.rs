@@ -51,6 +51,10 @@ pub(crate) struct PodState {
     pub infra: ProcRecord,
     /// Inode of the pod's network namespace (`/proc/<pid>/ns/net`).
     pub netns_inode: u64,
+    /// A `hostNetwork` pod: `netns_inode` is the node's, `veth` is empty and the
+    /// IP is the node's (no IPAM assignment).
+    #[serde(default)]
+    pub host_network: bool,
     #[serde(default)]
     pub containers: BTreeMap<String, ContainerRecord>,
 }
