@@ -451,7 +451,7 @@ impl PodWorker {
             hostname,
             resolv_conf: resolv,
             hosts,
-            mounts: crate::volumes::mounts(&self.shared.cfg.data_dir, pod),
+            mounts: crate::volumes::mounts(&self.shared.cfg.data_dir, pod)?,
             host_network: host_network.then_some(self.shared.cfg.node_ip),
         };
         self.shared.runtime.create_sandbox(&sb_spec).await.map_err(|e| e.to_string())

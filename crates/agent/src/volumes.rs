@@ -1,14 +1,21 @@
-//! Projected volumes (`projected:` with `serviceAccountToken`, `configMap` and
-//! `downwardAPI` namespace sources): the volume the ServiceAccount admission
-//! adds to every pod, made as kubelet's projected volume plugin and token
-//! manager do (`pkg/volume/projected`, `pkg/kubelet/token/token_manager.go`).
-//! The files are written under `<data-dir>/volumes/<pod uid>/<volume>/` and
-//! bound read-only at each container's `mountPath` by the pod's infra
-//! process; a token is requested bound to the pod and replaced once 80 % of
-//! its lifetime has passed (the bind mount shows the new file). Other volume
-//! kinds are not mounted yet.
+//! A pod's volumes as kubelet's volume plugins make them (`pkg/volume/*`):
+//! `configMap`, `secret`, `downwardAPI` and `projected` (with the
+//! ServiceAccount token of kubelet's token manager,
+//! `pkg/kubelet/token/token_manager.go`) are files written under
+//! `<data-dir>/volumes/<pod uid>/<volume>/` and bound read-only; `emptyDir` is
+//! an empty directory there, `hostPath` the node's path, both bound read-write
+//! unless the mount says `readOnly`. The pod's infra process binds them at each
+//! `mountPath` (one mount namespace per pod: the containers share it, so a path
+//! mounts one volume for the whole pod). Object-backed volumes are rewritten
+//! every [`RESYNC`] (kubelet's periodic sync shows changes in place); a token is
+//! replaced once 80 % of its lifetime has passed. Not supported yet:
+//! `emptyDir.medium: Memory` (a plain directory is used), `sizeLimit`, and
+//! every volume type backed by storage (PVCs, CSI, ...), which refuse the pod.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, ProjectedVolumeSource};
+use crate::runtime::Mount;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Secret, Volume,
+};
 use kube::api::{Api, PostParams};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -17,6 +24,8 @@ use std::time::{Duration, Instant};
 
 /// When a token is replaced: this share of its lifetime (kubelet's 80 %).
 const REFRESH_AT: f64 = 0.8;
+/// How often object-backed files (configMap, secret, downward API) are rewritten.
+pub const RESYNC: Duration = Duration::from_secs(30);
 
 /// The projected volumes of one pod and when their tokens go stale.
 #[derive(Debug, Default)]
@@ -30,20 +39,43 @@ pub fn volume_dir(data_dir: &Path, pod_uid: &str, volume: &str) -> PathBuf {
     data_dir.join("volumes").join(pod_uid).join(volume)
 }
 
-/// The (source directory, mount path) pairs of the pod's projected volumes.
-pub fn mounts(data_dir: &Path, pod: &Pod) -> Vec<(PathBuf, String)> {
+/// The pod's volume mounts (one per mount path; the first container asking wins),
+/// or why the pod cannot run: a mount of an undeclared volume, a volume type
+/// without support, a `subPath` leaving its volume.
+pub fn mounts(data_dir: &Path, pod: &Pod) -> Result<Vec<Mount>, String> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
-    let Some(spec) = &pod.spec else { return Vec::new() };
-    let projected: Vec<&str> =
-        spec.volumes.iter().flatten().filter(|v| v.projected.is_some()).map(|v| v.name.as_str()).collect();
-    let mut out: Vec<(PathBuf, String)> = Vec::new();
+    let Some(spec) = &pod.spec else { return Ok(Vec::new()) };
+    let volumes: BTreeMap<&str, &Volume> = spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
+    let mut out: Vec<Mount> = Vec::new();
     let containers = spec.init_containers.iter().flatten().chain(&spec.containers);
     for m in containers.flat_map(|c| c.volume_mounts.iter().flatten()) {
-        if projected.contains(&m.name.as_str()) && !out.iter().any(|(_, t)| *t == m.mount_path) {
-            out.push((volume_dir(data_dir, &uid, &m.name), m.mount_path.clone()));
+        if out.iter().any(|o| o.target == m.mount_path) {
+            continue;
         }
+        let v =
+            volumes.get(m.name.as_str()).ok_or_else(|| format!("volume {:?} is mounted but not declared", m.name))?;
+        let read_only = m.read_only.unwrap_or(false);
+        let (mut source, read_only) = if v.projected.is_some()
+            || v.config_map.is_some()
+            || v.secret.is_some()
+            || v.downward_api.is_some()
+        {
+            // Upstream mounts these read-only whatever the mount says.
+            (volume_dir(data_dir, &uid, &v.name), true)
+        } else if v.empty_dir.is_some() {
+            (volume_dir(data_dir, &uid, &v.name), read_only)
+        } else if let Some(h) = &v.host_path {
+            (PathBuf::from(&h.path), read_only)
+        } else {
+            return Err(format!("volume {:?}: only configMap, secret, downwardAPI, projected, emptyDir and hostPath volumes are supported", v.name));
+        };
+        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            check_relative(sub).map_err(|e| format!("volume {:?} subPath: {e}", m.name))?;
+            source = source.join(sub);
+        }
+        out.push(Mount { source, target: m.mount_path.clone(), read_only });
     }
-    out
+    Ok(out)
 }
 
 impl PodVolumes {
@@ -53,19 +85,211 @@ impl PodVolumes {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let Some(spec) = &pod.spec else { return Ok(()) };
         for v in spec.volumes.iter().flatten() {
-            let Some(p) = &v.projected else { continue };
             if self.due.get(&v.name).is_some_and(|t| *t > Instant::now()) {
                 continue;
             }
             let dir = volume_dir(data_dir, &uid, &v.name);
-            let lifetime = write_projected(client, pod, p, &dir)
+            let next = set_up(client, pod, v, &dir)
                 .await
                 .map_err(|e| format!("MountVolume.SetUp failed for volume {:?}: {e}", v.name))?;
-            let next = lifetime.map(|l| l.mul_f64(REFRESH_AT)).unwrap_or(Duration::from_secs(24 * 3600));
             self.due.insert(v.name.clone(), Instant::now() + next);
         }
         Ok(())
     }
+}
+
+/// Makes one volume's files or directory; when to do it again.
+async fn set_up(client: &kube::Client, pod: &Pod, v: &Volume, dir: &Path) -> Result<Duration, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    /// Made once and left alone for the pod's life.
+    const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+    if let Some(p) = &v.projected {
+        let lifetime = write_projected(client, pod, p, dir).await?;
+        return Ok(lifetime.map(|l| l.mul_f64(REFRESH_AT)).unwrap_or(RESYNC));
+    }
+    if let Some(c) = &v.config_map {
+        let name = c.name.clone();
+        let optional = c.optional == Some(true);
+        let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns).get_opt(&name).await.map_err(|e| e.to_string())?;
+        let files = match cm {
+            Some(cm) => config_map_files(&cm),
+            None if optional => BTreeMap::new(),
+            None => return Err(format!("configmap {name:?} not found")),
+        };
+        let files = select(&files, c.items.as_deref(), optional, &format!("configmap {name:?}"))?;
+        write_all(dir, &files, c.default_mode.unwrap_or(0o644))?;
+        return Ok(RESYNC);
+    }
+    if let Some(sv) = &v.secret {
+        let name = sv.secret_name.clone().unwrap_or_default();
+        let optional = sv.optional == Some(true);
+        let secret = Api::<Secret>::namespaced(client.clone(), &ns).get_opt(&name).await.map_err(|e| e.to_string())?;
+        let files = match secret {
+            Some(s) => secret_files(&s),
+            None if optional => BTreeMap::new(),
+            None => return Err(format!("secret {name:?} not found")),
+        };
+        let files = select(&files, sv.items.as_deref(), optional, &format!("secret {name:?}"))?;
+        write_all(dir, &files, sv.default_mode.unwrap_or(0o644))?;
+        return Ok(RESYNC);
+    }
+    if let Some(d) = &v.downward_api {
+        let mut files = BTreeMap::new();
+        for item in d.items.iter().flatten() {
+            files.insert(item.path.clone(), (downward_value(pod, item)?.into_bytes(), item.mode));
+        }
+        write_all(dir, &files, d.default_mode.unwrap_or(0o644))?;
+        return Ok(RESYNC);
+    }
+    if v.empty_dir.is_some() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        return Ok(NEVER);
+    }
+    if let Some(h) = &v.host_path {
+        host_path(&h.path, h.type_.as_deref().unwrap_or(""))?;
+        return Ok(NEVER);
+    }
+    // Not mounted anywhere (mounts() refuses the pod if it is): nothing to make.
+    Ok(NEVER)
+}
+
+/// A file of a volume: contents and its own mode, if any.
+type Files = BTreeMap<String, (Vec<u8>, Option<i32>)>;
+
+fn config_map_files(cm: &ConfigMap) -> Files {
+    let mut out: Files = BTreeMap::new();
+    for (k, v) in cm.data.clone().unwrap_or_default() {
+        out.insert(k, (v.into_bytes(), None));
+    }
+    for (k, v) in cm.binary_data.clone().unwrap_or_default() {
+        out.insert(k, (v.0, None));
+    }
+    out
+}
+
+fn secret_files(s: &Secret) -> Files {
+    let mut out: Files = BTreeMap::new();
+    for (k, v) in s.data.clone().unwrap_or_default() {
+        out.insert(k, (v.0, None));
+    }
+    for (k, v) in s.string_data.clone().unwrap_or_default() {
+        out.insert(k, (v.into_bytes(), None));
+    }
+    out
+}
+
+/// The `items` of a configMap/secret volume (key -> path, mode), or every key
+/// under its own name (upstream `MakePayload`).
+fn select(all: &Files, items: Option<&[KeyToPath]>, optional: bool, what: &str) -> Result<Files, String> {
+    let Some(items) = items.filter(|i| !i.is_empty()) else { return Ok(all.clone()) };
+    let mut out: Files = BTreeMap::new();
+    for item in items {
+        match all.get(&item.key) {
+            Some((data, _)) => {
+                out.insert(item.path.clone(), (data.clone(), item.mode));
+            }
+            None if optional => {}
+            None => return Err(format!("{what} has no key {:?}", item.key)),
+        }
+    }
+    Ok(out)
+}
+
+/// A downward API file's contents (upstream `fieldpath.ExtractFieldPathAsString`;
+/// labels and annotations as `key="value"` lines, sorted).
+fn downward_value(pod: &Pod, item: &DownwardAPIVolumeFile) -> Result<String, String> {
+    if let Some(r) = &item.resource_field_ref {
+        return Err(format!("downward API resourceFieldRef {:?} is not supported in volumes yet", r.resource));
+    }
+    let path =
+        item.field_ref.as_ref().map(|f| f.field_path.as_str()).ok_or("downward API volume items need a fieldRef")?;
+    let pairs = |m: Option<&BTreeMap<String, String>>| -> String {
+        m.into_iter().flatten().map(|(k, v)| format!("{k}={v:?}\n")).collect::<String>().trim_end().to_string()
+    };
+    Ok(match path {
+        "metadata.namespace" => pod.metadata.namespace.clone().unwrap_or_default(),
+        "metadata.name" => pod.metadata.name.clone().unwrap_or_default(),
+        "metadata.uid" => pod.metadata.uid.clone().unwrap_or_default(),
+        "metadata.labels" => pairs(pod.metadata.labels.as_ref()),
+        "metadata.annotations" => pairs(pod.metadata.annotations.as_ref()),
+        p => {
+            let key = |prefix: &str| {
+                p.strip_prefix(prefix)
+                    .and_then(|r| r.strip_prefix('[')?.strip_suffix(']'))
+                    .map(|k| k.trim_matches('\'').to_string())
+            };
+            if let Some(k) = key("metadata.labels") {
+                pod.metadata.labels.as_ref().and_then(|l| l.get(&k)).cloned().unwrap_or_default()
+            } else if let Some(k) = key("metadata.annotations") {
+                pod.metadata.annotations.as_ref().and_then(|a| a.get(&k)).cloned().unwrap_or_default()
+            } else {
+                return Err(format!("downward API field {p:?} is not supported in volumes"));
+            }
+        }
+    })
+}
+
+/// Upstream's hostPath `type` checks (`pkg/volume/hostpath`): the `OrCreate`
+/// kinds make what is missing, the others must find it.
+fn host_path(path: &str, kind: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    let meta = std::fs::metadata(p);
+    let is = |want: &str, ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("hostPath type check failed: {path} is not a {want}"))
+        }
+    };
+    match kind {
+        "" => Ok(()),
+        "DirectoryOrCreate" if meta.is_err() => std::fs::create_dir_all(p).map_err(|e| format!("creating {path}: {e}")),
+        "FileOrCreate" if meta.is_err() => {
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            }
+            std::fs::File::create(p).map(|_| ()).map_err(|e| format!("creating {path}: {e}"))
+        }
+        "Directory" | "DirectoryOrCreate" => is("directory", meta.as_ref().is_ok_and(|m| m.is_dir())),
+        "File" | "FileOrCreate" => is("file", meta.as_ref().is_ok_and(|m| m.is_file())),
+        "Socket" | "CharDevice" | "BlockDevice" => {
+            use std::os::unix::fs::FileTypeExt;
+            let t = meta.as_ref().map(|m| m.file_type());
+            let ok = match kind {
+                "Socket" => t.is_ok_and(|t| t.is_socket()),
+                "CharDevice" => t.is_ok_and(|t| t.is_char_device()),
+                _ => t.is_ok_and(|t| t.is_block_device()),
+            };
+            is(&kind.to_lowercase(), ok)
+        }
+        other => Err(format!("unknown hostPath type {other:?}")),
+    }
+}
+
+/// Writes `files` into `dir` and removes what a previous write left that is no
+/// longer there (a key deleted from the object).
+fn write_all(dir: &Path, files: &Files, default_mode: i32) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    for (name, (data, mode)) in files {
+        write_file(dir, name, data, mode.unwrap_or(default_mode))?;
+    }
+    let keep: std::collections::BTreeSet<&str> = files.keys().filter_map(|k| k.split('/').next()).collect();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep.contains(name.as_str()) {
+            let path = entry.path();
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
+    }
+    Ok(())
+}
+
+/// Refuses absolute paths and `..` components (a file must stay in its volume).
+fn check_relative(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.starts_with('/') || name.split('/').any(|p| p == "..") {
+        return Err(format!("invalid path {name:?}: must be relative and must not contain '..'"));
+    }
+    Ok(())
 }
 
 /// Writes the sources of one projected volume into `dir`; the lifetime of
@@ -87,33 +311,34 @@ async fn write_projected(
             lifetime = Some(ttl);
         }
         if let Some(c) = &s.config_map {
+            let optional = c.optional == Some(true);
             let cm =
                 Api::<ConfigMap>::namespaced(client.clone(), &ns).get_opt(&c.name).await.map_err(|e| e.to_string())?;
-            let Some(cm) = cm else {
-                if c.optional == Some(true) {
-                    continue;
-                }
-                return Err(format!("configmap {:?} not found", c.name));
+            let files = match cm {
+                Some(cm) => config_map_files(&cm),
+                None if optional => continue,
+                None => return Err(format!("configmap {:?} not found", c.name)),
             };
-            let data = cm.data.unwrap_or_default();
-            for item in c.items.iter().flatten() {
-                match data.get(&item.key) {
-                    Some(v) => write_file(dir, &item.path, v.as_bytes(), item.mode.unwrap_or(mode))?,
-                    None if c.optional == Some(true) => {}
-                    None => return Err(format!("configmap {:?} has no key {:?}", c.name, item.key)),
-                }
+            for (name, (data, m)) in select(&files, c.items.as_deref(), optional, &format!("configmap {:?}", c.name))? {
+                write_file(dir, &name, &data, m.unwrap_or(mode))?;
+            }
+        }
+        if let Some(sp) = &s.secret {
+            let optional = sp.optional == Some(true);
+            let secret =
+                Api::<Secret>::namespaced(client.clone(), &ns).get_opt(&sp.name).await.map_err(|e| e.to_string())?;
+            let files = match secret {
+                Some(sec) => secret_files(&sec),
+                None if optional => continue,
+                None => return Err(format!("secret {:?} not found", sp.name)),
+            };
+            for (name, (data, m)) in select(&files, sp.items.as_deref(), optional, &format!("secret {:?}", sp.name))? {
+                write_file(dir, &name, &data, m.unwrap_or(mode))?;
             }
         }
         if let Some(d) = &s.downward_api {
             for item in d.items.iter().flatten() {
-                let value = match item.field_ref.as_ref().map(|f| f.field_path.as_str()) {
-                    Some("metadata.namespace") => ns.clone(),
-                    Some("metadata.name") => pod.metadata.name.clone().unwrap_or_default(),
-                    Some("metadata.uid") => pod.metadata.uid.clone().unwrap_or_default(),
-                    Some(other) => return Err(format!("downward API field {other:?} is not supported in volumes yet")),
-                    None => return Err("downward API volume items need a fieldRef".into()),
-                };
-                write_file(dir, &item.path, value.as_bytes(), item.mode.unwrap_or(mode))?;
+                write_file(dir, &item.path, downward_value(pod, item)?.as_bytes(), item.mode.unwrap_or(mode))?;
             }
         }
     }
@@ -157,9 +382,7 @@ async fn request_token(
 /// Writes `name` in `dir` atomically (a rename), so a reader never sees half a token.
 fn write_file(dir: &Path, name: &str, data: &[u8], mode: i32) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
-    if name.is_empty() || name.starts_with('/') || name.split('/').any(|p| p == "..") {
-        return Err(format!("invalid path {name:?} in a projected volume"));
-    }
+    check_relative(name)?;
     let path = dir.join(name);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
@@ -198,14 +421,117 @@ mod tests {
             },
         }))
         .expect("pod");
-        let m = mounts(Path::new("/var/lib/agent"), &pod);
+        let m = mounts(Path::new("/var/lib/agent"), &pod).expect("mounts");
         assert_eq!(
             m,
-            [(
-                PathBuf::from("/var/lib/agent/volumes/u1/kube-api-access-abcde"),
-                "/var/run/secrets/kubernetes.io/serviceaccount".to_string()
-            )]
+            [
+                Mount {
+                    source: PathBuf::from("/var/lib/agent/volumes/u1/kube-api-access-abcde"),
+                    target: "/var/run/secrets/kubernetes.io/serviceaccount".to_string(),
+                    read_only: true,
+                },
+                Mount {
+                    source: PathBuf::from("/var/lib/agent/volumes/u1/data"),
+                    target: "/data".into(),
+                    read_only: false
+                },
+            ]
         );
+    }
+
+    #[test]
+    fn mounts_of_each_kind_and_what_is_refused() {
+        let pod = |volumes: Value, mounts: Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
+                "spec": {"volumes": volumes, "containers": [{"name": "a", "volumeMounts": mounts}]},
+            }))
+            .expect("pod")
+        };
+        let p = pod(
+            json!([{"name": "cfg", "configMap": {"name": "c"}}, {"name": "host", "hostPath": {"path": "/srv/www"}}]),
+            json!([{"name": "cfg", "mountPath": "/etc/app", "readOnly": false}, {"name": "host", "mountPath": "/www", "readOnly": true, "subPath": "site"}]),
+        );
+        let m = mounts(Path::new("/d"), &p).expect("mounts");
+        assert_eq!(
+            m[0],
+            Mount { source: "/d/volumes/u1/cfg".into(), target: "/etc/app".into(), read_only: true },
+            "configMaps are read-only"
+        );
+        assert_eq!(m[1], Mount { source: "/srv/www/site".into(), target: "/www".into(), read_only: true });
+        let undeclared = pod(json!([]), json!([{"name": "ghost", "mountPath": "/x"}]));
+        assert!(mounts(Path::new("/d"), &undeclared).is_err_and(|e| e.contains("not declared")));
+        let pvc = pod(
+            json!([{"name": "v", "persistentVolumeClaim": {"claimName": "c"}}]),
+            json!([{"name": "v", "mountPath": "/x"}]),
+        );
+        assert!(mounts(Path::new("/d"), &pvc).is_err_and(|e| e.contains("only configMap")));
+        let escape = pod(
+            json!([{"name": "e", "emptyDir": {}}]),
+            json!([{"name": "e", "mountPath": "/x", "subPath": "../../etc"}]),
+        );
+        assert!(mounts(Path::new("/d"), &escape).is_err());
+    }
+
+    #[test]
+    fn config_map_items_downward_files_and_stale_keys() {
+        let cm: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}, "binaryData": {"bin": "AAE="}}),
+        )
+        .expect("cm");
+        let all = config_map_files(&cm);
+        assert_eq!(all.get("bin").map(|f| f.0.clone()), Some(vec![0u8, 1]));
+        let items: Vec<KeyToPath> =
+            serde_json::from_value(json!([{"key": "a", "path": "sub/a.txt", "mode": 0o600}])).expect("items");
+        let picked = select(&all, Some(&items), false, "configmap").expect("select");
+        assert_eq!(picked.keys().collect::<Vec<_>>(), ["sub/a.txt"]);
+        let missing: Vec<KeyToPath> = serde_json::from_value(json!([{"key": "zz", "path": "z"}])).expect("items");
+        assert!(select(&all, Some(&missing), false, "configmap \"c\"").is_err_and(|e| e.contains("no key \"zz\"")));
+        assert!(select(&all, Some(&missing), true, "configmap").is_ok_and(|f| f.is_empty()));
+
+        let dir = std::env::temp_dir().join(format!("rkube-volumes-all-{}", std::process::id()));
+        write_all(&dir, &all, 0o644).expect("write all");
+        write_all(&dir, &picked, 0o644).expect("write picked");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["sub"], "keys no longer projected are removed");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("sub/a.txt")).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web", "tier": "a b"}}}),
+        )
+        .expect("pod");
+        let item = |path: &str| -> DownwardAPIVolumeFile {
+            serde_json::from_value(json!({"path": "f", "fieldRef": {"fieldPath": path}})).expect("item")
+        };
+        assert_eq!(downward_value(&pod, &item("metadata.labels")).expect("labels"), "app=\"web\"\ntier=\"a b\"");
+        assert_eq!(downward_value(&pod, &item("metadata.labels['app']")).expect("label"), "web");
+        assert_eq!(downward_value(&pod, &item("metadata.namespace")).expect("ns"), "ns");
+        assert!(downward_value(&pod, &item("spec.nodeName")).is_err());
+    }
+
+    #[test]
+    fn host_path_types() {
+        let base = std::env::temp_dir().join(format!("rkube-hostpath-{}", std::process::id()));
+        let d = base.join("made/dir");
+        host_path(d.to_str().expect("utf8"), "DirectoryOrCreate").expect("created");
+        assert!(d.is_dir());
+        host_path(d.to_str().expect("utf8"), "Directory").expect("a directory");
+        assert!(host_path(d.to_str().expect("utf8"), "File").is_err_and(|e| e.contains("is not a file")));
+        let f = base.join("f/file");
+        host_path(f.to_str().expect("utf8"), "FileOrCreate").expect("file created");
+        assert!(f.is_file());
+        assert!(host_path(base.join("nope").to_str().expect("utf8"), "Directory").is_err());
+        host_path(base.join("nope").to_str().expect("utf8"), "").expect("no type: no check");
+        assert!(host_path("/", "Bogus").is_err());
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]

@@ -287,6 +287,45 @@ fn crash_loop_readiness_and_tool_images() {
     assert!(after.stdout.is_empty(), "the node's port closed with the pod: {}", after.stdout);
     assert_eq!(c.on_node("hostname", &[]), node_hostname, "the node keeps its hostname");
 
+    // Volumes: configMap (items, mode), secret, downwardAPI labels, an emptyDir two
+    // containers share, hostPath DirectoryOrCreate; mount points under the data dir
+    // (pods share the node's filesystem until images have root filesystems).
+    let m = c.node.data_dir().join("mnt");
+    let m = m.display();
+    k.ok(["create", "configmap", "app-config", "--from-literal=greeting=hello", "--from-literal=other=x"]);
+    k.ok(["create", "secret", "generic", "app-secret", "--from-literal=password=s3cret"]);
+    let vol = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vols\n  labels: {{app: vols}}\nspec:\n  containers:\n  - name: writer\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo shared > {m}/scratch/note; sleep 3600\"]\n    volumeMounts:\n    - {{name: scratch, mountPath: {m}/scratch}}\n    - {{name: cfg, mountPath: {m}/cfg}}\n    - {{name: sec, mountPath: {m}/sec}}\n    - {{name: info, mountPath: {m}/info}}\n    - {{name: host, mountPath: {m}/host}}\n  - name: reader\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n    volumeMounts:\n    - {{name: scratch, mountPath: {m}/scratch}}\n  volumes:\n  - {{name: scratch, emptyDir: {{}}}}\n  - name: cfg\n    configMap:\n      name: app-config\n      items: [{{key: greeting, path: conf/greeting.txt, mode: 0600}}]\n  - {{name: sec, secret: {{secretName: app-secret}}}}\n  - name: info\n    downwardAPI:\n      items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]\n  - {{name: host, hostPath: {{path: {m}/on-node, type: DirectoryOrCreate}}}}\n"
+    );
+    k.ok_with_stdin(["create", "-f", "-"], &vol);
+    c.wait("vols running", Duration::from_secs(60), || k.ok(["get", "pod", "vols", "--no-headers"]).contains("2/2"));
+    let sh = |container: &str, script: &str| k.ok(["exec", "vols", "-c", container, "--", "sh", "-c", script]);
+    assert_eq!(sh("writer", &format!("cat {m}/cfg/conf/greeting.txt; ls {m}/cfg")), "helloconf\n");
+    assert_eq!(sh("writer", &format!("stat -c %a {m}/cfg/conf/greeting.txt")).trim(), "600");
+    assert_eq!(sh("writer", &format!("cat {m}/sec/password")), "s3cret");
+    assert_eq!(sh("writer", &format!("cat {m}/info/labels")), "app=\"vols\"");
+    c.wait("the emptyDir note", Duration::from_secs(10), || {
+        sh("reader", &format!("cat {m}/scratch/note 2>/dev/null")).contains("shared")
+    });
+    let ro = k.run(["exec", "vols", "-c", "writer", "--", "sh", "-c", &format!("echo x > {m}/cfg/new")]);
+    assert!(
+        !ro.status.success() && ro.stderr.contains("Read-only file system"),
+        "configMap volumes are read-only: {}",
+        ro.stderr
+    );
+    sh("writer", &format!("echo from-pod > {m}/host/file"));
+    let on_node =
+        std::fs::read_to_string(c.node.data_dir().join("mnt/on-node/file")).expect("the hostPath file on the node");
+    assert_eq!(on_node, "from-pod\n");
+    k.ok(["delete", "pod", "vols", "--grace-period=1"]);
+    let missing_cm = vol.replace("name: vols", "name: vols2").replace("name: app-config", "name: no-such-config");
+    k.ok_with_stdin(["create", "-f", "-"], &missing_cm);
+    c.wait("a missing configMap keeps the pod waiting, saying why", Duration::from_secs(30), || {
+        k.ok(["get", "pod", "vols2", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.message}"])
+            .contains("configmap \"no-such-config\" not found")
+    });
+    k.ok(["delete", "pod", "vols2", "--grace-period=0", "--force"]);
+
     let t = Instant::now();
     k.ok(["delete", "pod", "tools", "--grace-period=1"]);
     assert!(t.elapsed() < Duration::from_secs(20));

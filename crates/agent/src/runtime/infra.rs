@@ -6,7 +6,7 @@
 //! [`infra_main`] then sets the hostname, turns the mount namespace into a
 //! slave of the node's (so nothing mounted here leaks to the node), bind-mounts
 //! the pod's `resolv.conf` and `hosts` over `/etc/resolv.conf` and
-//! `/etc/hosts` and each `--mount SRC:TARGET` read-only on TARGET (made if
+//! `/etc/hosts` and each `--mount SRC:TARGET` (read-only) or `--mount-rw SRC:TARGET` on TARGET (made if
 //! missing: pods share the node's filesystem), brings `lo` up, reports `R` (ready) or `E<message>` on the
 //! ready fd, and waits for SIGTERM/SIGINT. With `--host-network` (a
 //! `hostNetwork: true` pod) only the mount namespace is new: the hostname and
@@ -30,8 +30,8 @@ struct Options {
     host_network: bool,
     resolv_conf: Option<String>,
     hosts: Option<String>,
-    /// (source, target) directories to bind read-only.
-    mounts: Vec<(String, String)>,
+    /// (source, target, read-only) paths to bind.
+    mounts: Vec<(String, String, bool)>,
     ready_fd: Option<i32>,
 }
 
@@ -47,10 +47,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--resolv-conf" => o.resolv_conf = Some(value()?),
             "--hosts" => o.hosts = Some(value()?),
             "--host-network" => o.host_network = true,
-            "--mount" => {
+            "--mount" | "--mount-rw" => {
                 let v = value()?;
-                let (src, target) = v.split_once(':').ok_or_else(|| format!("--mount {v:?}: expected SRC:TARGET"))?;
-                o.mounts.push((src.to_string(), target.to_string()));
+                let (src, target) = v.split_once(':').ok_or_else(|| format!("{flag} {v:?}: expected SRC:TARGET"))?;
+                o.mounts.push((src.to_string(), target.to_string(), flag == "--mount"));
             }
             "--ready-fd" => o.ready_fd = Some(value()?.parse().map_err(|e| format!("--ready-fd: {e}"))?),
             other => return Err(format!("unknown argument {other:?}")),
@@ -117,17 +117,34 @@ fn setup(o: &Options) -> Result<(), String> {
         }
         mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
     }
-    for (src, target) in &o.mounts {
-        std::fs::create_dir_all(target).map_err(|e| format!("creating the mount point {target}: {e}"))?;
+    for (src, target, read_only) in &o.mounts {
+        mount_point(src, target)?;
         mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
-        // A bind mount takes read-only only on a remount.
-        mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)
-            .map_err(|e| format!("making {target} read-only: {e}"))?;
+        if *read_only {
+            // A bind mount takes read-only only on a remount.
+            mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)
+                .map_err(|e| format!("making {target} read-only: {e}"))?;
+        }
     }
     if o.host_network {
         return Ok(());
     }
     loopback_up().map_err(|e| format!("bringing lo up: {e}"))
+}
+
+/// Makes `target` a place `src` can be bound on: a directory for a directory,
+/// an (empty) file for a file.
+fn mount_point(src: &str, target: &str) -> Result<(), String> {
+    if Path::new(src).is_dir() {
+        return std::fs::create_dir_all(target).map_err(|e| format!("creating the mount point {target}: {e}"));
+    }
+    if let Some(parent) = Path::new(target).parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
+    }
+    if !Path::new(target).exists() {
+        File::create(target).map_err(|e| format!("creating the mount point {target}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: libc::c_ulong) -> std::io::Result<()> {
@@ -197,6 +214,8 @@ mod tests {
             "/x/hosts",
             "--mount",
             "/a/v:/run/t",
+            "--mount-rw",
+            "/a/e:/data",
             "--ready-fd",
             "3",
         ]
@@ -207,7 +226,10 @@ mod tests {
         assert_eq!((o.uid.as_str(), o.hostname.as_str(), o.ready_fd), ("u1", "web-0", Some(3)));
         assert_eq!(o.hosts.as_deref(), Some("/x/hosts"));
         assert!(o.resolv_conf.is_none());
-        assert_eq!(o.mounts, [("/a/v".to_string(), "/run/t".to_string())]);
+        assert_eq!(
+            o.mounts,
+            [("/a/v".to_string(), "/run/t".to_string(), true), ("/a/e".to_string(), "/data".to_string(), false)]
+        );
         assert!(!o.host_network);
         let host = parse(&["--uid".to_string(), "u2".to_string(), "--host-network".to_string()]).expect("parse");
         assert!(host.host_network && host.hostname.is_empty());

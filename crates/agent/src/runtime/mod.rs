@@ -90,14 +90,22 @@ pub struct SandboxSpec {
     pub resolv_conf: String,
     /// Contents of the pod's `/etc/hosts` ([`POD_IP_PLACEHOLDER`] becomes the pod IP).
     pub hosts: String,
-    /// Node directories bind-mounted read-only into the pod's mount namespace:
-    /// (source, target), e.g. a projected ServiceAccount token volume.
-    pub mounts: Vec<(PathBuf, String)>,
+    /// Node paths bind-mounted into the pod's mount namespace (its volumes).
+    pub mounts: Vec<Mount>,
     /// `Some(node IP)` for a `hostNetwork: true` pod: it shares the node's network
     /// and UTS namespaces (only its mount namespace is its own, as containerd does
     /// for a sandbox with network `NODE`), has no veth and no IPAM address, and its
     /// IP is the node's.
     pub host_network: Option<Ipv4Addr>,
+}
+
+/// One volume mount of a pod: `source` (a directory or file on the node) bound
+/// on `target` in the pod's mount namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: String,
+    pub read_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -693,7 +701,7 @@ impl Runtime {
         uid: &str,
         hostname: &str,
         dir: &Path,
-        mounts: &[(PathBuf, String)],
+        mounts: &[Mount],
         host_network: bool,
     ) -> Result<Child, RuntimeError> {
         let (ready_r, ready_w) = process::pipe().map_err(io_ctx("creating a pipe"))?;
@@ -714,8 +722,9 @@ impl Runtime {
         let namespaces =
             if host_network { libc::CLONE_NEWNS } else { libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWNS };
         cmd.arg("--resolv-conf").arg(dir.join("resolv.conf")).arg("--hosts").arg(dir.join("hosts"));
-        for (src, target) in mounts {
-            cmd.arg("--mount").arg(format!("{}:{target}", src.display()));
+        for m in mounts {
+            let flag = if m.read_only { "--mount" } else { "--mount-rw" };
+            cmd.arg(flag).arg(format!("{}:{}", m.source.display(), m.target));
         }
         cmd.args(["--ready-fd", "3"]);
         cmd.env_clear().env("PATH", DEFAULT_PATH).env(infra::MARKER, uid);
