@@ -8,11 +8,13 @@
 //! `mountPath` (one mount namespace per pod: the containers share it, so a path
 //! mounts one volume for the whole pod). Object-backed volumes are rewritten
 //! every [`RESYNC`] (kubelet's periodic sync shows changes in place); a token is
-//! replaced once 80 % of its lifetime has passed. Not supported yet:
-//! `emptyDir.medium: Memory` (a plain directory is used), `sizeLimit`, and
-//! every volume type backed by storage (PVCs, CSI, ...), which refuse the pod.
+//! replaced once 80 % of its lifetime has passed. `emptyDir.medium: Memory` is
+//! a tmpfs of `sizeLimit` (the kernel's default size without one) made in the
+//! pod's mount namespace. Not supported yet: `sizeLimit` of a disk emptyDir
+//! (no eviction), and every volume type backed by storage (PVCs, CSI, ...),
+//! which refuse the pod.
 
-use crate::runtime::Mount;
+use crate::runtime::{Mount, MountSource};
 use k8s_openapi::api::core::v1::{
     ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Secret, Volume,
 };
@@ -61,17 +63,27 @@ pub fn mounts(data_dir: &Path, pod: &Pod) -> Result<Vec<Mount>, String> {
             || v.downward_api.is_some()
         {
             // Upstream mounts these read-only whatever the mount says.
-            (volume_dir(data_dir, &uid, &v.name), true)
-        } else if v.empty_dir.is_some() {
-            (volume_dir(data_dir, &uid, &v.name), read_only)
+            (MountSource::Path(volume_dir(data_dir, &uid, &v.name)), true)
+        } else if let Some(e) = &v.empty_dir {
+            if e.medium.as_deref() == Some("Memory") {
+                if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
+                    return Err(format!("volume {:?}: subPath of a Memory emptyDir is not supported", v.name));
+                }
+                let size_bytes = e.size_limit.as_ref().and_then(apimachinery::quantity::value).map(|b| b as u64);
+                out.push(Mount { source: MountSource::Tmpfs { size_bytes }, target: m.mount_path.clone(), read_only });
+                continue;
+            }
+            (MountSource::Path(volume_dir(data_dir, &uid, &v.name)), read_only)
         } else if let Some(h) = &v.host_path {
-            (PathBuf::from(&h.path), read_only)
+            (MountSource::Path(PathBuf::from(&h.path)), read_only)
         } else {
             return Err(format!("volume {:?}: only configMap, secret, downwardAPI, projected, emptyDir and hostPath volumes are supported", v.name));
         };
         if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
             check_relative(sub).map_err(|e| format!("volume {:?} subPath: {e}", m.name))?;
-            source = source.join(sub);
+            if let MountSource::Path(p) = &mut source {
+                *p = p.join(sub);
+            }
         }
         out.push(Mount { source, target: m.mount_path.clone(), read_only });
     }
@@ -426,12 +438,12 @@ mod tests {
             m,
             [
                 Mount {
-                    source: PathBuf::from("/var/lib/agent/volumes/u1/kube-api-access-abcde"),
+                    source: MountSource::Path(PathBuf::from("/var/lib/agent/volumes/u1/kube-api-access-abcde")),
                     target: "/var/run/secrets/kubernetes.io/serviceaccount".to_string(),
                     read_only: true,
                 },
                 Mount {
-                    source: PathBuf::from("/var/lib/agent/volumes/u1/data"),
+                    source: MountSource::Path(PathBuf::from("/var/lib/agent/volumes/u1/data")),
                     target: "/data".into(),
                     read_only: false
                 },
@@ -455,10 +467,25 @@ mod tests {
         let m = mounts(Path::new("/d"), &p).expect("mounts");
         assert_eq!(
             m[0],
-            Mount { source: "/d/volumes/u1/cfg".into(), target: "/etc/app".into(), read_only: true },
+            Mount { source: MountSource::Path("/d/volumes/u1/cfg".into()), target: "/etc/app".into(), read_only: true },
             "configMaps are read-only"
         );
-        assert_eq!(m[1], Mount { source: "/srv/www/site".into(), target: "/www".into(), read_only: true });
+        assert_eq!(
+            m[1],
+            Mount { source: MountSource::Path("/srv/www/site".into()), target: "/www".into(), read_only: true }
+        );
+        let mem = pod(
+            json!([{"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}]),
+            json!([{"name": "m", "mountPath": "/cache"}]),
+        );
+        assert_eq!(
+            mounts(Path::new("/d"), &mem).expect("mounts"),
+            [Mount {
+                source: MountSource::Tmpfs { size_bytes: Some(64 << 20) },
+                target: "/cache".into(),
+                read_only: false
+            }]
+        );
         let undeclared = pod(json!([]), json!([{"name": "ghost", "mountPath": "/x"}]));
         assert!(mounts(Path::new("/d"), &undeclared).is_err_and(|e| e.contains("not declared")));
         let pvc = pod(

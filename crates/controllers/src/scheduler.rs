@@ -4,8 +4,8 @@
 //! NodeUnschedulable, TaintToleration (NoSchedule/NoExecute taints; a node
 //! whose Ready condition is not True counts as tainted `not-ready` /
 //! `unreachable`, as the node lifecycle controller would taint it),
-//! NodeAffinity (`nodeSelector` and required node affinity) and
-//! NodeResourcesFit (pod count, cpu and memory requests against allocatable)
+//! NodeAffinity (`nodeSelector` and required node affinity), NodePorts
+//! (`hostPort`s, `ports.rs`), NodeResourcesFit (pod count, cpu and memory requests against allocatable)
 //! PodTopologySpread (`DoNotSchedule` constraints, `topology.rs`) and
 //! InterPodAffinity (required pod affinity/anti-affinity, `interpod.rs`).
 //! Scores: the default profile's plugins (`score.rs`: TaintToleration,
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 mod interpod;
+mod ports;
 mod score;
 mod topology;
 
@@ -305,6 +306,10 @@ impl Scheduler {
         if !affinity_matches(pod, node) {
             return Some(REASON_AFFINITY.into());
         }
+        // NodePorts.
+        if let Some(reason) = ports::filter(pod, pods) {
+            return Some(reason.into());
+        }
         // NodeResourcesFit.
         let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
         if let Some(max) = allocatable.get("pods").and_then(apimachinery::quantity::value) {
@@ -371,7 +376,8 @@ impl Scheduler {
                 .or_else(|| interpod::filter(&pod, node, &placement).map(String::from));
             match reason {
                 Some(reason) => {
-                    if reason == REASON_TOO_MANY_PODS || reason.starts_with("Insufficient") {
+                    // What preemption could free (upstream: Unschedulable, not ...AndUnresolvable).
+                    if reason == REASON_TOO_MANY_PODS || reason.starts_with("Insufficient") || reason == ports::REASON {
                         resolvable += 1;
                     }
                     *reasons.entry(reason).or_default() += 1;

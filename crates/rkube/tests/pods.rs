@@ -282,6 +282,13 @@ fn crash_loop_readiness_and_tool_images() {
         !served.is_empty()
     });
     assert_eq!(served.trim(), node_hostname.trim());
+    // A second pod wanting the same host port does not fit the node (NodePorts).
+    k.ok_with_stdin(["create", "-f", "-"], &host.replace("name: hostnet", "name: hostnet2"));
+    c.wait("the port clash reported by the scheduler", Duration::from_secs(20), || {
+        k.ok(["get", "pod", "hostnet2", "-o", "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}"])
+            .starts_with("0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.")
+    });
+    k.ok(["delete", "pod", "hostnet2", "--grace-period=0", "--force"]);
     k.ok(["delete", "pod", "hostnet", "--grace-period=1"]);
     let after = c.sandbox.exec(c.sandbox.client_netns(), "curl", ["-s", "--max-time", "2", &url]).expect("curl");
     assert!(after.stdout.is_empty(), "the node's port closed with the pod: {}", after.stdout);
@@ -295,7 +302,7 @@ fn crash_loop_readiness_and_tool_images() {
     k.ok(["create", "configmap", "app-config", "--from-literal=greeting=hello", "--from-literal=other=x"]);
     k.ok(["create", "secret", "generic", "app-secret", "--from-literal=password=s3cret"]);
     let vol = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vols\n  labels: {{app: vols}}\nspec:\n  containers:\n  - name: writer\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo shared > {m}/scratch/note; sleep 3600\"]\n    volumeMounts:\n    - {{name: scratch, mountPath: {m}/scratch}}\n    - {{name: cfg, mountPath: {m}/cfg}}\n    - {{name: sec, mountPath: {m}/sec}}\n    - {{name: info, mountPath: {m}/info}}\n    - {{name: host, mountPath: {m}/host}}\n  - name: reader\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n    volumeMounts:\n    - {{name: scratch, mountPath: {m}/scratch}}\n  volumes:\n  - {{name: scratch, emptyDir: {{}}}}\n  - name: cfg\n    configMap:\n      name: app-config\n      items: [{{key: greeting, path: conf/greeting.txt, mode: 0600}}]\n  - {{name: sec, secret: {{secretName: app-secret}}}}\n  - name: info\n    downwardAPI:\n      items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]\n  - {{name: host, hostPath: {{path: {m}/on-node, type: DirectoryOrCreate}}}}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vols\n  labels: {{app: vols}}\nspec:\n  containers:\n  - name: writer\n    image: busybox\n    command: [\"sh\", \"-c\", \"echo shared > {m}/scratch/note; sleep 3600\"]\n    volumeMounts:\n    - {{name: scratch, mountPath: {m}/scratch}}\n    - {{name: cfg, mountPath: {m}/cfg}}\n    - {{name: sec, mountPath: {m}/sec}}\n    - {{name: info, mountPath: {m}/info}}\n    - {{name: host, mountPath: {m}/host}}\n    - {{name: mem, mountPath: {m}/mem}}\n  - name: reader\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n    volumeMounts:\n    - {{name: scratch, mountPath: {m}/scratch}}\n    - {{name: mem, mountPath: {m}/mem}}\n  volumes:\n  - {{name: scratch, emptyDir: {{}}}}\n  - name: cfg\n    configMap:\n      name: app-config\n      items: [{{key: greeting, path: conf/greeting.txt, mode: 0600}}]\n  - {{name: sec, secret: {{secretName: app-secret}}}}\n  - name: info\n    downwardAPI:\n      items: [{{path: labels, fieldRef: {{fieldPath: metadata.labels}}}}]\n  - {{name: host, hostPath: {{path: {m}/on-node, type: DirectoryOrCreate}}}}\n  - {{name: mem, emptyDir: {{medium: Memory, sizeLimit: 8Mi}}}}\n"
     );
     k.ok_with_stdin(["create", "-f", "-"], &vol);
     c.wait("vols running", Duration::from_secs(60), || k.ok(["get", "pod", "vols", "--no-headers"]).contains("2/2"));
@@ -307,6 +314,11 @@ fn crash_loop_readiness_and_tool_images() {
     c.wait("the emptyDir note", Duration::from_secs(10), || {
         sh("reader", &format!("cat {m}/scratch/note 2>/dev/null")).contains("shared")
     });
+    let df = sh("writer", &format!("grep ' {m}/mem ' /proc/mounts"));
+    assert!(df.starts_with("tmpfs ") && df.contains("size=8192k"), "a Memory emptyDir is an 8Mi tmpfs: {df}");
+    sh("writer", &format!("echo in-memory > {m}/mem/x"));
+    assert_eq!(sh("reader", &format!("cat {m}/mem/x")), "in-memory\n", "shared by the pod's containers");
+    assert!(!c.node.data_dir().join("mnt/mem/x").exists(), "the tmpfs is the pod's, not the node's");
     let ro = k.run(["exec", "vols", "-c", "writer", "--", "sh", "-c", &format!("echo x > {m}/cfg/new")]);
     assert!(
         !ro.status.success() && ro.stderr.contains("Read-only file system"),

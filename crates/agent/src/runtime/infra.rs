@@ -32,6 +32,8 @@ struct Options {
     hosts: Option<String>,
     /// (source, target, read-only) paths to bind.
     mounts: Vec<(String, String, bool)>,
+    /// (size in bytes, target) of tmpfs mounts; no size: the kernel's default.
+    tmpfs: Vec<(Option<u64>, String)>,
     ready_fd: Option<i32>,
 }
 
@@ -51,6 +53,17 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 let v = value()?;
                 let (src, target) = v.split_once(':').ok_or_else(|| format!("{flag} {v:?}: expected SRC:TARGET"))?;
                 o.mounts.push((src.to_string(), target.to_string(), flag == "--mount"));
+            }
+            "--tmpfs" => {
+                let v = value()?;
+                let (size, target) =
+                    v.split_once(':').ok_or_else(|| format!("--tmpfs {v:?}: expected [SIZE]:TARGET"))?;
+                let size = if size.is_empty() {
+                    None
+                } else {
+                    Some(size.parse::<u64>().map_err(|e| format!("--tmpfs {v:?}: size: {e}"))?)
+                };
+                o.tmpfs.push((size, target.to_string()));
             }
             "--ready-fd" => o.ready_fd = Some(value()?.parse().map_err(|e| format!("--ready-fd: {e}"))?),
             other => return Err(format!("unknown argument {other:?}")),
@@ -126,6 +139,16 @@ fn setup(o: &Options) -> Result<(), String> {
                 .map_err(|e| format!("making {target} read-only: {e}"))?;
         }
     }
+    for (size, target) in &o.tmpfs {
+        std::fs::create_dir_all(target).map_err(|e| format!("creating the mount point {target}: {e}"))?;
+        // kubelet's emptyDir is world-writable (0777).
+        let data = match size {
+            Some(s) => format!("mode=0777,size={s}"),
+            None => "mode=0777".to_string(),
+        };
+        mount_with_data(Some("tmpfs"), target, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&data))
+            .map_err(|e| format!("mounting a tmpfs on {target}: {e}"))?;
+    }
     if o.host_network {
         return Ok(());
     }
@@ -148,13 +171,24 @@ fn mount_point(src: &str, target: &str) -> Result<(), String> {
 }
 
 fn mount(src: Option<&str>, target: &str, fstype: Option<&str>, flags: libc::c_ulong) -> std::io::Result<()> {
+    mount_with_data(src, target, fstype, flags, None)
+}
+
+fn mount_with_data(
+    src: Option<&str>,
+    target: &str,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> std::io::Result<()> {
     let c = |s: &str| CString::new(s).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte"));
     let src = src.map(c).transpose()?;
     let fstype = fstype.map(c).transpose()?;
+    let data = data.map(c).transpose()?;
     let target = c(target)?;
     let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
     // SAFETY: mount(2) with valid C strings or NULL.
-    if unsafe { libc::mount(ptr(&src), target.as_ptr(), ptr(&fstype), flags, std::ptr::null()) } < 0 {
+    if unsafe { libc::mount(ptr(&src), target.as_ptr(), ptr(&fstype), flags, ptr(&data).cast()) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
@@ -216,6 +250,10 @@ mod tests {
             "/a/v:/run/t",
             "--mount-rw",
             "/a/e:/data",
+            "--tmpfs",
+            "1048576:/mem",
+            "--tmpfs",
+            ":/mem2",
             "--ready-fd",
             "3",
         ]
@@ -230,6 +268,8 @@ mod tests {
             o.mounts,
             [("/a/v".to_string(), "/run/t".to_string(), true), ("/a/e".to_string(), "/data".to_string(), false)]
         );
+        assert_eq!(o.tmpfs, [(Some(1 << 20), "/mem".to_string()), (None, "/mem2".to_string())]);
+        assert!(parse(&["--tmpfs".to_string(), "x:/m".to_string()]).is_err());
         assert!(!o.host_network);
         let host = parse(&["--uid".to_string(), "u2".to_string(), "--host-network".to_string()]).expect("parse");
         assert!(host.host_network && host.hostname.is_empty());

@@ -99,13 +99,22 @@ pub struct SandboxSpec {
     pub host_network: Option<Ipv4Addr>,
 }
 
-/// One volume mount of a pod: `source` (a directory or file on the node) bound
-/// on `target` in the pod's mount namespace.
+/// One volume mount of a pod, at `target` in the pod's mount namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
-    pub source: PathBuf,
+    pub source: MountSource,
     pub target: String,
     pub read_only: bool,
+}
+
+/// What a [`Mount`] shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MountSource {
+    /// A directory or file of the node, bound.
+    Path(PathBuf),
+    /// A tmpfs made in the pod's mount namespace (`emptyDir.medium: Memory`),
+    /// shared by the pod's containers, gone with the pod; `None`: the kernel's size.
+    Tmpfs { size_bytes: Option<u64> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -723,8 +732,16 @@ impl Runtime {
             if host_network { libc::CLONE_NEWNS } else { libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWNS };
         cmd.arg("--resolv-conf").arg(dir.join("resolv.conf")).arg("--hosts").arg(dir.join("hosts"));
         for m in mounts {
-            let flag = if m.read_only { "--mount" } else { "--mount-rw" };
-            cmd.arg(flag).arg(format!("{}:{}", m.source.display(), m.target));
+            match &m.source {
+                MountSource::Path(src) => {
+                    let flag = if m.read_only { "--mount" } else { "--mount-rw" };
+                    cmd.arg(flag).arg(format!("{}:{}", src.display(), m.target));
+                }
+                MountSource::Tmpfs { size_bytes } => {
+                    let size = size_bytes.map(|s| s.to_string()).unwrap_or_default();
+                    cmd.arg("--tmpfs").arg(format!("{size}:{}", m.target));
+                }
+            }
         }
         cmd.args(["--ready-fd", "3"]);
         cmd.env_clear().env("PATH", DEFAULT_PATH).env(infra::MARKER, uid);
