@@ -222,6 +222,17 @@ fn statefulsets_and_cronjobs_with_kubectl() {
     assert_eq!(k.ok(["get", "sts", "web", "-o", "jsonpath={.status.replicas} {.status.readyReplicas}"]), "3 3");
 
     // ---- Rolling update: from the highest ordinal down ----
+    // The order pods are replaced in, from a watch (a poll can miss a fast rollout's steps).
+    let mut watch = k.spawn([
+        "get",
+        "pods",
+        "-l",
+        "app=web",
+        "--watch-only",
+        "-o",
+        r#"jsonpath={.metadata.name} {.spec.containers[0].image}{"\n"}"#,
+    ]);
+    std::thread::sleep(Duration::from_millis(700));
     k.ok(["set", "image", "sts/web", "pause=registry.k8s.io/pause:3.9"]);
     let mut seen_new: Vec<usize> = Vec::new();
     c.wait("every pod at the new image", Duration::from_secs(120), || {
@@ -240,7 +251,10 @@ fn statefulsets_and_cronjobs_with_kubectl() {
         }
         pods.len() == 3 && new.len() == 3
     });
-    assert_eq!(seen_new.first(), Some(&2), "the first pod replaced is web-2: {seen_new:?}");
+    let _ = watch.kill();
+    let watched = watch.wait_with_output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let first_new = watched.lines().find(|l| l.ends_with(":3.9")).and_then(|l| l.split_whitespace().next());
+    assert_eq!(first_new, Some("web-2"), "the first pod replaced is web-2 (polled {seen_new:?}):\n{watched}");
     let out = k.ok(["rollout", "status", "sts/web", "--timeout=120s"]);
     assert!(out.contains("partitioned roll out complete: 3 new pods have been updated"), "{out}");
     c.wait("currentRevision = updateRevision", Duration::from_secs(30), || {
