@@ -225,8 +225,10 @@ fn cordon_drain_and_a_lost_node() {
         !k.ok(["get", "pod", "lost-web", "-o", "jsonpath={.metadata.deletionTimestamp}"]).trim().is_empty()
     });
     let evicted_after = killed.elapsed();
+    // Grace runs from the node's last heartbeat (before the kill) and the taint's
+    // timeAdded is a second-precision metav1.Time (as upstream): up to a second early.
     assert!(
-        evicted_after >= Duration::from_secs(GRACE_SECS + UNREACHABLE_TOLERATION_SECS),
+        evicted_after >= Duration::from_secs(GRACE_SECS + UNREACHABLE_TOLERATION_SECS - 1),
         "evicted after {evicted_after:?}: before grace + tolerationSeconds"
     );
     let events = k.ok([
