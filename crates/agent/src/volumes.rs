@@ -120,29 +120,14 @@ async fn set_up(client: &kube::Client, pod: &Pod, v: &Volume, dir: &Path) -> Res
         return Ok(lifetime.map(|l| l.mul_f64(REFRESH_AT)).unwrap_or(RESYNC));
     }
     if let Some(c) = &v.config_map {
-        let name = c.name.clone();
-        let optional = c.optional == Some(true);
-        let cm = Api::<ConfigMap>::namespaced(client.clone(), &ns).get_opt(&name).await.map_err(|e| e.to_string())?;
-        let files = match cm {
-            Some(cm) => config_map_files(&cm),
-            None if optional => BTreeMap::new(),
-            None => return Err(format!("configmap {name:?} not found")),
-        };
-        let files = select(&files, c.items.as_deref(), optional, &format!("configmap {name:?}"))?;
-        write_all(dir, &files, c.default_mode.unwrap_or(0o644))?;
+        let files = payload(client, &ns, &c.name, c.optional, c.items.as_deref(), config_map_files).await?;
+        write_all(dir, &files.unwrap_or_default(), c.default_mode.unwrap_or(0o644))?;
         return Ok(RESYNC);
     }
     if let Some(sv) = &v.secret {
-        let name = sv.secret_name.clone().unwrap_or_default();
-        let optional = sv.optional == Some(true);
-        let secret = Api::<Secret>::namespaced(client.clone(), &ns).get_opt(&name).await.map_err(|e| e.to_string())?;
-        let files = match secret {
-            Some(s) => secret_files(&s),
-            None if optional => BTreeMap::new(),
-            None => return Err(format!("secret {name:?} not found")),
-        };
-        let files = select(&files, sv.items.as_deref(), optional, &format!("secret {name:?}"))?;
-        write_all(dir, &files, sv.default_mode.unwrap_or(0o644))?;
+        let name = sv.secret_name.as_deref().unwrap_or_default();
+        let files = payload(client, &ns, name, sv.optional, sv.items.as_deref(), secret_files).await?;
+        write_all(dir, &files.unwrap_or_default(), sv.default_mode.unwrap_or(0o644))?;
         return Ok(RESYNC);
     }
     if let Some(d) = &v.downward_api {
@@ -153,7 +138,11 @@ async fn set_up(client: &kube::Client, pod: &Pod, v: &Volume, dir: &Path) -> Res
         write_all(dir, &files, d.default_mode.unwrap_or(0o644))?;
         return Ok(RESYNC);
     }
-    if v.empty_dir.is_some() {
+    if let Some(e) = &v.empty_dir {
+        // A Memory emptyDir is a tmpfs the infra makes: nothing on the node.
+        if e.medium.as_deref() == Some("Memory") {
+            return Ok(NEVER);
+        }
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         return Ok(NEVER);
     }
@@ -167,6 +156,32 @@ async fn set_up(client: &kube::Client, pod: &Pod, v: &Volume, dir: &Path) -> Res
 
 /// A file of a volume: contents and its own mode, if any.
 type Files = BTreeMap<String, (Vec<u8>, Option<i32>)>;
+
+/// The files of a configMap or secret source (`files_of` reads the object):
+/// every key, or its `items`; `None` when the object is missing and `optional`.
+async fn payload<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    optional: Option<bool>,
+    items: Option<&[KeyToPath]>,
+    files_of: fn(&K) -> Files,
+) -> Result<Option<Files>, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let optional = optional == Some(true);
+    let what = format!("{} {name:?}", K::kind(&()).to_lowercase());
+    let obj = Api::<K>::namespaced(client.clone(), ns).get_opt(name).await.map_err(|e| e.to_string())?;
+    match obj {
+        Some(obj) => select(&files_of(&obj), items, optional, &what).map(Some),
+        None if optional => Ok(None),
+        None => Err(format!("{what} not found")),
+    }
+}
 
 fn config_map_files(cm: &ConfigMap) -> Files {
     let mut out: Files = BTreeMap::new();
@@ -322,31 +337,17 @@ async fn write_projected(
             write_file(dir, &t.path, token.as_bytes(), mode)?;
             lifetime = Some(ttl);
         }
+        let mut files = Files::new();
         if let Some(c) = &s.config_map {
-            let optional = c.optional == Some(true);
-            let cm =
-                Api::<ConfigMap>::namespaced(client.clone(), &ns).get_opt(&c.name).await.map_err(|e| e.to_string())?;
-            let files = match cm {
-                Some(cm) => config_map_files(&cm),
-                None if optional => continue,
-                None => return Err(format!("configmap {:?} not found", c.name)),
-            };
-            for (name, (data, m)) in select(&files, c.items.as_deref(), optional, &format!("configmap {:?}", c.name))? {
-                write_file(dir, &name, &data, m.unwrap_or(mode))?;
-            }
+            let got = payload(client, &ns, &c.name, c.optional, c.items.as_deref(), config_map_files).await?;
+            files.extend(got.unwrap_or_default());
         }
         if let Some(sp) = &s.secret {
-            let optional = sp.optional == Some(true);
-            let secret =
-                Api::<Secret>::namespaced(client.clone(), &ns).get_opt(&sp.name).await.map_err(|e| e.to_string())?;
-            let files = match secret {
-                Some(sec) => secret_files(&sec),
-                None if optional => continue,
-                None => return Err(format!("secret {:?} not found", sp.name)),
-            };
-            for (name, (data, m)) in select(&files, sp.items.as_deref(), optional, &format!("secret {:?}", sp.name))? {
-                write_file(dir, &name, &data, m.unwrap_or(mode))?;
-            }
+            let got = payload(client, &ns, &sp.name, sp.optional, sp.items.as_deref(), secret_files).await?;
+            files.extend(got.unwrap_or_default());
+        }
+        for (name, (data, m)) in files {
+            write_file(dir, &name, &data, m.unwrap_or(mode))?;
         }
         if let Some(d) = &s.downward_api {
             for item in d.items.iter().flatten() {

@@ -1121,9 +1121,9 @@ impl Runtime {
             }
         }
         let victims = if pod.sandbox.host_network {
-            process::pids_in_mntns(pod.mntns_inode)
+            process::pids_in_ns("mnt", pod.mntns_inode)
         } else {
-            process::pids_in_netns(pod.netns_inode)
+            process::pids_in_ns("net", pod.netns_inode)
         };
         for &pid in &victims {
             process::kill(pid, libc::SIGKILL);

@@ -36,11 +36,15 @@ pub(crate) fn is_gone(pid: u32) -> bool {
     }
 }
 
+/// Inode of the `kind` namespace (`net`, `mnt`, ...) of `pid`.
+pub(crate) fn ns_inode(pid: u32, kind: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    link.to_str()?.strip_prefix(kind)?.strip_prefix(":[")?.strip_suffix(']')?.parse().ok()
+}
+
 /// Inode of the network namespace of `pid`.
 pub(crate) fn netns_inode(pid: u32) -> Option<u64> {
-    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-    let s = link.to_str()?;
-    s.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+    ns_inode(pid, "net")
 }
 
 /// Inode of the namespace an fd (from `/proc/<pid>/ns/*`) refers to.
@@ -53,28 +57,12 @@ pub(crate) fn fd_inode(fd: &OwnedFd) -> io::Result<u64> {
     Ok(st.st_ino)
 }
 
-/// Every process (but this one) whose network namespace has inode `ino`.
-pub(crate) fn pids_in_netns(ino: u64) -> Vec<u32> {
+/// Every process (but this one) whose `kind` namespace has inode `ino`.
+pub(crate) fn pids_in_ns(kind: &str, ino: u64) -> Vec<u32> {
     let me = std::process::id();
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me && netns_inode(pid) == Some(ino))
-        .collect()
-}
-
-/// Inode of the mount namespace of `pid`.
-pub(crate) fn mntns_inode(pid: u32) -> Option<u64> {
-    let link = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
-    let s = link.to_str()?;
-    s.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
-}
-
-/// Every process (but this one) in the mount namespace with inode `ino`.
-pub(crate) fn pids_in_mntns(ino: u64) -> Vec<u32> {
-    let me = std::process::id();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me && mntns_inode(pid) == Some(ino))
+        .filter(|&pid| pid != me && ns_inode(pid, kind) == Some(ino))
         .collect()
 }
 

@@ -159,21 +159,17 @@ impl Runtime {
         if let Some(st) = &st {
             // The namespace whose processes are the pod's: its network namespace, or
             // for a host-network pod (whose network namespace is the node's) its mount namespace.
-            let mut netns = None;
-            let mut mntns = None;
+            let kind = if st.host_network { "mnt" } else { "net" };
+            let mut pod_ns = None;
             if alive(&st.infra) && process::environ_has(st.infra.pid, &format!("{}={uid}", infra::MARKER)) {
                 victims.push(st.infra.pid);
-                if st.host_network {
-                    mntns = process::mntns_inode(st.infra.pid);
-                } else {
-                    netns = process::netns_inode(st.infra.pid);
-                }
+                pod_ns = process::ns_inode(st.infra.pid, kind);
             }
             for (name, c) in &st.containers {
                 if alive(&c.proc) && process::netns_inode(c.proc.pid) == Some(st.netns_inode) {
                     victims.push(c.proc.pid);
                     if !st.host_network {
-                        netns.get_or_insert(st.netns_inode);
+                        pod_ns.get_or_insert(st.netns_inode);
                     }
                 }
                 let shim_marker = format!("{}={uid}/{name}", shim::MARKER);
@@ -184,11 +180,8 @@ impl Runtime {
                     super::cgroup::kill_all(d);
                 }
             }
-            if let Some(ino) = netns {
-                victims.extend(process::pids_in_netns(ino));
-            }
-            if let Some(ino) = mntns {
-                victims.extend(process::pids_in_mntns(ino));
+            if let Some(ino) = pod_ns {
+                victims.extend(process::pids_in_ns(kind, ino));
             }
             for &pid in &victims {
                 process::kill(pid, libc::SIGKILL);
