@@ -388,6 +388,14 @@ impl State {
         let by_name: HashMap<String, Arc<Lease>> =
             leases.iter().filter_map(|l| l.metadata.name.clone().map(|n| (n, l.clone()))).collect();
 
+        // A hold whose fence lapsed (the process was stalled, or the API unreachable,
+        // for most of a lease) may have been taken meanwhile, and the stores can lag
+        // behind that: every hold must be confirmed again (see `Action::Keep`).
+        if !self.won.is_empty() && !self.fenced_ok() {
+            tracing::warn!(addresses = ?self.won.keys().collect::<Vec<_>>(), "the L2 heartbeat lapsed; confirming holds again");
+            self.won.clear();
+        }
+
         // Holding anything: keep the heartbeat going (before any take-over, so peers
         // see this node alive).
         let holds_any = self.won.keys().any(|ip| addresses.contains_key(ip));
@@ -428,10 +436,30 @@ impl State {
             };
             let step = self.cfg.renew.max(Duration::from_millis(100));
             match election::decide(self.me(), &holder, &eligible, free_for, step) {
-                Action::Keep => {
+                Action::Keep if stale || self.won.contains_key(ip) => {
                     if !stale {
                         // The store shows our hold: no version to wait for ("" never matches).
                         self.won.insert(*ip, Some(String::new()));
+                    }
+                }
+                Action::Keep => {
+                    // A hold this node has not confirmed since it started or since its
+                    // fence lapsed: the store may still show a Lease another node has
+                    // taken since, so it is read from the API server before answering
+                    // (after a heartbeat, so peers see this node alive meanwhile).
+                    if !self.fenced_ok() {
+                        self.renew(true).await;
+                    }
+                    let fresh = bounded(self.cfg.lease_duration / 2, self.api.get_opt(&name)).await;
+                    match fresh {
+                        Ok(Some(l)) if lease::holder(&l) == Some(self.me()) => {
+                            self.won.insert(*ip, Some(String::new()));
+                        }
+                        Ok(l) => {
+                            let now_held_by = l.as_ref().and_then(|l| lease::holder(l)).map(str::to_string);
+                            tracing::info!(%ip, holder = ?now_held_by, "the address was taken meanwhile; not announcing");
+                        }
+                        Err(e) => tracing::warn!(%ip, error = %e, "confirming an L2 hold failed"),
                     }
                 }
                 Action::Release => {
