@@ -48,8 +48,6 @@ pub struct AgentConfig {
     /// SHA-256 of a self-signed serving certificate, published on the Node so
     /// the API server can pin it (agents without access to the cluster CA).
     pub serving_cert_pin: Option<String>,
-    /// The node-local DNS cache, if this agent runs one.
-    pub node_local_dns: Option<NodeLocalDns>,
     /// The Service data plane of this node.
     pub proxy: ProxySettings,
     /// ARP announcement of LoadBalancer addresses.
@@ -95,16 +93,6 @@ pub struct ProxySettings {
     pub service_cidr: ipnet::Ipv4Net,
     /// Coalescing window of rule syncs (`--min-sync-period`).
     pub min_sync_period: std::time::Duration,
-}
-
-/// The node-local DNS cache (NodeLocal DNSCache, KEP-1024): a link-local
-/// address on this node that every pod uses as its nameserver.
-#[derive(Clone, Debug)]
-pub struct NodeLocalDns {
-    pub addr: Ipv4Addr,
-    pub zone: String,
-    /// Where names outside the cluster zone go.
-    pub upstream: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,26 +157,6 @@ impl Agent {
         let mut tasks = Vec::new();
         if let Some(net) = pod_net {
             tasks.push(tokio::spawn(net.run(client.clone())));
-        }
-        if let Some(nl) = &cfg.node_local_dns {
-            match node_local_dns(&client, nl).await {
-                Ok(t) => tasks.extend(t),
-                // Pods keep resolving through their second nameserver (the
-                // cluster DNS Service); say loudly that the cache is missing.
-                Err(e) => {
-                    tracing::error!(error = %e, addr = %nl.addr, "node-local DNS cache not started");
-                    node::warn_event(
-                        &client,
-                        &cfg,
-                        "NodeLocalDNSUnavailable",
-                        &format!(
-                            "node-local DNS cache on {}:53 not started: {e}; pods fall back to the cluster DNS Service",
-                            nl.addr
-                        ),
-                    )
-                    .await;
-                }
-            }
         }
         let (c, k) = (client.clone(), cfg.clone());
         tasks.push(tokio::spawn(async move {
@@ -266,35 +234,6 @@ async fn pod_network(
     Ok(Some(net))
 }
 
-/// Put the link-local address on `lo` and serve the cache there, answering the
-/// cluster zone from this node's own watch-fed view.
-async fn node_local_dns(client: &kube::Client, nl: &NodeLocalDns) -> Result<Vec<JoinHandle<()>>, String> {
-    for cmd in dns::link_local_setup(nl.addr) {
-        let (prog, args) = cmd.split_first().ok_or("empty setup command")?;
-        let out = tokio::process::Command::new(prog).args(args).output().await.map_err(|e| format!("{prog}: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("{}: {}", cmd.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
-        }
-    }
-    let view = dns::ClusterView::new_unsynced();
-    let cfg = dns::NodeLocalConfig {
-        listen: std::net::SocketAddr::from((nl.addr, 53)),
-        cluster_zone: nl.zone.clone(),
-        cluster_view: Some(view.clone()),
-        upstream: nl.upstream.clone(),
-        ..Default::default()
-    };
-    let cache = dns::NodeLocalCache::start(cfg).await.map_err(|e| e.to_string())?;
-    let client = client.clone();
-    Ok(vec![tokio::spawn(async move {
-        // Keep the cache alive as long as the view is fed.
-        let _cache = cache;
-        if let Err(e) = dns::watch(client, view).await {
-            tracing::warn!(error = %e, "node-local DNS view stopped");
-        }
-    })])
-}
-
 /// The node's Service proxy (nftables), with the node set up as rkube wants it:
 /// forwarding on, and an `unreachable` route for the service CIDR so a Service IP
 /// without rules never leaks to the outside network, while the node's own
@@ -305,7 +244,8 @@ fn proxy_task(client: kube::Client, cfg: &AgentConfig) -> impl std::future::Futu
         node_ips: vec![cfg.node_ip],
         pod_cidr: cfg.proxy.cluster_cidr,
         service_cidr: cfg.proxy.service_cidr,
-        node_local_dns: cfg.node_local_dns.as_ref().map(|d| (d.addr, 53)),
+        // The nodelocaldns pod sets up its own NOTRACK rules (dns::program).
+        node_local_dns: None,
         min_sync_period: cfg.proxy.min_sync_period,
         node_setup: proxy::NodeSetup {
             service_cidr_unreachable_route: true,

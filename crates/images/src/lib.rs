@@ -41,6 +41,12 @@ pub enum Builtin {
     Agnhost,
     /// `registry.k8s.io/pause`: sleeps until signalled.
     Pause,
+    /// `registry.k8s.io/coredns/coredns`: rkube's cluster DNS (`coredns -conf FILE`).
+    /// Its program lives in the `dns` crate; the rkube binary runs it (see [`program_of`]).
+    CoreDns,
+    /// `registry.k8s.io/dns/k8s-dns-node-cache`: rkube's node-local DNS cache
+    /// (`node-cache -localip IP ...`), also run by the rkube binary from the `dns` crate.
+    NodeCache,
 }
 
 impl Builtin {
@@ -50,6 +56,8 @@ impl Builtin {
             Builtin::MyWeb => "minjulee226/myweb",
             Builtin::Agnhost => "registry.k8s.io/e2e-test-images/agnhost",
             Builtin::Pause => "registry.k8s.io/pause",
+            Builtin::CoreDns => "registry.k8s.io/coredns/coredns",
+            Builtin::NodeCache => "registry.k8s.io/dns/k8s-dns-node-cache",
         }
     }
 
@@ -58,13 +66,16 @@ impl Builtin {
     /// The real `minjulee226/myweb` is `ENTRYPOINT ["node", "index.js"]`,
     /// `CMD ["Hello World!"]` (the CMD is the `Message:` line of every answer);
     /// agnhost's Dockerfile has `ENTRYPOINT ["/agnhost"]`, `CMD ["pause"]`;
-    /// pause is `ENTRYPOINT ["/pause"]`. Program names are given without the
+    /// pause is `ENTRYPOINT ["/pause"]`; coredns `ENTRYPOINT ["/coredns"]`; node-cache
+    /// `ENTRYPOINT ["/node-cache"]`. Program names are given without the
     /// leading `/` (both spellings run, see [`is_builtin_program`]).
     pub fn entrypoint_cmd(self) -> (&'static [&'static str], &'static [&'static str]) {
         match self {
             Builtin::MyWeb => (&["myweb"], &["Hello World!"]),
             Builtin::Agnhost => (&["agnhost"], &["pause"]),
             Builtin::Pause => (&["pause"], &[]),
+            Builtin::CoreDns => (&["coredns"], &[]),
+            Builtin::NodeCache => (&["node-cache"], &[]),
         }
     }
 }
@@ -90,6 +101,11 @@ const BUILTINS: &[(&str, Builtin)] = &[
     ("gcr.io/kubernetes-e2e-test-images/agnhost", Builtin::Agnhost),
     ("registry.k8s.io/pause", Builtin::Pause),
     ("registry.k8s.io/pause-amd64", Builtin::Pause),
+    ("registry.k8s.io/coredns/coredns", Builtin::CoreDns),
+    ("registry.k8s.io/coredns", Builtin::CoreDns),
+    ("coredns/coredns", Builtin::CoreDns),
+    ("registry.k8s.io/dns/k8s-dns-node-cache", Builtin::NodeCache),
+    ("registry.k8s.io/k8s-dns-node-cache", Builtin::NodeCache),
 ];
 
 /// Tool images whose commands run from the node's filesystem.
@@ -117,7 +133,9 @@ const HOST_IMAGES: &[&str] = &[
 pub fn available_images() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
     for (name, _) in BUILTINS {
-        if !name.starts_with("gcr.io/") && !name.ends_with("-amd64") {
+        let alias =
+            matches!(*name, "registry.k8s.io/coredns" | "coredns/coredns" | "registry.k8s.io/k8s-dns-node-cache");
+        if !name.starts_with("gcr.io/") && !name.ends_with("-amd64") && !alias {
             names.push(name);
         }
     }
@@ -199,7 +217,12 @@ pub fn host_argv(command: &[String], args: &[String]) -> Vec<String> {
 }
 
 /// The program an argv names, by the basename of `argv[0]`: `myweb` (or the
-/// real image's `node index.js`), `agnhost` / `agnhost-2`, `pause`.
+/// real image's `node index.js`), `agnhost` / `agnhost-2`, `pause`, `coredns`,
+/// `node-cache`; with the program's own arguments.
+pub fn program_of(argv: &[String]) -> Option<(Builtin, &[String])> {
+    program(argv)
+}
+
 fn program(argv: &[String]) -> Option<(Builtin, &[String])> {
     let first = argv.first()?;
     let base = first.rsplit('/').next().unwrap_or(first);
@@ -210,6 +233,8 @@ fn program(argv: &[String]) -> Option<(Builtin, &[String])> {
         }
         "agnhost" | "agnhost-2" => Some((Builtin::Agnhost, &argv[1..])),
         "pause" => Some((Builtin::Pause, &argv[1..])),
+        "coredns" => Some((Builtin::CoreDns, &argv[1..])),
+        "node-cache" => Some((Builtin::NodeCache, &argv[1..])),
         _ => None,
     }
 }
@@ -249,6 +274,12 @@ pub fn run(argv: &[String]) -> i32 {
     run_with(argv, &RunOptions::default())
 }
 
+/// Resets SIGTERM/SIGINT to their defaults, as [`run`] does, for a built-in
+/// program that another crate provides (the DNS add-ons).
+pub fn prepare_process() {
+    util::reset_signal_dispositions();
+}
+
 /// [`run`] with [`RunOptions`] (binding to loopback in tests, free ports, ...),
 /// and without touching signal dispositions.
 pub fn run_with(argv: &[String], opts: &RunOptions) -> i32 {
@@ -270,6 +301,14 @@ pub fn run_with(argv: &[String], opts: &RunOptions) -> i32 {
             Builtin::MyWeb => myweb::main(args, opts).await,
             Builtin::Agnhost => agnhost::main(args, opts).await,
             Builtin::Pause => pause::main(args).await,
+            Builtin::CoreDns | Builtin::NodeCache => {
+                util::err_line(format_args!(
+                    "{}: this program is part of rkube's dns crate; the rkube binary runs it (`rkube image {}`)",
+                    builtin.image(),
+                    builtin.entrypoint_cmd().0.join(" ")
+                ));
+                127
+            }
         }
     });
     rt.shutdown_timeout(Duration::from_millis(200));

@@ -174,10 +174,10 @@ pub struct AgentArgs {
     /// Pod network of the cluster (as given to the server).
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Net,
-    /// DNS servers for names outside the cluster, `IP[:PORT],...`
-    /// [default: the nameservers of this host's /etc/resolv.conf].
-    #[arg(long, value_delimiter = ',', value_parser = parse_dns_server)]
-    pub upstream_dns: Vec<std::net::SocketAddr>,
+    /// This node's pods use the `kube-dns` Service only, not the node-local DNS
+    /// cache (for a cluster started with `--disable nodelocaldns`).
+    #[arg(long)]
+    pub no_node_local_dns: bool,
     /// DNS domain of the cluster.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
@@ -216,12 +216,11 @@ pub struct ServerArgs {
     /// DNS domain of the cluster.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
-    /// Port of the cluster DNS on the advertised address (0: any free port).
-    #[arg(long, default_value_t = 53)]
-    pub dns_port: u16,
-    /// Port of the cluster DNS's /metrics and /health (0: any free port).
-    #[arg(long, default_value_t = 9153)]
-    pub dns_metrics_port: u16,
+    /// Leave these add-ons out (comma separated): `coredns` (the cluster DNS
+    /// Deployment behind the `kube-dns` Service), `nodelocaldns` (the node-local DNS
+    /// cache DaemonSet). Bring your own, or run without.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub disable: Vec<crate::addons::Addon>,
     /// Pod network of the cluster; each node gets a /24 of it.
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Net,

@@ -4,6 +4,7 @@
 //! it exists, the node agent) in one process; `rkube server` runs the control
 //! plane alone. See `rkube <command> --help`.
 
+mod addons;
 mod cli;
 mod join;
 mod run;

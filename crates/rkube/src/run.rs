@@ -9,7 +9,7 @@ use std::sync::Arc;
 pub fn main(cli: Cli) -> ExitCode {
     // Pod processes: no logging setup, their output is the container's.
     match cli.command {
-        Command::Image { argv } => return exit_code(images::run(&argv)),
+        Command::Image { argv } => return exit_code(run_image(&argv, cli.log_format)),
         Command::PodInfra { args } => return exit_code(agent::runtime::infra_main(&args)),
         Command::ContainerShim { args } => return exit_code(agent::runtime::shim_main(&args)),
         _ => {}
@@ -26,6 +26,38 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Token(args) => block_on(crate::token::run(args)),
         Command::Image { .. } | Command::PodInfra { .. } | Command::ContainerShim { .. } => ExitCode::FAILURE,
     }
+}
+
+/// A built-in image's program; the DNS add-ons come from the `dns` crate, with
+/// their log lines on stderr (the container's log).
+fn run_image(argv: &[String], log_format: LogFormat) -> i32 {
+    let Some((builtin @ (images::Builtin::CoreDns | images::Builtin::NodeCache), args)) = images::program_of(argv)
+    else {
+        return images::run(argv);
+    };
+    images::prepare_process();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A container log is a file, not a terminal: no colour codes.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
+    match log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{}: starting the runtime: {e}", builtin.image());
+            return 1;
+        }
+    };
+    let args = args.to_vec();
+    rt.block_on(async move {
+        match builtin {
+            images::Builtin::NodeCache => dns::program::node_cache(args).await,
+            _ => dns::program::coredns(args).await,
+        }
+    })
 }
 
 /// The `--lb-pool` ranges, refused when they overlap the service CIDR, the pod CIDR or
@@ -145,8 +177,21 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
                 .map_err(|e| format!("starting controllers: {e}"))?,
         )
     };
-    let dns_server =
-        if args.api_only { None } else { Some(start_cluster_dns(&args, advertise, &api.kubeconfig).await?) };
+    let addon_settings = crate::addons::Settings {
+        cluster_dns: Ipv4Addr::from(u32::from(args.service_cidr.network()).wrapping_add(10)),
+        cluster_domain: args.cluster_domain.clone(),
+        node_local_dns: node.as_ref().map(|n| n.node_local_dns).unwrap_or(dns::NODE_LOCAL_DNS_ADDR),
+        upstream: args.upstream_dns.clone(),
+        disabled: args.disable.clone(),
+    };
+    if !args.api_only {
+        let client = controllers::client_from_kubeconfig(&api.kubeconfig).await.map_err(|e| e.to_string())?;
+        let n = crate::addons::apply(&client, &addon_settings).await?;
+        if n > 0 {
+            eprintln!("{what}: applied the DNS add-ons in kube-system ({n} objects; leave them out with --disable coredns,nodelocaldns)");
+        }
+    }
+    let mut dns_wait = None;
     let agent = match node {
         None => None,
         Some(node) => {
@@ -165,15 +210,25 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
                 service_cidr: args.service_cidr,
                 min_sync_period: node.min_sync_period,
             };
-            let mut cfg =
-                agent_config(&node, name, node_ip, args.data_dir.join("agent"), cert, key, api.ca_pem.clone(), proxy)?;
+            let node_local = !args.disable.contains(&crate::addons::Addon::Nodelocaldns);
+            let mut cfg = agent_config(
+                &node,
+                name,
+                node_ip,
+                args.data_dir.join("agent"),
+                cert,
+                key,
+                api.ca_pem.clone(),
+                proxy,
+                node_local,
+            )?;
             cfg.dns.cluster_domain = args.cluster_domain.clone();
-            cfg.node_local_dns = Some(agent::NodeLocalDns {
-                addr: node.node_local_dns,
-                zone: args.cluster_domain.clone(),
-                upstream: upstream_dns(&args.upstream_dns),
-            });
-            Some(agent::Agent::start(client, cfg).await.map_err(|e| format!("starting the node agent: {e}"))?)
+            let agent = agent::Agent::start(client, cfg).await.map_err(|e| format!("starting the node agent: {e}"))?;
+            // Told as it happens, while the process already answers signals.
+            let client = controllers::client_from_kubeconfig(&api.kubeconfig).await.map_err(|e| e.to_string())?;
+            let (settings, who) = (addon_settings.clone(), what.to_string());
+            dns_wait = Some(tokio::spawn(async move { crate::addons::wait_ready(&client, &settings, &who).await }));
+            Some(agent)
         }
     };
     println!(
@@ -196,15 +251,14 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
     }
     wait_for_signal().await;
     eprintln!("{what}: shutting down");
+    if let Some(t) = dns_wait {
+        t.abort();
+    }
     if let Some(a) = agent {
         a.shutdown().await;
     }
     if let Some(c) = controllers {
         c.shutdown().await;
-    }
-    if let Some((server, watcher)) = dns_server {
-        watcher.abort();
-        drop(server);
     }
     api.shutdown().await;
     eprintln!("{what}: stopped");
@@ -300,6 +354,7 @@ fn agent_config(
     key: String,
     client_ca_pem: String,
     proxy: agent::ProxySettings,
+    node_local_dns: bool,
 ) -> Result<agent::AgentConfig, String> {
     let self_exe = std::env::current_exe().map_err(|e| format!("finding the rkube binary: {e}"))?;
     if node.lb_renew_period.is_zero() || node.lb_renew_period >= node.lb_lease_duration {
@@ -315,16 +370,20 @@ fn agent_config(
         kubelet_port: node.kubelet_port,
         self_exe,
         bridge: node.bridge.clone(),
-        // The node-local cache first; the cluster DNS Service if the cache is down.
+        // The node-local cache (the nodelocaldns DaemonSet's pod) first; the
+        // cluster DNS Service if the cache is down.
         dns: agent::DnsSettings {
-            cluster_dns: vec![node.node_local_dns.to_string(), node.cluster_dns.to_string()],
+            cluster_dns: if node_local_dns {
+                vec![node.node_local_dns.to_string(), node.cluster_dns.to_string()]
+            } else {
+                vec![node.cluster_dns.to_string()]
+            },
             cluster_domain: dns::DEFAULT_ZONE.to_string(),
             host_resolv_conf: host_resolv_conf(),
         },
         tls_cert_pem: cert,
         tls_key_pem: key,
         client_ca_pem,
-        node_local_dns: None,
         serving_cert_pin: None,
         proxy,
         l2: agent::L2Settings {
@@ -336,51 +395,6 @@ fn agent_config(
         pod_network: (node.flannel_backend == "vxlan")
             .then(|| agent::PodNetworkSettings { iface: node.flannel_iface.clone() }),
     })
-}
-
-fn upstream_dns(given: &[std::net::SocketAddr]) -> Vec<std::net::SocketAddr> {
-    if given.is_empty() {
-        dns::resolv_conf_nameservers("/etc/resolv.conf")
-    } else {
-        given.to_vec()
-    }
-}
-
-/// The cluster DNS on the advertised address, published as `kube-dns`.
-async fn start_cluster_dns(
-    args: &ServerArgs,
-    advertise: IpAddr,
-    kubeconfig: &std::path::Path,
-) -> Result<(dns::ClusterDnsServer, tokio::task::JoinHandle<()>), String> {
-    let IpAddr::V4(listen_ip) = advertise else {
-        return Err(format!("--advertise-address {advertise}: the cluster DNS needs an IPv4 address"));
-    };
-    let cfg = dns::DnsConfig {
-        listen: vec![std::net::SocketAddr::from((listen_ip, args.dns_port))],
-        zone: args.cluster_domain.clone(),
-        upstream: upstream_dns(&args.upstream_dns),
-        metrics_listen: Some(std::net::SocketAddr::from((listen_ip, args.dns_metrics_port))),
-        ..Default::default()
-    };
-    let view = dns::ClusterView::new_unsynced();
-    let server = dns::ClusterDnsServer::start(cfg, view.clone())
-        .await
-        .map_err(|e| {
-            format!("starting the cluster DNS on {listen_ip}:{}: {e} (is another DNS server using that port? choose another with --dns-port)", args.dns_port)
-        })?;
-    let dns_port = server.local_addrs().first().map(|a| a.port()).unwrap_or(args.dns_port);
-    let metrics_port = server.metrics_addr().map(|a| a.port()).unwrap_or(args.dns_metrics_port);
-    let client = controllers::client_from_kubeconfig(kubeconfig).await.map_err(|e| e.to_string())?;
-    let cluster_ip = std::net::Ipv4Addr::from(u32::from(args.service_cidr.network()).wrapping_add(10));
-    dns::publish(&client, cluster_ip, listen_ip, dns_port, metrics_port)
-        .await
-        .map_err(|e| format!("publishing the kube-dns Service: {e}"))?;
-    let watcher = tokio::spawn(async move {
-        if let Err(e) = dns::watch(client, view).await {
-            tracing::warn!(error = %e, "cluster DNS view stopped");
-        }
-    });
-    Ok((server, watcher))
 }
 
 /// `rkube agent`: a node joining a cluster from another machine with a join
@@ -419,14 +433,10 @@ async fn agent_async(args: AgentArgs) -> Result<(), String> {
         key,
         joined.ca_pem.clone(),
         proxy,
+        !args.no_node_local_dns,
     )?;
     cfg.serving_cert_pin = Some(pin);
     cfg.dns.cluster_domain = args.cluster_domain.clone();
-    cfg.node_local_dns = Some(agent::NodeLocalDns {
-        addr: args.node.node_local_dns,
-        zone: args.cluster_domain.clone(),
-        upstream: upstream_dns(&args.upstream_dns),
-    });
     eprintln!("rkube agent: joining {} as node {name} ({node_ip})", args.server);
     let agent = agent::Agent::start(client, cfg).await.map_err(|e| format!("starting the node agent: {e}"))?;
     println!("rkube agent: node {name} is Ready in the cluster at {}", args.server);

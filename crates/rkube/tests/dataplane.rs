@@ -22,6 +22,7 @@ fn cluster() -> Option<Cluster> {
     let node = sandbox
         .start_rkube(std::path::Path::new(env!("CARGO_BIN_EXE_rkube")), 1, &["--node-name", "node1"])
         .expect("rkube up");
+    node.wait_dns_ready().expect("DNS add-ons ready");
     Some(Cluster { node, sandbox })
 }
 

@@ -23,6 +23,11 @@ impl Drop for Cluster {
 }
 
 fn cluster() -> Option<Cluster> {
+    cluster_of(1)
+}
+
+/// A sandbox of `nodes` nodes with rkube up on the first.
+fn cluster_of(nodes: usize) -> Option<Cluster> {
     if let Some(why) = testkit::sandbox_unavailable() {
         testkit::skip(&why);
         return None;
@@ -36,7 +41,7 @@ fn cluster() -> Option<Cluster> {
         testkit::skip("dnsmasq and dig are needed (scripts/install-prereqs.sh installs them)");
         return None;
     }
-    let sandbox = Sandbox::new(1).expect("sandbox");
+    let sandbox = Sandbox::new(nodes).expect("sandbox");
     let log = sandbox.temp_dir().join("upstream.log");
     // The "internet" of the sandbox: one name, and a log of every query.
     let upstream = sandbox
@@ -53,6 +58,7 @@ fn cluster() -> Option<Cluster> {
             &["--node-name", "node1", "--upstream-dns", "192.168.122.1"],
         )
         .expect("rkube up");
+    node.wait_dns_ready().expect("DNS add-ons ready");
     Some(Cluster { node, upstream, log, sandbox })
 }
 
@@ -186,4 +192,108 @@ fn headless_srv_ptr_and_pod_records_from_a_pod() {
     // Negative answers carry the SOA.
     let neg = c.exec(&["dig", "nope.default.svc.cluster.local"]);
     assert!(neg.contains("status: NXDOMAIN") && neg.contains("SOA"), "{neg}");
+}
+
+/// The DNS add-ons are workloads (issue 12 item 5): a `coredns` Deployment behind
+/// `kube-dns` and a hostNetwork `nodelocaldns` DaemonSet in kube-system, whose
+/// processes are rkube's DNS server and node-local cache: logs, a deleted pod
+/// comes back, the cache's address answers on the node; `--disable nodelocaldns`
+/// leaves the DaemonSet out and pods use the kube-dns Service alone.
+#[test]
+fn dns_addons_are_workloads_and_can_be_disabled() {
+    let Some(c) = cluster_of(2) else { return };
+    let k = c.k();
+    let sys = |args: &[&str]| {
+        let mut a = vec!["-n", "kube-system"];
+        a.extend_from_slice(args);
+        k.ok(a)
+    };
+    c.wait("coredns 2/2 ready", Duration::from_secs(60), || {
+        sys(&["get", "deploy", "coredns", "-o", "jsonpath={.status.readyReplicas}"]) == "2"
+    });
+    c.wait("nodelocaldns 1/1 ready", Duration::from_secs(60), || {
+        sys(&["get", "ds", "nodelocaldns", "-o", "jsonpath={.status.numberReady}/{.status.desiredNumberScheduled}"])
+            == "1/1"
+    });
+    let ds = sys(&["get", "ds", "nodelocaldns", "-o", "jsonpath={.spec.template.spec.containers[0].args}"]);
+    assert!(ds.contains(r#""-localip","169.254.20.10""#), "{ds}");
+    assert_eq!(sys(&["get", "ds", "nodelocaldns", "-o", "jsonpath={.spec.template.spec.hostNetwork}"]), "true");
+    // kube-dns selects the coredns pods: its endpoints are their IPs.
+    let pod_ips = sys(&["get", "pods", "-l", "k8s-app=kube-dns", "-o", "jsonpath={.items[*].status.podIP}"]);
+    let mut want: Vec<&str> = pod_ips.split_whitespace().collect();
+    want.sort();
+    c.wait("kube-dns endpoints = the coredns pods", Duration::from_secs(10), || {
+        let eps = sys(&["get", "endpoints", "kube-dns", "-o", "jsonpath={.subsets[*].addresses[*].ip}"]);
+        let mut got: Vec<&str> = eps.split_whitespace().collect();
+        got.sort();
+        got == want
+    });
+    // The cache pod runs in the node's network: its pod IP is the node's.
+    let cache_ip = sys(&["get", "pods", "-l", "k8s-app=nodelocaldns", "-o", "jsonpath={.items[0].status.podIP}"]);
+    assert_eq!(cache_ip, "192.168.122.11");
+    // Their logs are the programs' own.
+    let logs = sys(&["logs", "deploy/coredns"]);
+    assert!(logs.contains("CoreDNS-") && logs.contains("zone cluster.local"), "{logs}");
+    let logs = sys(&["logs", "ds/nodelocaldns"]);
+    assert!(logs.contains("node-cache") && logs.contains("169.254.20.10"), "{logs}");
+    // Both answer on the node: the cache on the link-local address, coredns behind the ClusterIP.
+    let node = c.sandbox.node_netns(1);
+    let dig = |server: &str| {
+        c.sandbox
+            .exec_ok(
+                node,
+                "dig",
+                ["+short", "+time=2", "+tries=1", &format!("@{server}"), "kubernetes.default.svc.cluster.local"],
+            )
+            .unwrap_or_default()
+    };
+    assert_eq!(dig("169.254.20.10").trim(), "10.96.0.1");
+    assert_eq!(dig("10.96.0.10").trim(), "10.96.0.1");
+    let metrics = c.sandbox.exec_ok(node, "curl", ["-sf", "http://192.168.122.11:9253/metrics"]).unwrap_or_default();
+    assert!(metrics.contains("node-local-dns"), "{metrics}");
+
+    // A deleted pod comes back (its controller makes a new one), and answers.
+    let old = sys(&["get", "pods", "-l", "k8s-app=nodelocaldns", "-o", "jsonpath={.items[0].metadata.name}"]);
+    sys(&["delete", "pod", &old, "--wait=true"]);
+    c.wait("a new nodelocaldns pod ready", Duration::from_secs(60), || {
+        let now = sys(&[
+            "get",
+            "pods",
+            "-l",
+            "k8s-app=nodelocaldns",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ]);
+        now.lines().any(|l| !l.starts_with(&old) && l.ends_with(" True"))
+    });
+    c.wait("the cache answering again", Duration::from_secs(10), || dig("169.254.20.10").trim() == "10.96.0.1");
+    let old = sys(&["get", "pods", "-l", "k8s-app=kube-dns", "-o", "jsonpath={.items[0].metadata.name}"]);
+    sys(&["delete", "pod", &old, "--wait=true"]);
+    c.wait("coredns 2/2 ready again", Duration::from_secs(60), || {
+        sys(&["get", "deploy", "coredns", "-o", "jsonpath={.status.readyReplicas}"]) == "2"
+            && !sys(&["get", "pods", "-l", "k8s-app=kube-dns", "-o", "jsonpath={.items[*].metadata.name}"])
+                .contains(&old)
+    });
+
+    // Without the cache: no DaemonSet, and pods use the kube-dns Service alone.
+    let plain = c
+        .sandbox
+        .start_rkube(
+            std::path::Path::new(env!("CARGO_BIN_EXE_rkube")),
+            2,
+            &["--node-name", "solo", "--upstream-dns", "192.168.122.1", "--disable", "nodelocaldns"],
+        )
+        .expect("rkube up --disable nodelocaldns");
+    let k2 = plain.kubectl();
+    assert!(k2.run(["-n", "kube-system", "get", "ds", "nodelocaldns"]).stderr.contains("NotFound"));
+    k2.ok(["run", "tools", "--image=nicolaka/netshoot", "--", "sleep", "3600"]);
+    c.wait("tools running on the second cluster", Duration::from_secs(60), || {
+        k2.ok(["get", "pod", "tools", "--no-headers"]).contains("Running")
+    });
+    let resolv = k2.ok(["exec", "tools", "--", "cat", "/etc/resolv.conf"]);
+    let servers: Vec<&str> = resolv.lines().filter(|l| l.starts_with("nameserver")).collect();
+    assert_eq!(servers, ["nameserver 10.96.0.10"], "{resolv}");
+    c.wait("DNS through kube-dns alone", Duration::from_secs(30), || {
+        k2.run(["exec", "tools", "--", "dig", "+short", "+search", "kubernetes.default"]).stdout.trim() == "10.96.0.1"
+    });
 }

@@ -191,6 +191,7 @@ fn the_lesson_end_to_end() {
     let node = sandbox
         .start_rkube(bin, 1, &["--node-name", "node1", "--upstream-dns", "192.168.122.1", "--lb-pool", POOL])
         .expect("rkube up");
+    node.wait_dns_ready().expect("DNS add-ons ready");
     let mut l = Lesson { t: Transcript::default(), node, upstream, sandbox };
     let node_ip = l.sandbox.node_ip(1).to_string();
 
@@ -340,9 +341,29 @@ fn the_lesson_end_to_end() {
         "Every node runs a node-local DNS cache on a link-local address (169.254.20.10, \
          upstream's default; the lesson's cluster used 169.254.25.10), the pods' first \
          nameserver. Pods resolve the Service by its short name, `name.namespace` and the \
-         full name. (The lesson also lists the `nodelocaldns` DaemonSet; rkube runs the \
-         cache inside its node agent and has no DaemonSet kind yet.)",
+         full name. The cache is the `nodelocaldns` DaemonSet in kube-system (one \
+         hostNetwork pod per node, its args name the address), the cluster DNS the \
+         `coredns` Deployment behind the `kube-dns` Service.",
     );
+    let ds = l.k().ok(["-n", "kube-system", "get", "ds", "nodelocaldns"]);
+    l.t.shell("", "kubectl -n kube-system get ds nodelocaldns", &ds);
+    let row: Vec<String> = ds.lines().nth(1).unwrap_or_default().split_whitespace().map(String::from).collect();
+    assert_eq!(row.get(1..6).map(|r| r.join(" ")), Some("1 1 1 1 1".to_string()), "{ds}");
+    let args = l.k().ok([
+        "-n",
+        "kube-system",
+        "get",
+        "ds",
+        "nodelocaldns",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].args}",
+    ]);
+    l.t.shell(
+        "",
+        "kubectl -n kube-system get ds nodelocaldns -o jsonpath='{.spec.template.spec.containers[0].args}'",
+        &args,
+    );
+    assert!(args.contains("169.254.20.10"), "{args}");
     let resolv = l.k().ok(["exec", "tools", "--", "cat", "/etc/resolv.conf"]);
     l.t.shell("", "kubectl exec tools -- cat /etc/resolv.conf", &resolv);
     assert!(resolv.contains("nameserver 169.254.20.10"), "{resolv}");

@@ -55,8 +55,6 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
             sandbox.node_ip(2).to_string(),
             "--node-name".into(),
             name.into(),
-            "--upstream-dns".into(),
-            "192.168.122.1".into(),
         ]
     };
     let rkube_token = |args: &[&str]| -> testkit::Output {

@@ -55,7 +55,7 @@ fn start_agent(
         .arg(ca)
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--node-ip", &sandbox.node_ip(2).to_string(), "--node-name", "node2", "--upstream-dns", "192.168.122.1"])
+        .args(["--node-ip", &sandbox.node_ip(2).to_string(), "--node-name", "node2"])
         .args(["--node-lease-duration-seconds", "2"])
         .env("RKUBE_TOKEN", token)
         .stdout(log.try_clone().expect("log"))

@@ -14,6 +14,8 @@ pub enum Error {
     Exited { status: std::process::ExitStatus, logs: String },
     #[error("rkube server not ready after {timeout:?} ({path} never appeared); logs:\n{logs}")]
     NotReady { timeout: Duration, path: PathBuf, logs: String },
+    #[error("rkube never printed {needle:?} within {timeout:?}; logs:\n{logs}")]
+    LogTimeout { needle: String, timeout: Duration, logs: String },
     #[error("bad kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
     #[error("the server is not running")]

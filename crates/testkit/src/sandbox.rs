@@ -651,6 +651,32 @@ impl SandboxNode {
         self.launch()
     }
 
+    /// Waits until this start of rkube has printed a line containing `needle`
+    /// (stdout or stderr); fails early if rkube exits.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> Result<()> {
+        let marker = format!("=== testkit: start #{} ", self.starts);
+        let deadline = Instant::now() + timeout;
+        loop {
+            for log in [STDOUT_LOG, STDERR_LOG] {
+                let text = std::fs::read_to_string(self.work_dir.join(log)).unwrap_or_default();
+                let current = text.rfind(&marker).map(|i| &text[i..]).unwrap_or("");
+                if current.contains(needle) {
+                    return Ok(());
+                }
+            }
+            let running = matches!(self.child.as_ref().map(|c| peek_exit(c.id(), false)), Some(Ok(None)));
+            if !running || Instant::now() >= deadline {
+                return Err(Error::LogTimeout { needle: needle.to_string(), timeout, logs: self.logs_tail(60) });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `rkube up` says its DNS add-ons (coredns, nodelocaldns) are ready.
+    pub fn wait_dns_ready(&self) -> Result<()> {
+        self.wait_for_log(": DNS add-ons ready", Duration::from_secs(120))
+    }
+
     /// Everything rkube printed so far (stdout, then stderr).
     pub fn logs(&self) -> String {
         self.logs_tail(usize::MAX)

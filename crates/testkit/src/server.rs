@@ -137,8 +137,8 @@ impl TestServer {
             .arg(&self.data_dir)
             .args(["--bind-address", "127.0.0.1", "--port", &port])
             .args(["--advertise-address", "127.0.0.1"])
-            // Many test servers share the loopback: no fixed DNS ports.
-            .args(["--dns-port", "0", "--dns-metrics-port", "0"])
+            // API tests run no node: no DNS add-ons (their pods would stay Pending).
+            .args(["--disable", "coredns,nodelocaldns"])
             .args(&self.extra_args)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -418,7 +418,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --data-dir) dir=$2; shift 2;;
     --port) port=$2; shift 2;;
-    --bind-address|--advertise-address|--dns-port|--dns-metrics-port) shift 2;;
+    --bind-address|--advertise-address|--disable) shift 2;;
     *) echo "unknown flag $1" >&2; exit 2;;
   esac
 done

@@ -92,14 +92,7 @@ impl LbCluster {
         cmd.args(["agent", "--server", &format!("https://{}:6443", self.sandbox.node_ip(1))])
             .arg("--data-dir")
             .arg(&a.data_dir)
-            .args([
-                "--node-ip",
-                &self.sandbox.node_ip(a.node).to_string(),
-                "--node-name",
-                &format!("node{}", a.node),
-                "--upstream-dns",
-                "192.168.122.1",
-            ])
+            .args(["--node-ip", &self.sandbox.node_ip(a.node).to_string(), "--node-name", &format!("node{}", a.node)])
             .env("RKUBE_TOKEN", &token)
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
