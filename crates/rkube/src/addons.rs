@@ -357,10 +357,8 @@ mod tests {
         let no_cache = names(&manifests(&settings(vec![Addon::Nodelocaldns])));
         assert!(!no_cache.iter().any(|n| n.contains("nodelocaldns")), "{no_cache:?}");
         let only_cache = names(&manifests(&settings(vec![Addon::Coredns])));
-        assert!(
-            only_cache.contains(&"DaemonSet/nodelocaldns".to_string())
-                && only_cache.contains(&"ClusterRole/system:coredns".to_string())
-        );
+        assert!(only_cache.contains(&"ClusterRoleBinding/rkube:nodelocaldns".to_string()), "{only_cache:?}");
+        assert!(only_cache.contains(&"DaemonSet/nodelocaldns".to_string()), "{only_cache:?}");
         assert!(!only_cache.contains(&"Deployment/coredns".to_string()));
         assert!(manifests(&settings(vec![Addon::Coredns, Addon::Nodelocaldns])).is_empty());
     }
