@@ -29,6 +29,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Start a single-node cluster in this process: API server, controllers and the node agent.
     Up(UpArgs),
+    /// Stop and remove a multi-node cluster made by `rkube up --nodes N`: its
+    /// processes, pods, network namespaces and bridge.
+    Down(DownArgs),
     /// Start the control plane: API server and controllers.
     Server(ServerArgs),
     /// Start a node agent that joins an existing cluster (`rkube server` or `rkube up`).
@@ -63,6 +66,34 @@ pub struct UpArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub local: LocalClusterArgs,
+}
+
+/// A multi-node cluster on this machine (`rkube up --nodes 4`).
+#[derive(Args, Debug, Clone)]
+pub struct LocalClusterArgs {
+    /// Run this many nodes on this machine, each in a network namespace on a bridge
+    /// (node1: control plane and node, the others joined agents), like the lesson's
+    /// 1 master + 3 nodes. Needs root; `rkube down` removes them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// The nodes' LAN with --nodes: this machine gets `.1` on the bridge, node i
+    /// gets `.1<i>` (192.168.122.11, .12, ...); without --lb-pool, LoadBalancer
+    /// Services get `.200-.250`. A /24 or larger.
+    #[arg(long, default_value = "192.168.122.0/24")]
+    pub lan: Ipv4Net,
+    /// Prefix of the bridge (`<name>-lan`) and namespaces (`<name>-node<i>`) with --nodes.
+    #[arg(long, default_value = "rkube")]
+    pub name: String,
+}
+
+/// `rkube down`: remove a local cluster made by `rkube up --nodes N`.
+#[derive(Args, Debug, Clone)]
+pub struct DownArgs {
+    /// The data dir given to `rkube up --nodes N`.
+    #[arg(long, default_value = "/var/lib/rkube", env = "RKUBE_DATA_DIR")]
+    pub data_dir: PathBuf,
 }
 
 /// Flags of the node agent.

@@ -7,6 +7,7 @@
 mod addons;
 mod cli;
 mod join;
+mod local;
 mod run;
 mod token;
 

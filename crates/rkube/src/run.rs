@@ -20,7 +20,12 @@ pub fn main(cli: Cli) -> ExitCode {
             println!("rkube {} (Kubernetes {})", env!("CARGO_PKG_VERSION"), apiserver::KUBE_VERSION);
             ExitCode::SUCCESS
         }
+        Command::Up(args) if args.local.nodes != 1 => {
+            let raw: Vec<String> = std::env::args().collect();
+            report(crate::local::up(&args, &raw))
+        }
         Command::Up(args) => block_on(serve_async(args.server, Some(args.node), "rkube up")),
+        Command::Down(args) => report(crate::local::down(&args)),
         Command::Server(args) => block_on(serve_async(args, None, "rkube server")),
         Command::Agent(args) => block_on(agent_async(args)),
         Command::Token(args) => block_on(crate::token::run(args)),
@@ -86,6 +91,16 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn report(r: Result<(), String>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

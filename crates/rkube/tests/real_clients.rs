@@ -120,7 +120,21 @@ fn server_side_apply_and_field_managers() {
     // ---- apply creates; a second identical apply is a no-op ----
     let out = k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &deployment(2, true, true));
     assert!(out.contains("deployment.apps/web serverside-applied"), "{out}");
-    let first = c.json(&dep);
+    // The controllers write the new Deployment's status (and so its
+    // resourceVersion) for a moment: compare once that has settled.
+    let mut first = c.json(&dep);
+    let mut stable_since = std::time::Instant::now();
+    let settle = std::time::Instant::now();
+    while stable_since.elapsed() < std::time::Duration::from_millis(1500)
+        && settle.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = c.json(&dep);
+        if now["metadata"]["resourceVersion"] != first["metadata"]["resourceVersion"] {
+            first = now;
+            stable_since = std::time::Instant::now();
+        }
+    }
     assert!(c.managers(&dep).contains(&"kubectl/Apply".to_string()), "{:?}", c.managers(&dep));
     let f = c.fields_of(&dep, "kubectl");
     assert_eq!(f["f:spec"]["f:replicas"], serde_json::json!({}));

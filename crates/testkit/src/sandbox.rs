@@ -221,6 +221,19 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Takes a namespace that the program under test creates itself (`rkube up
+    /// --nodes`) into this sandbox's cleanup, whether or not it exists yet: its
+    /// processes are killed and it is deleted with the sandbox (or by a later
+    /// [`cleanup_stale`]). Only names that start with this sandbox's id.
+    pub fn adopt_netns(&self, ns: &str) -> Result<()> {
+        if !ns.starts_with(&format!("{}-", self.inner.id)) {
+            return Err(Error::Sandbox(format!("{ns}: an adopted namespace must start with {}-", self.inner.id)));
+        }
+        lock(&self.inner.created).push(ns.to_string());
+        registry_created(&self.inner.id, ns);
+        Ok(())
+    }
+
     /// The sandbox id (`rkt` + 6 hex digits), the prefix of all its names.
     pub fn id(&self) -> &str {
         &self.inner.id
@@ -946,7 +959,9 @@ fn netns_id(ns: &str) -> Option<&str> {
     let (id, role) = ns.split_once('-')?;
     let role_ok = role == "lan"
         || role == "cl"
-        || role.strip_prefix('n').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+        || role.strip_prefix('n').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        // Adopted namespaces of `rkube up --nodes` (`Sandbox::adopt_netns`).
+        || role.strip_prefix("node").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
     (is_sandbox_id(id) && role_ok).then_some(id)
 }
 
