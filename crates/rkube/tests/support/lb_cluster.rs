@@ -26,6 +26,8 @@ pub struct LbCluster {
     pub agents: Vec<Agent>,
     pub sandbox: Sandbox,
     bin: std::path::PathBuf,
+    /// More flags for every `rkube agent`.
+    agent_args: Vec<String>,
 }
 
 impl Drop for LbCluster {
@@ -52,11 +54,17 @@ pub fn pct(v: &mut [Duration], p: f64) -> Duration {
 
 impl LbCluster {
     pub fn start(bin: &std::path::Path) -> LbCluster {
+        Self::start_with(bin, &[], &[])
+    }
+
+    /// [`LbCluster::start`] with more flags for `rkube up` and for the agents.
+    pub fn start_with(bin: &std::path::Path, server_args: &[&str], agent_args: &[&str]) -> LbCluster {
         let sandbox = Sandbox::new(3).expect("sandbox");
-        let server = sandbox
-            .start_rkube(bin, 1, &["--node-name", "node1", "--lb-pool", POOL, "--upstream-dns", "192.168.122.1"])
-            .expect("rkube up");
-        let mut c = LbCluster { server, agents: Vec::new(), sandbox, bin: bin.to_path_buf() };
+        let mut args = vec!["--node-name", "node1", "--lb-pool", POOL, "--upstream-dns", "192.168.122.1"];
+        args.extend_from_slice(server_args);
+        let server = sandbox.start_rkube(bin, 1, &args).expect("rkube up");
+        let agent_args = agent_args.iter().map(|a| a.to_string()).collect();
+        let mut c = LbCluster { server, agents: Vec::new(), sandbox, bin: bin.to_path_buf(), agent_args };
         for n in [2, 3] {
             let data_dir = c.sandbox.temp_dir().join(format!("node{n}-agent"));
             let mut a = Agent { node: n, child: None, data_dir };
@@ -93,6 +101,7 @@ impl LbCluster {
             .arg("--data-dir")
             .arg(&a.data_dir)
             .args(["--node-ip", &self.sandbox.node_ip(a.node).to_string(), "--node-name", &format!("node{}", a.node)])
+            .args(&self.agent_args)
             .env("RKUBE_TOKEN", &token)
             .stdout(log.try_clone().expect("log"))
             .stderr(log);
