@@ -1,8 +1,8 @@
 //! What a user may do (upstream's authorizer chain, `pkg/kubeapiserver/authorizer`):
 //!
 //! - `system:masters`: everything, never asking RBAC (as upstream);
-//! - `system:nodes`: everything for now (upstream narrows nodes with the Node
-//!   authorizer and NodeRestriction; that comes next);
+//! - `system:nodes`: their own Node and node Lease only, among those kinds (as
+//!   upstream's NodeRestriction); everything else for now (`node_rules`);
 //! - everyone else: RBAC (`apimachinery::rbac`) over the cluster's Roles,
 //!   ClusterRoles and bindings (`rbac.rs` keeps them in memory), starting from
 //!   upstream's bootstrap policy: `system:bootstrappers` may ask for node
@@ -48,7 +48,7 @@ pub fn authorize(user: &User, a: &Attributes<'_>, policy: &Policy) -> Result<Str
         return Ok(format!("{MASTERS} may do anything"));
     }
     if user.in_group(NODES) {
-        return Ok(format!("{NODES} may do anything until the Node authorizer lands"));
+        return node_rules(user, a);
     }
     let req = Request {
         user: &user.name,
@@ -65,6 +65,36 @@ pub fn authorize(user: &User, a: &Attributes<'_>, policy: &Policy) -> Result<Str
         return Ok("RBAC: allowed".into());
     }
     Err(forbidden_message(user, a))
+}
+
+/// What a node (`system:node:<name>` in `system:nodes`) may do. As upstream's
+/// NodeRestriction (`plugin/pkg/admission/noderestriction/admission.go`) a node
+/// changes only its own Node object and its own Lease in `kube-node-lease`; the
+/// rest stays open to nodes for now (the node agent also runs the Service proxy,
+/// the L2 announcer and the pod network with these credentials), until the
+/// graph-based parts of upstream's Node authorizer land (secrets and configMaps
+/// only of the node's pods).
+fn node_rules(user: &User, a: &Attributes<'_>) -> Result<String, String> {
+    const WRITES: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
+    let own = user.name.strip_prefix("system:node:");
+    let writes = WRITES.contains(&a.verb);
+    let deny = |reason: String| Err(format!("{}: {reason}", forbidden_message(user, a)));
+    match (a.group, a.resource) {
+        ("", "nodes") if writes => match (own, a.name) {
+            (None, _) => deny(format!("{:?} is not a node name (system:node:<name>)", user.name)),
+            (Some(me), Some(name)) if name != me => deny(format!("node {me:?} is not allowed to modify node {name:?}")),
+            (_, None) if a.verb == "deletecollection" => deny("a node cannot delete nodes".into()),
+            _ => Ok(format!("{NODES}: its own Node")),
+        },
+        ("coordination.k8s.io", "leases") if writes && a.namespace == Some("kube-node-lease") => match (own, a.name) {
+            (Some(me), Some(name)) if name != me => {
+                deny("can only access node lease with the same name as the requesting node".into())
+            }
+            (Some(_), _) if a.verb != "deletecollection" => Ok(format!("{NODES}: its own Lease")),
+            _ => deny("can only access node lease with the same name as the requesting node".into()),
+        },
+        _ => Ok(format!("{NODES}: allowed to nodes (the Node authorizer's graph rules are not in place yet)")),
+    }
 }
 
 /// Whether a non-resource request (`/metrics`, `/healthz`, ...) is allowed.
@@ -144,6 +174,35 @@ mod tests {
         assert!(authorize(&nobody, &attrs("get", "", "pods", Some("default")), &p).is_err());
         assert!(authorize_path(&nobody, "get", "/version", &p), "system:public-info-viewer");
         assert!(!authorize_path(&nobody, "get", "/metrics", &p));
+    }
+
+    #[test]
+    fn nodes_change_only_their_own_node_and_lease() {
+        let p = bootstrap_policy();
+        let n2 = User::new("system:node:node2", [NODES.to_string()]);
+        let named = |verb: &'static str, resource: &'static str, ns: Option<&'static str>, name: &'static str| {
+            let group = if resource == "leases" { "coordination.k8s.io" } else { "" };
+            Attributes { name: Some(name), ..attrs(verb, group, resource, ns) }
+        };
+        assert!(authorize(&n2, &named("patch", "nodes", None, "node2"), &p).is_ok());
+        let mut status = named("patch", "nodes", None, "node2");
+        status.subresource = Some("status");
+        assert!(authorize(&n2, &status, &p).is_ok());
+        assert!(authorize(&n2, &attrs("create", "", "nodes", None), &p).is_ok(), "registering itself");
+        assert_eq!(
+            authorize(&n2, &named("patch", "nodes", None, "node3"), &p).unwrap_err(),
+            "nodes \"node3\" is forbidden: User \"system:node:node2\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope: node \"node2\" is not allowed to modify node \"node3\""
+        );
+        assert!(authorize(&n2, &named("delete", "nodes", None, "node1"), &p).is_err());
+        assert!(authorize(&n2, &attrs("deletecollection", "", "nodes", None), &p).is_err());
+        assert!(authorize(&n2, &named("get", "nodes", None, "node3"), &p).is_ok(), "reads stay open");
+        assert!(authorize(&n2, &named("update", "leases", Some("kube-node-lease"), "node2"), &p).is_ok());
+        let e = authorize(&n2, &named("update", "leases", Some("kube-node-lease"), "node3"), &p).unwrap_err();
+        assert!(e.ends_with(": can only access node lease with the same name as the requesting node"), "{e}");
+        assert!(authorize(&n2, &named("update", "leases", Some("kube-system"), "rkube-l2-node2"), &p).is_ok());
+        // A node identity that names no node changes no Node.
+        let odd = User::new("someone", [NODES.to_string()]);
+        assert!(authorize(&odd, &named("patch", "nodes", None, "node2"), &p).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! "This machine" is a sandbox namespace: rkube builds its bridge there and its
 //! node namespaces beside it (adopted by the sandbox, so they go even if the test
 //! fails). Checks: 4 nodes Ready at the LAN's .11-.14, the nodelocaldns DaemonSet
-//! 4/4, the lesson's ReplicaSet spread over the nodes, NodePort 31111 on every node
+//! 4/4 and coredns 2/2, the lesson's ReplicaSet spread over the nodes, NodePort 31111 on every node
 //! and the LoadBalancer address from the default pool answering this machine;
 //! then `rkube down` removes the processes, namespaces and the bridge. Needs root.
 
@@ -75,6 +75,10 @@ fn rkube_up_nodes_4_builds_the_lessons_cluster_and_down_removes_it() {
     // The DNS add-ons: the cache on every node.
     wait("nodelocaldns 4/4", Duration::from_secs(120), &log_path, || {
         k.ok(["-n", "kube-system", "get", "ds", "nodelocaldns", "-o", "jsonpath={.status.numberReady}"]) == "4"
+    });
+
+    wait("coredns 2/2", Duration::from_secs(120), &log_path, || {
+        k.ok(["-n", "kube-system", "get", "deploy", "coredns", "-o", "jsonpath={.status.readyReplicas}"]) == "2"
     });
 
     // The lesson's ReplicaSet, scaled to 8, spreads over the nodes.

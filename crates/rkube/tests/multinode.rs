@@ -144,6 +144,25 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
     // The agent holds no admin credential anywhere in its data dir.
     let admin = node1.token().expect("admin token");
     assert!(!contains_anywhere(&data_dir, &admin), "the admin token leaked into the agent's data dir");
+    // With its own credentials node2 changes its own Node, not another's (NodeRestriction).
+    let as_node2 = testkit::Kubectl::new(data_dir.join("kubeconfig.yaml")).in_netns(sandbox.node_netns(2));
+    as_node2.ok(["label", "node", "node2", "rkube.test/own=yes"]);
+    let other = as_node2.run(["label", "node", "node1", "rkube.test/other=yes"]);
+    assert!(
+        !other.success()
+            && other
+                .stderr
+                .contains("nodes \"node1\" is forbidden: User \"system:node:node2\" cannot patch resource \"nodes\"")
+            && other.stderr.contains("node \"node2\" is not allowed to modify node \"node1\""),
+        "{}",
+        other.stderr
+    );
+    let lease = as_node2.run(["-n", "kube-node-lease", "annotate", "lease", "node1", "rkube.test/x=y"]);
+    assert!(
+        !lease.success() && lease.stderr.contains("can only access node lease with the same name"),
+        "{}",
+        lease.stderr
+    );
     // Another machine joining under node2's name is refused; node2 stays as it was.
     let clash_dir = sandbox.temp_dir().join("clash-agent");
     let mut cmd = sandbox.command(sandbox.node_netns(2), bin);
