@@ -84,7 +84,7 @@ pub fn answer(
             namespace: ns,
             name,
         };
-        match authz::authorize(&subject, &a, policy) {
+        match authz::authorize(&subject, &a, policy, None) {
             Ok(why) => (true, why),
             Err(_) => (false, String::new()),
         }

@@ -1,8 +1,10 @@
 //! What a user may do (upstream's authorizer chain, `pkg/kubeapiserver/authorizer`):
 //!
 //! - `system:masters`: everything, never asking RBAC (as upstream);
-//! - `system:nodes`: their own Node and node Lease only, among those kinds (as
-//!   upstream's NodeRestriction); everything else for now (`node_rules`);
+//! - `system:nodes` (`node_rules`): their own Node and node Lease only, among
+//!   those kinds (upstream's NodeRestriction); Secrets, ConfigMaps, PVCs and
+//!   ServiceAccount tokens only of their own pods (upstream's Node authorizer,
+//!   over `node_graph.rs`); everything else for now;
 //! - everyone else: RBAC (`apimachinery::rbac`) over the cluster's Roles,
 //!   ClusterRoles and bindings (`rbac.rs` keeps them in memory), starting from
 //!   upstream's bootstrap policy: `system:bootstrappers` may ask for node
@@ -11,6 +13,7 @@
 //!   `system:public-info-viewer`) and ask what it may do (`system:basic-user`).
 
 use crate::authn::{User, MASTERS, NODES};
+use crate::node_graph::{NodeGraph, RefKind};
 use apimachinery::rbac::{Policy, Request};
 
 /// `authorizer.Attributes` of a resource request.
@@ -43,12 +46,17 @@ pub fn verb(method: &http::Method, named: bool, watch: bool) -> &'static str {
 /// Allowed (with why, for access reviews), or upstream's forbidden message
 /// (`forbiddenMessage` in
 /// `staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go`).
-pub fn authorize(user: &User, a: &Attributes<'_>, policy: &Policy) -> Result<String, String> {
+pub fn authorize(
+    user: &User,
+    a: &Attributes<'_>,
+    policy: &Policy,
+    graph: Option<&NodeGraph>,
+) -> Result<String, String> {
     if user.in_group(MASTERS) {
         return Ok(format!("{MASTERS} may do anything"));
     }
     if user.in_group(NODES) {
-        return node_rules(user, a);
+        return node_rules(user, a, graph);
     }
     let req = Request {
         user: &user.name,
@@ -74,7 +82,7 @@ pub fn authorize(user: &User, a: &Attributes<'_>, policy: &Policy) -> Result<Str
 /// the L2 announcer and the pod network with these credentials), until the
 /// graph-based parts of upstream's Node authorizer land (secrets and configMaps
 /// only of the node's pods).
-fn node_rules(user: &User, a: &Attributes<'_>) -> Result<String, String> {
+fn node_rules(user: &User, a: &Attributes<'_>, graph: Option<&NodeGraph>) -> Result<String, String> {
     const WRITES: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
     let own = user.name.strip_prefix("system:node:");
     let writes = WRITES.contains(&a.verb);
@@ -93,7 +101,62 @@ fn node_rules(user: &User, a: &Attributes<'_>) -> Result<String, String> {
             (Some(_), _) if a.verb != "deletecollection" => Ok(format!("{NODES}: its own Lease")),
             _ => deny("can only access node lease with the same name as the requesting node".into()),
         },
-        _ => Ok(format!("{NODES}: allowed to nodes (the Node authorizer's graph rules are not in place yet)")),
+        (group, resource) if RefKind::of_resource(group, resource).is_some() => {
+            let kind = RefKind::of_resource(group, resource).unwrap_or(RefKind::Secret);
+            let reads = a.verb == "get" && a.subresource.is_none();
+            let token = kind == RefKind::ServiceAccount && a.verb == "create" && a.subresource == Some("token");
+            let known = match (own, a.namespace, a.name, graph) {
+                (Some(me), Some(ns), Some(name), Some(g)) if reads || token => g.uses(me, kind, ns, name),
+                _ => false,
+            };
+            if known {
+                Ok(format!("{NODES}: referenced by a pod bound to the node"))
+            } else {
+                deny(format!("no relationship found between node '{}' and this object", own.unwrap_or(&user.name)))
+            }
+        }
+        _ => Ok(format!(
+            "{NODES}: allowed to nodes (upstream's narrower rules for the other kinds are not in place yet)"
+        )),
+    }
+}
+
+/// A node's read of a Secret, ConfigMap, PersistentVolumeClaim or ServiceAccount (or a
+/// token for it) that the graph does not know yet: true if a pod bound to the node
+/// references it in the store (the graph follows the store a moment behind).
+pub async fn node_reference_in_store(user: &User, a: &Attributes<'_>, store: &dyn store::Store) -> bool {
+    let (Some(me), Some(kind), Some(ns), Some(name)) = (
+        user.name.strip_prefix("system:node:").filter(|_| user.in_group(NODES)),
+        RefKind::of_resource(a.group, a.resource),
+        a.namespace,
+        a.name,
+    ) else {
+        return false;
+    };
+    let reads = a.verb == "get" && a.subresource.is_none();
+    let token = kind == RefKind::ServiceAccount && a.verb == "create" && a.subresource == Some("token");
+    if !(reads || token) {
+        return false;
+    }
+    let prefix = format!("/registry/core/pods/{ns}/");
+    let mut opts = store::ListOptions::default();
+    loop {
+        let Ok(page) = store.list(&prefix, opts.clone()).await else { return false };
+        for kv in &page.kvs {
+            let Ok(pod) = serde_json::from_slice(&kv.value) else { continue };
+            let (node, refs) = crate::node_graph::pod_refs(&pod);
+            if node.as_deref() == Some(me) && refs.iter().any(|r| r.kind == kind && r.name == name) {
+                return true;
+            }
+        }
+        if !page.more {
+            return false;
+        }
+        opts = store::ListOptions {
+            revision: Some(page.revision),
+            start_after: page.kvs.last().map(|kv| kv.key.clone()),
+            ..Default::default()
+        };
     }
 }
 
@@ -154,24 +217,27 @@ mod tests {
     fn bootstrappers_only_ask_for_certificates() {
         let p = bootstrap_policy();
         let b = User::new("system:bootstrap:abcdef", [crate::authn::BOOTSTRAPPERS.to_string()]);
-        assert!(authorize(&b, &attrs("create", "certificates.k8s.io", "certificatesigningrequests", None), &p).is_ok());
-        assert!(authorize(&b, &attrs("watch", "certificates.k8s.io", "certificatesigningrequests", None), &p).is_ok());
+        assert!(authorize(&b, &attrs("create", "certificates.k8s.io", "certificatesigningrequests", None), &p, None)
+            .is_ok());
+        assert!(
+            authorize(&b, &attrs("watch", "certificates.k8s.io", "certificatesigningrequests", None), &p, None).is_ok()
+        );
         let mut approve = attrs("update", "certificates.k8s.io", "certificatesigningrequests", None);
         approve.subresource = Some("approval");
-        assert!(authorize(&b, &approve, &p).is_err());
+        assert!(authorize(&b, &approve, &p, None).is_err());
         assert_eq!(
-            authorize(&b, &attrs("list", "", "secrets", Some("kube-system")), &p).unwrap_err(),
+            authorize(&b, &attrs("list", "", "secrets", Some("kube-system")), &p, None).unwrap_err(),
             "secrets is forbidden: User \"system:bootstrap:abcdef\" cannot list resource \"secrets\" in API group \"\" in the namespace \"kube-system\""
         );
         let mut named = attrs("get", "", "nodes", None);
         named.name = Some("n1");
         assert_eq!(
-            authorize(&b, &named, &p).unwrap_err(),
+            authorize(&b, &named, &p, None).unwrap_err(),
             "nodes \"n1\" is forbidden: User \"system:bootstrap:abcdef\" cannot get resource \"nodes\" in API group \"\" at the cluster scope"
         );
-        assert!(authorize(&User::admin(), &attrs("delete", "", "secrets", Some("x")), &p).is_ok());
+        assert!(authorize(&User::admin(), &attrs("delete", "", "secrets", Some("x")), &p, None).is_ok());
         let nobody = User::new("jane", []);
-        assert!(authorize(&nobody, &attrs("get", "", "pods", Some("default")), &p).is_err());
+        assert!(authorize(&nobody, &attrs("get", "", "pods", Some("default")), &p, None).is_err());
         assert!(authorize_path(&nobody, "get", "/version", &p), "system:public-info-viewer");
         assert!(!authorize_path(&nobody, "get", "/metrics", &p));
     }
@@ -184,25 +250,55 @@ mod tests {
             let group = if resource == "leases" { "coordination.k8s.io" } else { "" };
             Attributes { name: Some(name), ..attrs(verb, group, resource, ns) }
         };
-        assert!(authorize(&n2, &named("patch", "nodes", None, "node2"), &p).is_ok());
+        assert!(authorize(&n2, &named("patch", "nodes", None, "node2"), &p, None).is_ok());
         let mut status = named("patch", "nodes", None, "node2");
         status.subresource = Some("status");
-        assert!(authorize(&n2, &status, &p).is_ok());
-        assert!(authorize(&n2, &attrs("create", "", "nodes", None), &p).is_ok(), "registering itself");
+        assert!(authorize(&n2, &status, &p, None).is_ok());
+        assert!(authorize(&n2, &attrs("create", "", "nodes", None), &p, None).is_ok(), "registering itself");
         assert_eq!(
-            authorize(&n2, &named("patch", "nodes", None, "node3"), &p).unwrap_err(),
+            authorize(&n2, &named("patch", "nodes", None, "node3"), &p, None).unwrap_err(),
             "nodes \"node3\" is forbidden: User \"system:node:node2\" cannot patch resource \"nodes\" in API group \"\" at the cluster scope: node \"node2\" is not allowed to modify node \"node3\""
         );
-        assert!(authorize(&n2, &named("delete", "nodes", None, "node1"), &p).is_err());
-        assert!(authorize(&n2, &attrs("deletecollection", "", "nodes", None), &p).is_err());
-        assert!(authorize(&n2, &named("get", "nodes", None, "node3"), &p).is_ok(), "reads stay open");
-        assert!(authorize(&n2, &named("update", "leases", Some("kube-node-lease"), "node2"), &p).is_ok());
-        let e = authorize(&n2, &named("update", "leases", Some("kube-node-lease"), "node3"), &p).unwrap_err();
+        assert!(authorize(&n2, &named("delete", "nodes", None, "node1"), &p, None).is_err());
+        assert!(authorize(&n2, &attrs("deletecollection", "", "nodes", None), &p, None).is_err());
+        assert!(authorize(&n2, &named("get", "nodes", None, "node3"), &p, None).is_ok(), "reads stay open");
+        assert!(authorize(&n2, &named("update", "leases", Some("kube-node-lease"), "node2"), &p, None).is_ok());
+        let e = authorize(&n2, &named("update", "leases", Some("kube-node-lease"), "node3"), &p, None).unwrap_err();
         assert!(e.ends_with(": can only access node lease with the same name as the requesting node"), "{e}");
-        assert!(authorize(&n2, &named("update", "leases", Some("kube-system"), "rkube-l2-node2"), &p).is_ok());
+        assert!(authorize(&n2, &named("update", "leases", Some("kube-system"), "rkube-l2-node2"), &p, None).is_ok());
         // A node identity that names no node changes no Node.
         let odd = User::new("someone", [NODES.to_string()]);
-        assert!(authorize(&odd, &named("patch", "nodes", None, "node2"), &p).is_err());
+        assert!(authorize(&odd, &named("patch", "nodes", None, "node2"), &p, None).is_err());
+    }
+
+    #[test]
+    fn nodes_read_only_what_their_pods_reference() {
+        let p = bootstrap_policy();
+        let g = NodeGraph::default();
+        let pod = serde_json::json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"nodeName": "node2", "containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "db"}}]}]},
+        });
+        g.put_for_test("/registry/core/pods/shop/web", &serde_json::to_vec(&pod).unwrap_or_default());
+        let n2 = User::new("system:node:node2", [NODES.to_string()]);
+        let n3 = User::new("system:node:node3", [NODES.to_string()]);
+        let get = |resource: &'static str, name: &'static str| Attributes {
+            name: Some(name),
+            ..attrs("get", "", resource, Some("shop"))
+        };
+        assert!(authorize(&n2, &get("secrets", "db"), &p, Some(&g)).is_ok());
+        assert_eq!(
+            authorize(&n3, &get("secrets", "db"), &p, Some(&g)).unwrap_err(),
+            "secrets \"db\" is forbidden: User \"system:node:node3\" cannot get resource \"secrets\" in API group \"\" in the namespace \"shop\": no relationship found between node 'node3' and this object"
+        );
+        assert!(authorize(&n2, &get("secrets", "other"), &p, Some(&g)).is_err());
+        assert!(authorize(&n2, &attrs("list", "", "secrets", Some("shop")), &p, Some(&g)).is_err(), "no listing");
+        assert!(authorize(&n2, &get("configmaps", "db"), &p, Some(&g)).is_err(), "a Secret, not a ConfigMap");
+        let mut token = Attributes { name: Some("default"), ..attrs("create", "", "serviceaccounts", Some("shop")) };
+        token.subresource = Some("token");
+        assert!(authorize(&n2, &token, &p, Some(&g)).is_ok(), "the pod's ServiceAccount");
+        assert!(authorize(&n3, &token, &p, Some(&g)).is_err());
+        assert!(authorize(&n2, &get("secrets", "db"), &p, None).is_err(), "no graph, no reads");
     }
 
     #[test]

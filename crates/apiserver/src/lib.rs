@@ -20,6 +20,7 @@ mod handlers;
 mod join;
 mod metrics;
 mod negotiate;
+mod node_graph;
 mod node_proxy;
 mod object;
 mod openapi;
@@ -179,12 +180,16 @@ impl ApiServer {
         let (rbac, rbac_task) = rbac::RbacCache::start(store.clone())
             .await
             .map_err(|e| StartError::Bootstrap(format!("loading the RBAC policy: {e}")))?;
+        let (node_graph, node_graph_task) = node_graph::NodeGraph::start(store.clone())
+            .await
+            .map_err(|e| StartError::Bootstrap(format!("loading the pods for the Node authorizer: {e}")))?;
         let sa_tokens = serviceaccount::Tokens::load_or_create(&pki)
             .map_err(|e| StartError::Bootstrap(format!("the service account signing key: {e}")))?;
         let state = Arc::new(server::State {
             registry,
             sa_tokens,
             rbac,
+            node_graph,
             token: token.clone(),
             ca_pem: certs.ca_pem.clone(),
             server_address: format!("{}:{}", cfg.advertise_address, cfg.port),
@@ -200,6 +205,7 @@ impl ApiServer {
         let mut tasks = vec![tokio::spawn(accept_loop(listener, acceptor, state.clone(), shutdown_rx.clone()))];
         tasks.push(tokio::spawn(compaction_loop(store.clone(), cfg.compaction_interval, shutdown_rx.clone())));
         tasks.push(rbac_task);
+        tasks.push(node_graph_task);
 
         let host = if cfg.bind_address.is_unspecified() || cfg.bind_address.is_loopback() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)

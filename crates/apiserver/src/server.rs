@@ -26,6 +26,8 @@ pub struct State {
     pub sa_tokens: crate::serviceaccount::Tokens,
     /// The RBAC objects the authorizer judges by.
     pub rbac: Arc<crate::rbac::RbacCache>,
+    /// What each node's pods reference (the Node authorizer's graph).
+    pub node_graph: Arc<crate::node_graph::NodeGraph>,
     pub token: String,
     /// The cluster CA (served at `/cacerts`).
     pub ca_pem: String,
@@ -107,8 +109,12 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
             namespace: rr.namespace.as_deref(),
             name: rr.name.as_deref(),
         };
-        if let Err(message) = authz::authorize(&user, &attrs, &state.rbac.policy()) {
-            return error_reply(&ApiError::forbidden_message(rr.resource, rr.name.as_deref(), message));
+        if let Err(message) = authz::authorize(&user, &attrs, &state.rbac.policy(), Some(&state.node_graph)) {
+            // The graph follows the store a moment behind: a node that just got a
+            // pod may ask for its Secret first, so a miss is checked in the store.
+            if !authz::node_reference_in_store(&user, &attrs, state.registry.store.as_ref()).await {
+                return error_reply(&ApiError::forbidden_message(rr.resource, rr.name.as_deref(), message));
+            }
         }
     }
     match target {
@@ -289,7 +295,7 @@ fn impersonate(user: &User, headers: &http::HeaderMap, policy: &apimachinery::rb
     };
     let check = |verb: &str, group: &str, resource: &str, ns: Option<&str>, obj: &str| -> Result<(), ApiError> {
         let a = authz::Attributes { verb, group, resource, subresource: None, namespace: ns, name: Some(obj) };
-        authz::authorize(user, &a, policy).map(|_| ()).map_err(|_| {
+        authz::authorize(user, &a, policy, None).map(|_| ()).map_err(|_| {
             let scope = ns.map(|n| format!("in the namespace {n:?}")).unwrap_or_else(|| "at the cluster scope".into());
             ApiError::new(
                 403,

@@ -163,6 +163,21 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
         "{}",
         lease.stderr
     );
+    // node2 reads a Secret only once a pod bound to it uses it (the Node authorizer's graph).
+    k.ok(["create", "secret", "generic", "db", "--from-literal=password=s3cret"]);
+    let early = as_node2.run(["get", "secret", "db"]);
+    assert!(
+        !early.success() && early.stderr.contains("no relationship found between node 'node2' and this object"),
+        "{}",
+        early.stderr
+    );
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: uses-db\nspec:\n  nodeName: node2\n  containers:\n  - name: c\n    image: busybox\n    command: [\"sleep\", \"3600\"]\n    envFrom:\n    - secretRef:\n        name: db\n";
+    k.ok_with_stdin(["create", "-f", "-"], pod);
+    wait("uses-db running", &mut || k.ok(["get", "pod", "uses-db", "--no-headers"]).contains("Running"));
+    assert_eq!(k.ok(["exec", "uses-db", "--", "printenv", "password"]).trim(), "s3cret");
+    assert!(as_node2.ok(["get", "secret", "db", "-o", "name"]).contains("secret/db"));
+    assert!(!as_node2.run(["get", "secrets"]).success(), "nodes list no Secrets");
+    k.ok(["delete", "pod", "uses-db", "--grace-period=1"]);
     // Another machine joining under node2's name is refused; node2 stays as it was.
     let clash_dir = sandbox.temp_dir().join("clash-agent");
     let mut cmd = sandbox.command(sandbox.node_netns(2), bin);
