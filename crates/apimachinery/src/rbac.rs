@@ -93,7 +93,8 @@ pub fn applies_to(subject: &Subject, user: &str, groups: &[String], binding_name
 }
 
 impl Policy {
-    fn rules_of(&self, role_ref: &RoleRef, namespace: &str) -> &[PolicyRule] {
+    /// The rules a binding's `roleRef` names (a Role in `namespace`, or a ClusterRole).
+    pub fn rules_of(&self, role_ref: &RoleRef, namespace: &str) -> &[PolicyRule] {
         match role_ref.kind.as_str() {
             "ClusterRole" => {
                 self.cluster_roles.get(&role_ref.name).and_then(|r| r.rules.as_deref()).unwrap_or_default()

@@ -84,6 +84,8 @@ pub struct Ctx<'a> {
     pub user_agent: &'a str,
     /// Who is asking (authenticated and authorized already).
     pub user: &'a crate::authn::User,
+    /// The RBAC policy the request was authorized by (escalation checks).
+    pub policy: std::sync::Arc<apimachinery::rbac::Policy>,
 }
 
 impl Ctx<'_> {
@@ -544,6 +546,7 @@ pub async fn create(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
 /// What a create goes through before the strategy: the requester of a CSR,
 /// the ServiceAccount of a pod.
 async fn admit_create(ctx: &Ctx<'_>, obj: Value) -> ApiResult<Value> {
+    crate::escalation::check(ctx.user, &ctx.policy, ctx.r(), ctx.ns(), &obj)?;
     let mut obj = stamp_requester(ctx, obj);
     if ctx.r().group.is_empty() && ctx.r().plural == "pods" && ctx.req.subresource.is_none() {
         if let Some(ns) = ctx.ns() {
@@ -575,6 +578,7 @@ pub async fn update(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
     }
     check_sub(ctx)?;
     let (obj, warnings) = decode::check_object(r, obj, field_validation(ctx)?)?;
+    crate::escalation::check(ctx.user, &ctx.policy, r, ctx.ns(), &obj)?;
     let tracking = ctx.tracking()?;
     let stored =
         ctx.registry.update(r, ctx.ns(), &name, obj, ctx.req.subresource.as_deref(), ctx.dry_run(), &tracking).await?;
@@ -703,6 +707,7 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
             let orig_rv = object::meta_str(orig, "resourceVersion").map(String::from);
             let patched = apply(orig, r.group, r.kind)?;
             let (mut obj, w) = decode::check_object(r, patched, mode)?;
+            crate::escalation::check(ctx.user, &ctx.policy, r, ctx.ns(), &obj)?;
             warnings = w;
             // The patch's own resourceVersion (if any) is a precondition; otherwise
             // none, so the registry retries on conflicts.
@@ -749,7 +754,9 @@ async fn apply_patch(ctx: &Ctx<'_>, name: &str, body: Value) -> ApiResult<Reply>
                 let stored = ctx
                     .registry
                     .modify(r, ctx.ns(), name, sub, ctx.dry_run(), &Tracking::Applied, |orig| {
-                        fieldmanager::apply(r, Some(orig), &cfg.object, &manager, sub, force)
+                        let obj = fieldmanager::apply(r, Some(orig), &cfg.object, &manager, sub, force)?;
+                        crate::escalation::check(ctx.user, &ctx.policy, r, ctx.ns(), &obj)?;
+                        Ok(obj)
                     })
                     .await?;
                 return Ok(ctx.render(200, &stored.object).with_warnings(cfg.warnings));

@@ -15,6 +15,7 @@ mod crd;
 mod decode;
 mod discovery;
 pub mod error;
+mod escalation;
 mod fieldmanager;
 mod handlers;
 mod join;
@@ -122,6 +123,8 @@ pub struct ApiServer {
     pub node_token: Option<String>,
     shutdown: signal::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The in-memory views (RBAC policy, node graph): they end only when aborted.
+    caches: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl ApiServer {
@@ -204,8 +207,7 @@ impl ApiServer {
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config.clone());
         let mut tasks = vec![tokio::spawn(accept_loop(listener, acceptor, state.clone(), shutdown_rx.clone()))];
         tasks.push(tokio::spawn(compaction_loop(store.clone(), cfg.compaction_interval, shutdown_rx.clone())));
-        tasks.push(rbac_task);
-        tasks.push(node_graph_task);
+        let caches = vec![rbac_task, node_graph_task];
 
         let host = if cfg.bind_address.is_unspecified() || cfg.bind_address.is_loopback() {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
@@ -216,12 +218,16 @@ impl ApiServer {
         let kubeconfig = cfg.data_dir.join("kubeconfig.yaml");
         write_kubeconfig(&kubeconfig, &url, &certs.ca_pem, &token)?;
         state.ready.store(true, Ordering::Relaxed);
-        Ok(ApiServer { kubeconfig, url, token, ca_pem: certs.ca_pem, node_token, shutdown, tasks })
+        Ok(ApiServer { kubeconfig, url, token, ca_pem: certs.ca_pem, node_token, shutdown, tasks, caches })
     }
 
     /// Stop accepting, end watches, and wait for the server tasks.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        // Waiting for them would only run out each one's timeout.
+        for t in &self.caches {
+            t.abort();
+        }
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }

@@ -199,6 +199,7 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
                 shape: negotiate::shape(&accept, &query),
                 user_agent: &user_agent,
                 user: &user,
+                policy: state.rbac.policy(),
             };
             let review = crate::access_review::is_review(rr.resource.group, rr.resource.plural);
             let result = match (&method, rr.name.is_some()) {

@@ -551,6 +551,63 @@ fn rbac_grants_exactly_what_bindings_say() {
     assert!(!robot(&["get", "configmaps", "-n", "team"]).status.success(), "a list is not the named get");
     assert!(robot(&["get", "configmap", "kube-root-ca.crt", "-n", "team"]).status.success());
     assert_eq!(k.ok(["auth", "can-i", "delete", "nodes"]).trim(), "yes", "the admin may do anything");
+    // Escalation prevention: with the right to write Roles and bindings in team, the
+    // robot grants what it holds (reading that configmap), not more; the `bind`
+    // verb on a role lets it bind that role anyway.
+    k.ok([
+        "create",
+        "role",
+        "rbac-writer",
+        "--verb=create,update,patch",
+        "--resource=roles,rolebindings",
+        "-n",
+        "team",
+    ]);
+    k.ok(["create", "rolebinding", "robot-rbac", "--role=rbac-writer", "--serviceaccount=team:robot", "-n", "team"]);
+    wait_for("the rbac-writer Role in force", Duration::from_secs(10), || {
+        k.run(["auth", "can-i", "create", "roles", "-n", "team", "--as", "system:serviceaccount:team:robot"])
+            .stdout
+            .trim()
+            == "yes"
+    });
+    let held = [
+        "create",
+        "role",
+        "own",
+        "--verb=get",
+        "--resource=configmaps",
+        "--resource-name=kube-root-ca.crt",
+        "-n",
+        "team",
+    ];
+    let out = robot(&held);
+    assert!(out.status.success(), "{}", out.stderr);
+    let more = robot(&["create", "role", "more", "--verb=get", "--resource=secrets", "-n", "team"]);
+    assert!(
+        more.stderr.contains(
+            "roles.rbac.authorization.k8s.io \"more\" is forbidden: user \"system:serviceaccount:team:robot\" (groups=["
+        ) && more.stderr.contains(
+            "is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+        ),
+        "{}",
+        more.stderr
+    );
+    let bind_admin =
+        ["create", "rolebinding", "self-admin", "--clusterrole=admin", "--serviceaccount=team:robot", "-n", "team"];
+    let denied = robot(&bind_admin);
+    assert!(denied.stderr.contains("is attempting to grant RBAC permissions not currently held"), "{}", denied.stderr);
+    k.ok([
+        "create",
+        "role",
+        "admin-binder",
+        "--verb=bind",
+        "--resource=clusterroles",
+        "--resource-name=admin",
+        "-n",
+        "team",
+    ]);
+    k.ok(["create", "rolebinding", "robot-binds", "--role=admin-binder", "--serviceaccount=team:robot", "-n", "team"]);
+    wait_for("binding admin with the bind verb", Duration::from_secs(10), || robot(&bind_admin).status.success());
     let whoami = robot(&["auth", "whoami"]);
     assert!(whoami.stdout.contains("system:serviceaccount:team:robot"), "{}{}", whoami.stdout, whoami.stderr);
 }
