@@ -87,6 +87,22 @@ fn node_rules(user: &User, a: &Attributes<'_>, graph: Option<&NodeGraph>) -> Res
     let own = user.name.strip_prefix("system:node:");
     let writes = WRITES.contains(&a.verb);
     let deny = |reason: String| Err(format!("{}: {reason}", forbidden_message(user, a)));
+    // What no node needs and that would lift it past every rule here: acting as
+    // someone else, approving certificates (its own with O=system:masters), and
+    // making or binding pods (NodeRestriction allows only mirror pods; rkube's
+    // agent makes none), which would hand it their Secrets through the graph.
+    if a.verb == "impersonate" {
+        return deny("nodes may not impersonate".into());
+    }
+    if a.group == "certificates.k8s.io" && a.subresource == Some("approval") {
+        return deny("nodes may not approve certificate signing requests".into());
+    }
+    if a.group.is_empty()
+        && a.resource == "pods"
+        && (a.subresource == Some("binding") || (a.verb == "create" && a.subresource.is_none()))
+    {
+        return deny("nodes may not create or bind pods".into());
+    }
     match (a.group, a.resource) {
         ("", "nodes") if writes => match (own, a.name) {
             (None, _) => deny(format!("{:?} is not a node name (system:node:<name>)", user.name)),
@@ -269,6 +285,23 @@ mod tests {
         // A node identity that names no node changes no Node.
         let odd = User::new("someone", [NODES.to_string()]);
         assert!(authorize(&odd, &named("patch", "nodes", None, "node2"), &p, None).is_err());
+    }
+
+    #[test]
+    fn nodes_cannot_step_outside_their_rules() {
+        let p = bootstrap_policy();
+        let n2 = User::new("system:node:node2", [NODES.to_string()]);
+        assert!(authorize(&n2, &attrs("impersonate", "", "groups", None), &p, None).is_err());
+        let mut approve = attrs("update", "certificates.k8s.io", "certificatesigningrequests", None);
+        approve.subresource = Some("approval");
+        assert!(authorize(&n2, &approve, &p, None).is_err());
+        assert!(authorize(&n2, &attrs("create", "", "pods", Some("default")), &p, None).is_err());
+        let mut bind = attrs("create", "", "pods", Some("default"));
+        bind.subresource = Some("binding");
+        assert!(authorize(&n2, &bind, &p, None).is_err());
+        let mut status = attrs("patch", "", "pods", Some("default"));
+        status.subresource = Some("status");
+        assert!(authorize(&n2, &status, &p, None).is_ok(), "pod status stays the node's to write");
     }
 
     #[test]

@@ -22,6 +22,23 @@ pub fn check(user: &User, policy: &Policy, r: &Resource, ns: Option<&str>, obj: 
     }
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let scope = if r.namespaced { ns } else { None };
+    // Upstream: "must have cluster-admin privileges to use the aggregationRule".
+    if r.plural == "clusterroles" && obj.get("aggregationRule").is_some_and(|a| !a.is_null()) {
+        let all = PolicyRule {
+            api_groups: Some(vec!["*".into()]),
+            resources: Some(vec!["*".into()]),
+            verbs: vec!["*".into()],
+            ..Default::default()
+        };
+        if !not_held(user, policy, None, &[all]).is_empty() {
+            let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            return Err(ApiError::forbidden_message(
+                r,
+                Some(name),
+                format!("clusterroles.rbac.authorization.k8s.io {name:?} is forbidden: must have cluster-admin privileges to use the aggregationRule"),
+            ));
+        }
+    }
     let (rules, allowed_by) = match r.plural {
         "roles" | "clusterroles" => {
             let rules: Vec<PolicyRule> =
@@ -33,6 +50,15 @@ pub fn check(user: &User, policy: &Policy, r: &Resource, ns: Option<&str>, obj: 
             let role_ref: RoleRef = serde_json::from_value(obj.get("roleRef").cloned().unwrap_or_default())
                 .map_err(|e| ApiError::bad_request(format!("roleRef: {e}")))?;
             let plural = if role_ref.kind == "ClusterRole" { "clusterroles" } else { "roles" };
+            let exists = match plural {
+                "clusterroles" => policy.cluster_roles.contains_key(&role_ref.name),
+                _ => policy.roles.contains_key(&(scope.unwrap_or_default().to_string(), role_ref.name.clone())),
+            };
+            // A missing role grants nothing yet, but everything it will hold once
+            // made: only with `bind` on it (upstream answers NotFound).
+            if !exists && !req_bind(user, policy, scope, plural, &role_ref.name) {
+                return Err(ApiError::new(404, "NotFound", format!("{plural}.{GROUP} {:?} not found", role_ref.name)));
+            }
             let rules = policy.rules_of(&role_ref, scope.unwrap_or_default()).to_vec();
             (rules, ("bind", plural, role_ref.name.clone()))
         }
@@ -70,6 +96,19 @@ pub fn check(user: &User, policy: &Policy, r: &Resource, ns: Option<&str>, obj: 
             missing.join("\n")
         ),
     ))
+}
+
+fn req_bind(user: &User, policy: &Policy, scope: Option<&str>, plural: &'static str, name: &str) -> bool {
+    policy.allows(&Request {
+        user: &user.name,
+        groups: &user.groups,
+        verb: "bind",
+        api_group: GROUP,
+        resource: plural,
+        name: Some(name),
+        namespace: scope,
+        ..Default::default()
+    })
 }
 
 /// Each permission of `rules` the user does not hold in `namespace` (cluster-wide
@@ -187,6 +226,13 @@ mod tests {
             })
         };
         assert!(check(&jane, &p, resource("rolebindings"), Some("dev"), &binding("pod-reader")).is_ok());
+        assert_eq!(
+            check(&jane, &p, resource("rolebindings"), Some("dev"), &binding("later")).expect_err("missing").code,
+            404
+        );
+        let agg = serde_json::json!({"metadata": {"name": "mine"}, "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]}});
+        let e = check(&jane, &p, resource("clusterroles"), None, &agg).expect_err("aggregation");
+        assert!(e.message.ends_with("must have cluster-admin privileges to use the aggregationRule"), "{}", e.message);
         let admin = serde_json::json!({"metadata": {"name": "admin"}, "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]});
         p.cluster_roles.insert("admin".into(), serde_json::from_value(admin).expect("role"));
         let e = check(&jane, &p, resource("rolebindings"), Some("dev"), &binding("admin")).expect_err("escalation");

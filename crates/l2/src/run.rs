@@ -394,6 +394,8 @@ impl State {
         if !self.won.is_empty() && !self.fenced_ok() {
             tracing::warn!(addresses = ?self.won.keys().collect::<Vec<_>>(), "the L2 heartbeat lapsed; confirming holds again");
             self.won.clear();
+            // Nothing is answered until a hold is confirmed again.
+            self.apply(BTreeSet::new());
         }
 
         // Holding anything: keep the heartbeat going (before any take-over, so peers

@@ -146,12 +146,44 @@ fn kill_netns_processes(ns: &str) {
     }
 }
 
-/// Removes everything of `plan` that exists: processes, namespaces, bridge.
-fn tear_down(plan: &Plan) -> Vec<String> {
+/// Kills the pods of the nodes whose data dirs are under `data_dir`: their pod
+/// infra processes and shims (named by their command line, which holds the node's
+/// data dir) and everything in the pods' own network namespaces. Pods outlive their
+/// agent by design, and they sit in network namespaces of their own, not the node's.
+fn kill_pods(data_dir: &Path) {
+    let dir = data_dir.display().to_string();
+    let procs: Vec<(i32, String, Option<PathBuf>)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (pid, cmdline, std::fs::read_link(format!("/proc/{pid}/ns/net")).ok())
+        })
+        .collect();
+    let ours = |cmd: &str| (cmd.contains(" pod-infra ") || cmd.contains(" container-shim ")) && cmd.contains(&dir);
+    let nets: Vec<&PathBuf> = procs.iter().filter(|(_, c, _)| ours(c)).filter_map(|(_, _, n)| n.as_ref()).collect();
+    // SAFETY: our own pid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let host_net = std::fs::read_link("/proc/self/ns/net").ok();
+    for (pid, cmd, net) in &procs {
+        let in_pod = net.as_ref().is_some_and(|n| nets.contains(&n) && Some(n) != host_net.as_ref());
+        if *pid != me && (ours(cmd) || in_pod) {
+            // SAFETY: kill(2) of a pid just read; a vanished pid is harmless.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Removes everything of `plan` that exists: processes, pods, namespaces, bridge.
+fn tear_down(plan: &Plan, data_dir: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     for i in 1..=plan.nodes {
         kill_netns_processes(&plan.netns(i));
     }
+    kill_pods(data_dir);
     // Killed processes leave their namespace once reaped; give them a moment.
     std::thread::sleep(Duration::from_millis(200));
     for cmd in plan.teardown_commands() {
@@ -247,6 +279,9 @@ fn wait_for(node: &mut Node, log: &Path, what: &str, mut ready: impl FnMut() -> 
         if ready() {
             return Ok(());
         }
+        if terminating() {
+            return Err(format!("interrupted while node{} was starting", node.index));
+        }
         if let Ok(Some(status)) = node.child.try_wait() {
             return Err(format!(
                 "node{} stopped ({status}) before {what}; its log {}:\n{}",
@@ -284,12 +319,8 @@ fn stop_all(nodes: &mut [Node]) {
 
 /// Until SIGTERM or SIGINT, or one node's process exits (which is reported).
 fn wait_for_signal_or_exit(nodes: &mut [Node], data_dir: &Path) {
-    let term = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        let _ = signal_hook_flag(sig, term.clone());
-    }
     let mut reported = vec![false; nodes.len()];
-    while !term.load(std::sync::atomic::Ordering::SeqCst) {
+    while !terminating() {
         for (k, n) in nodes.iter_mut().enumerate() {
             if !reported[k] {
                 if let Ok(Some(status)) = n.child.try_wait() {
@@ -308,21 +339,25 @@ fn wait_for_signal_or_exit(nodes: &mut [Node], data_dir: &Path) {
     }
 }
 
-static FLAG: std::sync::OnceLock<std::sync::Arc<std::sync::atomic::AtomicBool>> = std::sync::OnceLock::new();
+/// Set by SIGTERM or SIGINT.
+static TERMINATING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
-    if let Some(f) = FLAG.get() {
-        f.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
+    TERMINATING.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Sets `flag` when `sig` arrives (an atomic store is async-signal-safe).
-fn signal_hook_flag(sig: libc::c_int, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<(), String> {
-    let _ = FLAG.set(flag);
-    // SAFETY: the handler only does an atomic store.
-    let prev = unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
-    if prev == libc::SIG_ERR {
-        return Err(format!("cannot handle signal {sig}"));
+fn terminating() -> bool {
+    TERMINATING.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// SIGTERM and SIGINT set [`TERMINATING`] (an atomic store is async-signal-safe).
+fn install_signal_flag() -> Result<(), String> {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only does an atomic store.
+        let prev = unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+        if prev == libc::SIG_ERR {
+            return Err(format!("cannot handle signal {sig}"));
+        }
     }
     Ok(())
 }
@@ -357,9 +392,12 @@ pub fn up(args: &UpArgs, raw: &[String]) -> Result<(), String> {
             plan.name
         ));
     }
+    // Ctrl-C or SIGTERM from here on (also while the nodes start) ends in the
+    // same clean-up.
+    install_signal_flag()?;
     write_state(data_dir, &State::of(&plan))?;
     let result = run_cluster(&plan, args, raw, data_dir);
-    let problems = tear_down(&plan);
+    let problems = tear_down(&plan, data_dir);
     let _ = std::fs::remove_file(state_path(data_dir));
     for p in &problems {
         eprintln!("rkube up: cleaning up: {p}");
@@ -414,6 +452,8 @@ fn start_nodes(
         rest.extend(["--lb-pool".into(), plan.default_lb_pool()]);
     }
     up_args.extend(rest);
+    // Left by an earlier run of this data dir: not a sign that this one is up.
+    let _ = std::fs::remove_file(dir1.join("kubeconfig.yaml"));
     eprintln!("rkube up: starting node1 (control plane and node) at {server_ip}; log {}", log1.display());
     nodes.push(spawn(plan, 1, &log1, &up_args, &[])?);
     let kubeconfig = dir1.join("kubeconfig.yaml");
@@ -507,7 +547,7 @@ pub fn down(args: &DownArgs) -> Result<(), String> {
         }
     }
     let plan = state.plan().map_err(|e| format!("{}: {e}", path.display()))?;
-    let problems = tear_down(&plan);
+    let problems = tear_down(&plan, &args.data_dir);
     let _ = std::fs::remove_file(&path);
     if !problems.is_empty() {
         return Err(format!("removing the local cluster: {}", problems.join("; ")));

@@ -129,6 +129,16 @@ fn rkube_up_nodes_4_builds_the_lessons_cluster_and_down_removes_it() {
     let bridge = sandbox.exec(&host, "ip", ["link", "show", "dev", &format!("{name}-lan")]).expect("ip link");
     assert!(!bridge.success(), "bridge left: {}", bridge.stdout);
     assert!(!dir.join("local-cluster.json").exists());
+    // The pods are gone too (they live in network namespaces of their own).
+    let pods_left: Vec<String> = std::fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(" pod-infra ") && c.contains(&dir_s))
+        .collect();
+    assert!(pods_left.is_empty(), "pods left: {pods_left:?}");
     // Down again: nothing to remove, said clearly.
     let again = sandbox.exec(&host, bin, ["down", "--data-dir", &dir_s]).expect("rkube down");
     assert!(!again.success() && again.stderr.contains("no local cluster"), "{}", again.stderr);

@@ -59,6 +59,9 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Ser
         if opens {
             words.pop();
         }
+        if words.is_empty() {
+            return Err(err("'{' must end a line that names a server block or a directive".into()));
+        }
         if words.len() == 1 && words[0] == "}" {
             match stack.pop() {
                 Some(done) if stack.is_empty() => {
@@ -187,5 +190,7 @@ mod tests {
         assert_eq!(e.line, 1);
         let e = parse(".:53 {\n}\n}\n", &|_| None).expect_err("extra");
         assert_eq!(e.line, 3);
+        let e = parse(".:53 {\n  {\n}\n", &|_| None).expect_err("lone brace");
+        assert_eq!(e.line, 2);
     }
 }

@@ -271,7 +271,7 @@ pub fn node_cache_plan(
     read_file: &dyn Fn(&str) -> Result<String, ProgramError>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<NodeCachePlan, ProgramError> {
-    let flags = Flags::parse(args, &["setupinterface", "setupiptables", "skipteardown", "syncinterval"])?;
+    let flags = Flags::parse(args, &["setupinterface", "setupiptables", "skipteardown"])?;
     let local_ips = flags
         .get("localip")
         .ok_or_else(|| ProgramError::Usage("-localip IP[,IP...] is required".into()))?
