@@ -137,6 +137,29 @@ fn node_rules(user: &User, a: &Attributes<'_>, graph: Option<&NodeGraph>) -> Res
     }
 }
 
+/// A node creating a Node or a node Lease names only itself (NodeRestriction; a
+/// create carries its name in the body, not the URL the authorizer saw).
+pub fn node_create_allowed(
+    user: &User,
+    group: &str,
+    resource: &str,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<(), String> {
+    if !user.in_group(NODES) {
+        return Ok(());
+    }
+    let own = user.name.strip_prefix("system:node:");
+    let lease = group == "coordination.k8s.io" && resource == "leases" && namespace == Some("kube-node-lease");
+    let node = group.is_empty() && resource == "nodes";
+    match own {
+        _ if !lease && !node => Ok(()),
+        Some(me) if me == name => Ok(()),
+        Some(me) if node => Err(format!("node {me:?} is not allowed to modify node {name:?}")),
+        _ => Err("can only access node lease with the same name as the requesting node".into()),
+    }
+}
+
 /// A node's read of a Secret, ConfigMap, PersistentVolumeClaim or ServiceAccount (or a
 /// token for it) that the graph does not know yet: true if a pod bound to the node
 /// references it in the store (the graph follows the store a moment behind).
@@ -285,6 +308,18 @@ mod tests {
         // A node identity that names no node changes no Node.
         let odd = User::new("someone", [NODES.to_string()]);
         assert!(authorize(&odd, &named("patch", "nodes", None, "node2"), &p, None).is_err());
+    }
+
+    #[test]
+    fn nodes_create_only_their_own_node_and_lease() {
+        let n2 = User::new("system:node:node2", [NODES.to_string()]);
+        assert!(node_create_allowed(&n2, "", "nodes", None, "node2").is_ok());
+        assert!(node_create_allowed(&n2, "", "nodes", None, "node9").is_err());
+        assert!(node_create_allowed(&n2, "coordination.k8s.io", "leases", Some("kube-node-lease"), "node9").is_err());
+        assert!(
+            node_create_allowed(&n2, "coordination.k8s.io", "leases", Some("kube-system"), "rkube-l2-node2").is_ok()
+        );
+        assert!(node_create_allowed(&User::admin(), "", "nodes", None, "node9").is_ok());
     }
 
     #[test]

@@ -547,6 +547,12 @@ pub async fn create(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult
 /// the ServiceAccount of a pod.
 async fn admit_create(ctx: &Ctx<'_>, obj: Value) -> ApiResult<Value> {
     crate::escalation::check(ctx.user, &ctx.policy, ctx.r(), ctx.ns(), &obj)?;
+    let name = object::name(&obj).to_string();
+    if let Err(reason) = crate::authz::node_create_allowed(ctx.user, ctx.r().group, ctx.r().plural, ctx.ns(), &name) {
+        let r = ctx.r();
+        let what = if r.group.is_empty() { r.plural.to_string() } else { format!("{}.{}", r.plural, r.group) };
+        return Err(ApiError::forbidden_message(r, Some(&name), format!("{what} {name:?} is forbidden: {reason}")));
+    }
     let mut obj = stamp_requester(ctx, obj);
     if ctx.r().group.is_empty() && ctx.r().plural == "pods" && ctx.req.subresource.is_none() {
         if let Some(ns) = ctx.ns() {

@@ -450,7 +450,12 @@ impl State {
                     // taken since, so it is read from the API server before answering
                     // (after a heartbeat, so peers see this node alive meanwhile).
                     if !self.fenced_ok() {
-                        self.renew(true).await;
+                        // At most one try per renew period (a failing API is not hammered).
+                        self.renew(false).await;
+                        if !self.fenced_ok() {
+                            // No heartbeat: nothing to confirm a hold for yet.
+                            continue;
+                        }
                     }
                     let fresh = bounded(self.cfg.lease_duration / 2, self.api.get_opt(&name)).await;
                     match fresh {

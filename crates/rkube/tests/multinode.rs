@@ -157,6 +157,8 @@ fn second_node_joins_runs_pods_and_serves_logs_and_exec() {
         "{}",
         other.stderr
     );
+    let fake = as_node2.run_with_stdin(["create", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata:\n  name: node9\n");
+    assert!(fake.stderr.contains("node \"node2\" is not allowed to modify node \"node9\""), "{}", fake.stderr);
     let lease = as_node2.run(["-n", "kube-node-lease", "annotate", "lease", "node1", "rkube.test/x=y"]);
     assert!(
         !lease.success() && lease.stderr.contains("can only access node lease with the same name"),
