@@ -103,26 +103,23 @@ fn node_rules(user: &User, a: &Attributes<'_>, graph: Option<&NodeGraph>) -> Res
     {
         return deny("nodes may not create or bind pods".into());
     }
-    match (a.group, a.resource) {
-        ("", "nodes") if writes => match (own, a.name) {
+    match (a.group, a.resource, RefKind::of_resource(a.group, a.resource)) {
+        ("", "nodes", _) if writes => match (own, a.name) {
             (None, _) => deny(format!("{:?} is not a node name (system:node:<name>)", user.name)),
-            (Some(me), Some(name)) if name != me => deny(format!("node {me:?} is not allowed to modify node {name:?}")),
+            (Some(me), Some(name)) if name != me => deny(other_node(me, name)),
             (_, None) if a.verb == "deletecollection" => deny("a node cannot delete nodes".into()),
             _ => Ok(format!("{NODES}: its own Node")),
         },
-        ("coordination.k8s.io", "leases") if writes && a.namespace == Some("kube-node-lease") => match (own, a.name) {
-            (Some(me), Some(name)) if name != me => {
-                deny("can only access node lease with the same name as the requesting node".into())
+        ("coordination.k8s.io", "leases", _) if writes && a.namespace == Some("kube-node-lease") => {
+            match (own, a.name) {
+                (Some(me), Some(name)) if name != me => deny(OTHER_LEASE.into()),
+                (Some(_), _) if a.verb != "deletecollection" => Ok(format!("{NODES}: its own Lease")),
+                _ => deny(OTHER_LEASE.into()),
             }
-            (Some(_), _) if a.verb != "deletecollection" => Ok(format!("{NODES}: its own Lease")),
-            _ => deny("can only access node lease with the same name as the requesting node".into()),
-        },
-        (group, resource) if RefKind::of_resource(group, resource).is_some() => {
-            let kind = RefKind::of_resource(group, resource).unwrap_or(RefKind::Secret);
-            let reads = a.verb == "get" && a.subresource.is_none();
-            let token = kind == RefKind::ServiceAccount && a.verb == "create" && a.subresource == Some("token");
+        }
+        (_, _, Some(kind)) => {
             let known = match (own, a.namespace, a.name, graph) {
-                (Some(me), Some(ns), Some(name), Some(g)) if reads || token => g.uses(me, kind, ns, name),
+                (Some(me), Some(ns), Some(name), Some(g)) if graph_request(a, kind) => g.uses(me, kind, ns, name),
                 _ => false,
             };
             if known {
@@ -135,6 +132,13 @@ fn node_rules(user: &User, a: &Attributes<'_>, graph: Option<&NodeGraph>) -> Res
             "{NODES}: allowed to nodes (upstream's narrower rules for the other kinds are not in place yet)"
         )),
     }
+}
+
+/// NodeRestriction's reasons (`plugin/pkg/admission/noderestriction/admission.go`).
+const OTHER_LEASE: &str = "can only access node lease with the same name as the requesting node";
+
+fn other_node(me: &str, name: &str) -> String {
+    format!("node {me:?} is not allowed to modify node {name:?}")
 }
 
 /// A node creating a Node or a node Lease names only itself (NodeRestriction; a
@@ -155,9 +159,16 @@ pub fn node_create_allowed(
     match own {
         _ if !lease && !node => Ok(()),
         Some(me) if me == name => Ok(()),
-        Some(me) if node => Err(format!("node {me:?} is not allowed to modify node {name:?}")),
-        _ => Err("can only access node lease with the same name as the requesting node".into()),
+        Some(me) if node => Err(other_node(me, name)),
+        _ => Err(OTHER_LEASE.into()),
     }
+}
+
+/// What the graph can allow a node: a `get` of the object, or a token for a
+/// ServiceAccount.
+fn graph_request(a: &Attributes<'_>, kind: RefKind) -> bool {
+    let read = a.verb == "get" && a.subresource.is_none();
+    read || (kind == RefKind::ServiceAccount && a.verb == "create" && a.subresource == Some("token"))
 }
 
 /// A node's read of a Secret, ConfigMap, PersistentVolumeClaim or ServiceAccount (or a
@@ -172,31 +183,16 @@ pub async fn node_reference_in_store(user: &User, a: &Attributes<'_>, store: &dy
     ) else {
         return false;
     };
-    let reads = a.verb == "get" && a.subresource.is_none();
-    let token = kind == RefKind::ServiceAccount && a.verb == "create" && a.subresource == Some("token");
-    if !(reads || token) {
+    if !graph_request(a, kind) {
         return false;
     }
-    let prefix = format!("/registry/core/pods/{ns}/");
-    let mut opts = store::ListOptions::default();
-    loop {
-        let Ok(page) = store.list(&prefix, opts.clone()).await else { return false };
-        for kv in &page.kvs {
-            let Ok(pod) = serde_json::from_slice(&kv.value) else { continue };
-            let (node, refs) = crate::node_graph::pod_refs(&pod);
-            if node.as_deref() == Some(me) && refs.iter().any(|r| r.kind == kind && r.name == name) {
-                return true;
-            }
-        }
-        if !page.more {
-            return false;
-        }
-        opts = store::ListOptions {
-            revision: Some(page.revision),
-            start_after: page.kvs.last().map(|kv| kv.key.clone()),
-            ..Default::default()
-        };
-    }
+    let Ok((pods, _)) = crate::store_view::list_all(store, &format!("/registry/core/pods/{ns}/")).await else {
+        return false;
+    };
+    pods.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).any(|pod| {
+        let (node, refs) = crate::node_graph::pod_refs(&pod);
+        node.as_deref() == Some(me) && refs.iter().any(|r| r.kind == kind && r.name == name)
+    })
 }
 
 /// Whether a non-resource request (`/metrics`, `/healthz`, ...) is allowed.

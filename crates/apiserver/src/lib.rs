@@ -32,6 +32,7 @@ pub mod resources;
 mod server;
 mod serviceaccount;
 mod services;
+mod store_view;
 mod strategy;
 pub mod tls;
 mod watch;

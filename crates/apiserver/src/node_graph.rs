@@ -4,14 +4,13 @@
 //! memory from a store watch on pods, so that a node may read exactly the objects
 //! its own pods reference.
 
-use futures::StreamExt;
+use crate::store_view::{self, StoreView};
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use store::{Event, ListOptions, Store};
+use store::{Event, KeyValue, Store};
 
 const PREFIX: &str = "/registry/core/pods/";
-const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The kinds a pod references.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,60 +170,26 @@ impl NodeGraph {
     /// returns once the first listing is in.
     pub async fn start(store: Arc<dyn Store>) -> Result<(Arc<NodeGraph>, tokio::task::JoinHandle<()>), store::Error> {
         let graph = Arc::new(NodeGraph::default());
-        let mut revision = load(store.as_ref(), &graph).await?;
-        let g = graph.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                match store.watch(PREFIX, revision).await {
-                    Ok(mut events) => {
-                        while let Some(ev) = events.next().await {
-                            match ev {
-                                Ok(ev) => {
-                                    revision = ev.revision();
-                                    match &ev {
-                                        Event::Put { kv, .. } => g.with(|gr| gr.put(&kv.key, &kv.value)),
-                                        Event::Delete { prev, .. } => g.with(|gr| gr.remove(&prev.key)),
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "node graph watch failed; relisting");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "node graph watch could not start; relisting"),
-                }
-                tokio::time::sleep(RETRY).await;
-                match load(store.as_ref(), &g).await {
-                    Ok(r) => revision = r,
-                    Err(e) => tracing::warn!(error = %e, "listing pods for the node graph failed"),
-                }
-            }
-        });
+        let task = store_view::follow(store, PREFIX, "node graph", graph.clone()).await?;
         Ok((graph, task))
     }
 }
 
-async fn load(store: &dyn Store, graph: &NodeGraph) -> Result<store::Revision, store::Error> {
-    let mut fresh = Graph::default();
-    let mut opts = ListOptions::default();
-    let revision = loop {
-        let page = store.list(PREFIX, opts.clone()).await?;
-        for kv in &page.kvs {
+impl StoreView for NodeGraph {
+    fn reset(&self, kvs: &[KeyValue]) {
+        let mut fresh = Graph::default();
+        for kv in kvs {
             fresh.put(&kv.key, &kv.value);
         }
-        if !page.more {
-            break page.revision;
+        self.with(|g| *g = fresh);
+    }
+
+    fn apply(&self, ev: &Event) {
+        match ev {
+            Event::Put { kv, .. } => self.with(|g| g.put(&kv.key, &kv.value)),
+            Event::Delete { prev, .. } => self.with(|g| g.remove(&prev.key)),
         }
-        opts = ListOptions {
-            revision: Some(page.revision),
-            start_after: page.kvs.last().map(|kv| kv.key.clone()),
-            ..Default::default()
-        };
-    };
-    graph.with(|g| *g = fresh);
-    Ok(revision)
+    }
 }
 
 #[cfg(test)]

@@ -4,14 +4,12 @@
 //! without a store read (upstream reads them through informers). The rules
 //! themselves are `apimachinery::rbac`'s.
 
+use crate::store_view::{self, StoreView};
 use apimachinery::rbac::Policy;
-use futures::StreamExt;
 use std::sync::{Arc, RwLock};
-use store::{Event, ListOptions, Store};
+use store::{Event, KeyValue, Store};
 
 const PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
-/// How long to wait before re-listing after the watch failed.
-const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The current RBAC objects, replaced whole on every change (readers keep
 /// the snapshot they took).
@@ -36,63 +34,26 @@ impl RbacCache {
     /// empty policy.
     pub async fn start(store: Arc<dyn Store>) -> Result<(Arc<RbacCache>, tokio::task::JoinHandle<()>), store::Error> {
         let cache = Arc::new(RbacCache::default());
-        let (policy, revision) = load(store.as_ref()).await?;
-        cache.set(policy.clone());
-        let c = cache.clone();
-        let task = tokio::spawn(async move {
-            let (mut policy, mut revision) = (policy, revision);
-            loop {
-                match store.watch(PREFIX, revision).await {
-                    Ok(mut events) => {
-                        while let Some(ev) = events.next().await {
-                            match ev {
-                                Ok(ev) => {
-                                    revision = ev.revision();
-                                    apply(&mut policy, &ev);
-                                    c.set(policy.clone());
-                                }
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "RBAC watch failed; relisting");
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "RBAC watch could not start; relisting"),
-                }
-                tokio::time::sleep(RETRY).await;
-                match load(store.as_ref()).await {
-                    Ok((p, r)) => {
-                        policy = p;
-                        revision = r;
-                        c.set(policy.clone());
-                    }
-                    Err(e) => tracing::warn!(error = %e, "listing RBAC objects failed"),
-                }
-            }
-        });
+        let task = store_view::follow(store, PREFIX, "RBAC", cache.clone()).await?;
         Ok((cache, task))
     }
 }
 
-async fn load(store: &dyn Store) -> Result<(Policy, store::Revision), store::Error> {
-    let mut policy = Policy::default();
-    let mut opts = ListOptions::default();
-    let revision = loop {
-        let page = store.list(PREFIX, opts.clone()).await?;
-        for kv in &page.kvs {
+impl StoreView for RbacCache {
+    fn reset(&self, kvs: &[KeyValue]) {
+        let mut policy = Policy::default();
+        for kv in kvs {
             put(&mut policy, &kv.key, &kv.value);
         }
-        if !page.more {
-            break page.revision;
-        }
-        opts = ListOptions {
-            revision: Some(page.revision),
-            start_after: page.kvs.last().map(|kv| kv.key.clone()),
-            ..Default::default()
-        };
-    };
-    Ok((policy, revision))
+        self.set(policy);
+    }
+
+    /// Readers keep the snapshot they took: the change goes into a copy.
+    fn apply(&self, ev: &Event) {
+        let mut policy = (*self.policy()).clone();
+        apply(&mut policy, ev);
+        self.set(policy);
+    }
 }
 
 fn apply(policy: &mut Policy, ev: &Event) {
