@@ -304,7 +304,7 @@ pub async fn wait_ready(client: &kube::Client, s: &Settings, what: &str) {
         };
         let ok = |x: &Option<Option<(i32, i32)>>| match x {
             None => true,
-            Some(Some((ready, want))) => *ready >= 1 && *ready >= (*want).min(1),
+            Some(Some((ready, _))) => *ready >= 1,
             Some(None) => false,
         };
         let show = |name: &str, x: &Option<Option<(i32, i32)>>| match x {

@@ -14,7 +14,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::ContainerShim { args } => return exit_code(agent::runtime::shim_main(&args)),
         _ => {}
     }
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, true);
     match cli.command {
         Command::Version => {
             println!("rkube {} (Kubernetes {})", env!("CARGO_PKG_VERSION"), apiserver::KUBE_VERSION);
@@ -41,14 +41,8 @@ fn run_image(argv: &[String], log_format: LogFormat) -> i32 {
         return images::run(argv);
     };
     images::prepare_process();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A container log is a file, not a terminal: no colour codes.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    match log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    init_logging(log_format, false);
     let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -84,10 +78,13 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn init_logging(format: LogFormat) {
+/// `colour: false` turns colour codes off; otherwise tracing's default holds
+/// (which honours `NO_COLOR`).
+fn init_logging(format: LogFormat, colour: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = if colour { builder } else { builder.with_ansi(false) };
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
