@@ -22,6 +22,10 @@ test_only=(
     "curl:curl"
     "dnsperf:dnsperf"
     "dnsmasq:dnsmasq-base"
+    "docker-registry:docker-registry"
+    "skopeo:skopeo"
+    "busybox:busybox-static"
+    "gzip:gzip"
 )
 
 wanted=("${runtime[@]}")

@@ -7,13 +7,15 @@
 //! - [`manifests_dir`] points at the lesson's manifests (byte-identical copies in
 //!   the repository's `tests/manifests/`).
 //!
-//! A network-namespace sandbox (see DESIGN.md, "The sandbox") will live here too.
+//! - [`sandbox`]: network-namespace sandboxes for multi-host tests.
+//! - [`oci`]: test images (layer tars, OCI layouts) and a real registry to push them to.
 //!
 //! Depends on: tempfile, serde_yaml, libc. Never on rkube's own crates: tests drive
 //! the real binary and the real kubectl, as a user would.
 
 mod error;
 mod kubectl;
+pub mod oci;
 pub mod sandbox;
 mod server;
 
