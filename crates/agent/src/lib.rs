@@ -9,6 +9,7 @@
 
 mod dns_config;
 mod envvars;
+mod image_service;
 mod node;
 mod pods;
 mod portforward;
@@ -59,6 +60,21 @@ pub struct AgentConfig {
     /// pod traffic between nodes to the user's own network (k3s
     /// `--flannel-backend=none`).
     pub pod_network: Option<PodNetworkSettings>,
+    /// Where images come from (`image_service.rs`).
+    pub images: ImageSettings,
+}
+
+/// Registry settings and the built-in images' precedence.
+#[derive(Clone, Debug, Default)]
+pub struct ImageSettings {
+    /// k3s `registries.yaml`.
+    pub registry_config: Option<PathBuf>,
+    /// `HOST:PORT`s reached over plain HTTP or unverified HTTPS.
+    pub insecure_registries: Vec<String>,
+    /// Mirrors only, never a registry's own endpoint.
+    pub disable_default_endpoint: bool,
+    /// Run built-in images without asking a registry (`--builtin-images=prefer`).
+    pub prefer_builtin: bool,
 }
 
 /// How this node joins the pod network (crate `podnet`).
@@ -115,6 +131,8 @@ pub enum AgentError {
     Server(String),
     #[error("setting up the pod network: {0}")]
     PodNetwork(#[from] podnet::PodNetError),
+    #[error("the image store: {0}")]
+    Images(String),
 }
 
 /// A running node agent.
@@ -126,6 +144,10 @@ impl Agent {
     /// Register the node, set up pod networking, and start the pod workers,
     /// heartbeats and the agent API. Returns once the node is Ready.
     pub async fn start(client: kube::Client, cfg: AgentConfig) -> Result<Agent, AgentError> {
+        // Bad registry settings fail the start, before the node registers.
+        let images = std::sync::Arc::new(
+            image_service::ImageService::open(&cfg.data_dir, &cfg.images).map_err(AgentError::Images)?,
+        );
         node::register(&client, &cfg)
             .await
             .map_err(|source| AgentError::Register { node: cfg.node_name.clone(), source })?;
@@ -185,7 +207,7 @@ impl Agent {
                 }
             }));
         }
-        tasks.push(tokio::spawn(pods::run(client.clone(), cfg.clone(), rt.clone())));
+        tasks.push(tokio::spawn(pods::run(client.clone(), cfg.clone(), rt.clone(), images)));
         let srv = server::start(cfg.clone(), rt, client.clone()).await.map_err(AgentError::Server)?;
         tasks.push(srv);
         Ok(Agent { tasks })

@@ -5,8 +5,9 @@
 //! restart, workers continue from the sandboxes and containers the runtime
 //! adopted, and sandboxes of pods that no longer exist are removed.
 
+use crate::image_service::{self, ImageService, Resolved};
 use crate::probes::{self, ProbeKind, ProbeResult};
-use crate::runtime::{Container, ContainerSpec, ExitInfo, Runtime, Sandbox, SandboxSpec};
+use crate::runtime::{Container, ContainerSpec, ExitInfo, RootfsConfig, Runtime, Sandbox, SandboxSpec};
 use crate::{dns_config, envvars, AgentConfig};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Container as ContainerDef, Pod, Secret, Service};
@@ -19,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 
-/// Back-off of a crashing container: 10 s doubling to 5 min (kubelet's).
+/// Back-off of a crashing container, and of a failing image pull: 10 s
+/// doubling to 5 min (kubelet's).
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
@@ -29,10 +31,11 @@ pub struct Shared {
     pub runtime: Runtime,
     pub pods: reflector::Store<Pod>,
     pub services: reflector::Store<Service>,
+    pub images: Arc<ImageService>,
 }
 
 /// Run the pod workers until the task is dropped.
-pub async fn run(client: kube::Client, cfg: AgentConfig, runtime: Runtime) {
+pub async fn run(client: kube::Client, cfg: AgentConfig, runtime: Runtime, images: Arc<ImageService>) {
     let pod_api: Api<Pod> = Api::all(client.clone());
     let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", cfg.node_name));
     let (pods, pod_writer) = reflector::store();
@@ -54,7 +57,7 @@ pub async fn run(client: kube::Client, cfg: AgentConfig, runtime: Runtime) {
     });
     let _ = pods.wait_until_ready().await;
     let _ = services.wait_until_ready().await;
-    let shared = Arc::new(Shared { client, cfg, runtime, pods, services });
+    let shared = Arc::new(Shared { client, cfg, runtime, pods, services, images });
     let mut workers: HashMap<String, mpsc::Sender<()>> = HashMap::new();
     loop {
         let live: HashMap<String, Arc<Pod>> =
@@ -99,6 +102,14 @@ struct ContainerState {
     probe_state: probes::State,
     waiting: Option<(String, String)>,
     terminated_for_good: bool,
+    /// The image the next start runs (looked up, pulled if need be).
+    image: Option<Resolved>,
+    /// `imageID` of the running image (`name@sha256:...`), and its canonical reference.
+    image_id: String,
+    image_ref: Option<String>,
+    /// Image pull back-off (`ImagePullBackOff`).
+    pull_backoff: Duration,
+    pull_backoff_until: Option<Instant>,
 }
 
 struct PodWorker {
@@ -214,18 +225,46 @@ impl PodWorker {
         for c in &spec.containers {
             self.containers.entry(c.name.clone()).or_default();
         }
-        // Images first: a pod with an image this node cannot run never starts.
+        // Images first (kubelet's EnsureImageExists): a container whose image
+        // cannot be had waits in ErrImagePull / ImagePullBackOff.
         for c in &spec.containers {
-            if let Err(e) = images::resolve(c.image.as_deref().unwrap_or_default()) {
-                let st = self.containers.entry(c.name.clone()).or_default();
-                let reason = if st.waiting.as_ref().is_some_and(|(r, _)| r == "ErrImagePull" || r == "ImagePullBackOff")
-                {
-                    "ImagePullBackOff"
-                } else {
-                    "ErrImagePull"
-                };
-                st.waiting = Some((reason.into(), e.to_string()));
+            let st = self.containers.entry(c.name.clone()).or_default();
+            if st.running.is_some() || st.terminated_for_good || st.image.is_some() {
+                continue;
+            }
+            let image = c.image.clone().unwrap_or_default();
+            if st.pull_backoff_until.is_some_and(|t| t > Instant::now()) {
+                if let Some((reason, message)) = st.waiting.clone().filter(|(r, _)| r == "ErrImagePull") {
+                    st.waiting = Some((
+                        "ImagePullBackOff".into(),
+                        format!("Back-off pulling image {image:?}: {reason}: {message}"),
+                    ));
+                    let ev = vec![("Normal", "BackOff", format!("Back-off pulling image {image:?}"))];
+                    self.record(pod, &c.name, ev);
+                }
                 return Ok(());
+            }
+            let creds = self.pull_credentials(pod).await;
+            match self.shared.images.resolve(&image, c.image_pull_policy.as_deref(), &creds).await {
+                Ok(found) => {
+                    self.record(pod, &c.name, found.events);
+                    let st = self.containers.entry(c.name.clone()).or_default();
+                    st.pull_backoff = Duration::ZERO;
+                    st.pull_backoff_until = None;
+                    if st.waiting.as_ref().is_some_and(|(r, _)| r.contains("Image")) {
+                        st.waiting = None;
+                    }
+                    st.image = Some(found.resolved);
+                }
+                Err(f) => {
+                    self.record(pod, &c.name, f.events);
+                    let st = self.containers.entry(c.name.clone()).or_default();
+                    st.waiting = Some((f.reason.into(), f.message));
+                    st.pull_backoff =
+                        if st.pull_backoff.is_zero() { BACKOFF_START } else { (st.pull_backoff * 2).min(BACKOFF_MAX) };
+                    st.pull_backoff_until = Some(Instant::now() + st.pull_backoff);
+                    return Ok(());
+                }
             }
         }
         // Volumes before the sandbox binds them; tokens renewed when due.
@@ -433,6 +472,14 @@ impl PodWorker {
     }
 
     async fn create_sandbox(&self, pod: &Pod) -> Result<Sandbox, String> {
+        // Containers of pulled images bind their own volumes (their images
+        // were looked up before the sandbox is made).
+        let own_root: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, st)| matches!(st.image, Some(Resolved::Oci(_))))
+            .map(|(n, _)| n.clone())
+            .collect();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let spec = pod.spec.clone().unwrap_or_default();
         let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
@@ -451,7 +498,7 @@ impl PodWorker {
             hostname,
             resolv_conf: resolv,
             hosts,
-            mounts: crate::volumes::mounts(&self.shared.cfg.data_dir, pod)?,
+            mounts: crate::volumes::mounts(&self.shared.cfg.data_dir, pod, &own_root)?,
             host_network: host_network.then_some(self.shared.cfg.node_ip),
         };
         self.shared.runtime.create_sandbox(&sb_spec).await.map_err(|e| e.to_string())
@@ -564,12 +611,19 @@ impl PodWorker {
 
     async fn start_container(&mut self, pod: &Pod, sandbox: &Sandbox, c: &ContainerDef) -> Result<Container, String> {
         let image = c.image.clone().unwrap_or_default();
-        let env = self.env_for(pod, sandbox, c).await;
+        let mut env = self.env_for(pod, sandbox, c).await;
         let vars: BTreeMap<String, String> = env.iter().cloned().collect();
         let command: Vec<String> = c.command.clone().unwrap_or_default().iter().map(|s| expand(s, &vars)).collect();
         let args: Vec<String> = c.args.clone().unwrap_or_default().iter().map(|s| expand(s, &vars)).collect();
-        let argv = match images::resolve(&image).map_err(|e| e.to_string())? {
-            images::Resolved::Builtin(b) => {
+        let resolved = match self.containers.get_mut(&c.name).and_then(|st| st.image.take()) {
+            Some(r) => r,
+            None => return Err(format!("the image {image:?} has not been looked up yet")),
+        };
+        let mut working_dir = c.working_dir.clone().map(PathBuf::from);
+        let (mut image_id, mut image_ref) = (String::new(), None);
+        let mut rootfs = None;
+        let argv = match resolved {
+            Resolved::Builtin(b) => {
                 let program = images::argv(b, &command, &args);
                 // A builtin image may also be told to run e.g. `sh -c ...`:
                 // that comes from the node's filesystem.
@@ -581,7 +635,31 @@ impl PodWorker {
                     program
                 }
             }
-            images::Resolved::Host => images::host_argv(&command, &args),
+            Resolved::Host => images::host_argv(&command, &args),
+            Resolved::Oci(img) => {
+                let run = &img.config.config;
+                let argv = images::image_argv(
+                    run.entrypoint.as_deref().unwrap_or_default(),
+                    run.cmd.as_deref().unwrap_or_default(),
+                    &command,
+                    &args,
+                );
+                if argv.is_empty() {
+                    return Err(format!("the image {image:?} has no Entrypoint or Cmd and the container no command"));
+                }
+                // kubelet: the image's environment, overridden by the container's.
+                let mut merged: Vec<(String, String)> =
+                    img.config.env().into_iter().filter(|(k, _)| !env.iter().any(|(e, _)| e == k)).collect();
+                merged.append(&mut env);
+                env = merged;
+                if working_dir.is_none() {
+                    working_dir = run.working_dir.clone().filter(|w| !w.is_empty()).map(PathBuf::from);
+                }
+                rootfs = Some(self.rootfs_config(pod, sandbox, c, &img)?);
+                image_id = img.image_id.clone();
+                image_ref = Some(img.reference.to_string());
+                argv
+            }
         };
         let restart = self.containers.get(&c.name).map(|s| s.restart_count).unwrap_or(0);
         let log_path = container_log_path(&self.shared.cfg.data_dir, &self.uid, &c.name, restart);
@@ -590,15 +668,122 @@ impl PodWorker {
             name: c.name.clone(),
             argv,
             env,
-            working_dir: c.working_dir.clone().map(PathBuf::from),
+            working_dir,
             memory_limit: limits.get("memory").and_then(|q| apimachinery::quantity::parse(&q.0)).map(|v| v as u64),
             cpu_limit_millis: limits
                 .get("cpu")
                 .and_then(|q| apimachinery::quantity::parse(&q.0))
                 .map(|v| (v * 1000.0) as u64),
             log_path,
+            rootfs,
         };
-        self.shared.runtime.start_container(sandbox, &spec).await.map_err(|e| e.to_string())
+        let started = self.shared.runtime.start_container(sandbox, &spec).await.map_err(|e| e.to_string())?;
+        let st = self.containers.entry(c.name.clone()).or_default();
+        st.image_id = image_id;
+        st.image_ref = image_ref;
+        Ok(started)
+    }
+
+    /// The root filesystem of a container of a pulled image: its layers, its
+    /// volume mounts (bound from where the pod infra mounted them), and its
+    /// security context (kubelet's `securityContext` rules: the container's
+    /// fields win over the pod's).
+    fn rootfs_config(
+        &self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+        c: &ContainerDef,
+        img: &oci::Image,
+    ) -> Result<RootfsConfig, String> {
+        let binds = crate::volumes::container_binds(&self.shared.cfg.data_dir, pod, c)?;
+        let psc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+        let csc = c.security_context.clone().unwrap_or_default();
+        let as_u32 = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
+        let caps = csc.capabilities.clone().unwrap_or_default();
+        let capabilities = crate::runtime::capability_mask(
+            csc.privileged.unwrap_or(false),
+            &caps.add.unwrap_or_default(),
+            &caps.drop.unwrap_or_default(),
+        )?;
+        let mut supplemental: Vec<u32> =
+            psc.supplemental_groups.iter().flatten().filter_map(|g| u32::try_from(*g).ok()).collect();
+        if let Some(fs) = as_u32(psc.fs_group) {
+            supplemental.push(fs);
+        }
+        Ok(RootfsConfig {
+            layers: img.layers.clone(),
+            binds,
+            hostname: sandbox.hostname.clone(),
+            read_only: csc.read_only_root_filesystem.unwrap_or(false),
+            image_user: img.config.config.user.clone().unwrap_or_default(),
+            run_as_user: as_u32(csc.run_as_user.or(psc.run_as_user)),
+            run_as_group: as_u32(csc.run_as_group.or(psc.run_as_group)),
+            supplemental_groups: supplemental,
+            capabilities,
+            run_as_non_root: csc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false),
+        })
+    }
+
+    /// Registry credentials from the pod's `imagePullSecrets`.
+    async fn pull_credentials(&self, pod: &Pod) -> Vec<(String, oci::Credential)> {
+        let names: Vec<String> = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.image_pull_secrets.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let api: Api<Secret> =
+            Api::namespaced(self.shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let mut secrets = Vec::new();
+        for n in names {
+            match api.get_opt(&n).await {
+                Ok(Some(s)) => secrets.push(s),
+                // kubelet goes on without a missing pull secret (and warns).
+                Ok(None) => tracing::warn!(pod = ?pod.metadata.name, secret = %n, "image pull secret not found"),
+                Err(e) => {
+                    tracing::warn!(pod = ?pod.metadata.name, secret = %n, error = %e, "reading an image pull secret failed")
+                }
+            }
+        }
+        image_service::credentials(&secrets)
+    }
+
+    /// Record Events about container `container` of the pod (in the background).
+    fn record(&self, pod: &Pod, container: &str, events: Vec<image_service::Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let client = self.shared.client.clone();
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let node = self.shared.cfg.node_name.clone();
+        let uid = self.uid.clone();
+        let field_path = format!("spec.containers{{{container}}}");
+        tokio::spawn(async move {
+            let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, &ns);
+            for (type_, reason, message) in events {
+                let t = now();
+                let ev = json!({
+                    "apiVersion": "v1", "kind": "Event",
+                    "metadata": { "generateName": format!("{name}."), "namespace": ns },
+                    "involvedObject": { "kind": "Pod", "namespace": ns, "name": name, "uid": uid, "apiVersion": "v1", "fieldPath": field_path },
+                    "reason": reason, "message": message, "type": type_,
+                    "source": { "component": "kubelet", "host": node },
+                    "reportingComponent": "kubelet", "reportingInstance": node,
+                    "firstTimestamp": t, "lastTimestamp": t, "count": 1,
+                });
+                let Ok(ev) = serde_json::from_value(ev) else { continue };
+                if let Err(e) = api.create(&kube::api::PostParams::default(), &ev).await {
+                    tracing::debug!(error = %e, reason, "could not record a pod event");
+                }
+            }
+        });
     }
 
     /// Build and send the pod status when it changed.
@@ -643,10 +828,11 @@ impl PodWorker {
             };
             let ready = st.is_some_and(|s| s.running.is_some() && s.ready);
             all_ready &= ready;
+            let image = st.and_then(|s| s.image_ref.clone()).or_else(|| c.image.clone());
             let mut cs = json!({
                 "name": c.name,
-                "image": c.image,
-                "imageID": "",
+                "image": image,
+                "imageID": st.map(|s| s.image_id.clone()).unwrap_or_default(),
                 "ready": ready,
                 "started": st.is_some_and(|s| s.running.is_some() && s.started),
                 "restartCount": restart,

@@ -41,53 +41,104 @@ pub fn volume_dir(data_dir: &Path, pod_uid: &str, volume: &str) -> PathBuf {
     data_dir.join("volumes").join(pod_uid).join(volume)
 }
 
-/// The pod's volume mounts (one per mount path; the first container asking wins),
-/// or why the pod cannot run: a mount of an undeclared volume, a volume type
-/// without support, a `subPath` leaving its volume.
-pub fn mounts(data_dir: &Path, pod: &Pod) -> Result<Vec<Mount>, String> {
+/// The pod's volume mounts the pod infra makes (one per mount path; the first
+/// container asking wins), or why the pod cannot run: a mount of an undeclared
+/// volume, a volume type without support, a `subPath` leaving its volume.
+///
+/// Containers named in `own_root` run in a root filesystem of their own and
+/// bind their volumes themselves ([`container_binds`]): nothing of theirs is
+/// mounted on the node's paths, but a Memory emptyDir they use is a tmpfs the
+/// infra makes at the volume's directory (in the pod's mount namespace only).
+pub fn mounts(data_dir: &Path, pod: &Pod, own_root: &[String]) -> Result<Vec<Mount>, String> {
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let Some(spec) = &pod.spec else { return Ok(Vec::new()) };
     let volumes: BTreeMap<&str, &Volume> = spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
     let mut out: Vec<Mount> = Vec::new();
     let containers = spec.init_containers.iter().flatten().chain(&spec.containers);
-    for m in containers.flat_map(|c| c.volume_mounts.iter().flatten()) {
-        if out.iter().any(|o| o.target == m.mount_path) {
-            continue;
-        }
-        let v =
-            volumes.get(m.name.as_str()).ok_or_else(|| format!("volume {:?} is mounted but not declared", m.name))?;
-        let read_only = m.read_only.unwrap_or(false);
-        let (mut source, read_only) = if v.projected.is_some()
-            || v.config_map.is_some()
-            || v.secret.is_some()
-            || v.downward_api.is_some()
-        {
-            // Upstream mounts these read-only whatever the mount says.
-            (MountSource::Path(volume_dir(data_dir, &uid, &v.name)), true)
-        } else if let Some(e) = &v.empty_dir {
-            if e.medium.as_deref() == Some("Memory") {
-                if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
-                    return Err(format!("volume {:?}: subPath of a Memory emptyDir is not supported", v.name));
+    for c in containers {
+        let own = own_root.contains(&c.name);
+        for m in c.volume_mounts.iter().flatten() {
+            let (source, read_only) = mount_source(data_dir, &uid, &volumes, m)?;
+            let (source, target) = match (own, source) {
+                (false, source) => (source, m.mount_path.clone()),
+                (true, MountSource::Tmpfs { size_bytes }) => {
+                    let dir = volume_dir(data_dir, &uid, &m.name);
+                    (MountSource::Tmpfs { size_bytes }, dir.to_string_lossy().into_owned())
                 }
-                let size_bytes = e.size_limit.as_ref().and_then(apimachinery::quantity::value).map(|b| b as u64);
-                out.push(Mount { source: MountSource::Tmpfs { size_bytes }, target: m.mount_path.clone(), read_only });
+                (true, MountSource::Path(_)) => continue,
+            };
+            if out.iter().any(|o| o.target == target) {
                 continue;
             }
-            (MountSource::Path(volume_dir(data_dir, &uid, &v.name)), read_only)
-        } else if let Some(h) = &v.host_path {
-            (MountSource::Path(PathBuf::from(&h.path)), read_only)
-        } else {
-            return Err(format!("volume {:?}: only configMap, secret, downwardAPI, projected, emptyDir and hostPath volumes are supported", v.name));
-        };
-        if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            check_relative(sub).map_err(|e| format!("volume {:?} subPath: {e}", m.name))?;
-            if let MountSource::Path(p) = &mut source {
-                *p = p.join(sub);
-            }
+            out.push(Mount { source, target, read_only });
         }
-        out.push(Mount { source, target: m.mount_path.clone(), read_only });
     }
     Ok(out)
+}
+
+/// The volume mounts of a container with a root filesystem of its own:
+/// (path in the pod's mount namespace, target in the container, read-only).
+pub fn container_binds(
+    data_dir: &Path,
+    pod: &Pod,
+    c: &k8s_openapi::api::core::v1::Container,
+) -> Result<Vec<(PathBuf, String, bool)>, String> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let Some(spec) = &pod.spec else { return Ok(Vec::new()) };
+    let volumes: BTreeMap<&str, &Volume> = spec.volumes.iter().flatten().map(|v| (v.name.as_str(), v)).collect();
+    let mut out = Vec::new();
+    for m in c.volume_mounts.iter().flatten() {
+        let (source, read_only) = mount_source(data_dir, &uid, &volumes, m)?;
+        let path = match source {
+            MountSource::Path(p) => p,
+            // The infra's tmpfs, at the volume's directory (see `mounts`).
+            MountSource::Tmpfs { .. } => volume_dir(data_dir, &uid, &m.name),
+        };
+        out.push((path, m.mount_path.clone(), read_only));
+    }
+    Ok(out)
+}
+
+/// Where one volume mount's contents come from, and whether it is read-only.
+fn mount_source(
+    data_dir: &Path,
+    uid: &str,
+    volumes: &BTreeMap<&str, &Volume>,
+    m: &k8s_openapi::api::core::v1::VolumeMount,
+) -> Result<(MountSource, bool), String> {
+    let v = volumes.get(m.name.as_str()).ok_or_else(|| format!("volume {:?} is mounted but not declared", m.name))?;
+    let read_only = m.read_only.unwrap_or(false);
+    let (mut source, read_only) = if v.projected.is_some()
+        || v.config_map.is_some()
+        || v.secret.is_some()
+        || v.downward_api.is_some()
+    {
+        // Upstream mounts these read-only whatever the mount says.
+        (MountSource::Path(volume_dir(data_dir, uid, &v.name)), true)
+    } else if let Some(e) = &v.empty_dir {
+        if e.medium.as_deref() == Some("Memory") {
+            if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
+                return Err(format!("volume {:?}: subPath of a Memory emptyDir is not supported", v.name));
+            }
+            let size_bytes = e.size_limit.as_ref().and_then(apimachinery::quantity::value).map(|b| b as u64);
+            return Ok((MountSource::Tmpfs { size_bytes }, read_only));
+        }
+        (MountSource::Path(volume_dir(data_dir, uid, &v.name)), read_only)
+    } else if let Some(h) = &v.host_path {
+        (MountSource::Path(PathBuf::from(&h.path)), read_only)
+    } else {
+        return Err(format!(
+            "volume {:?}: only configMap, secret, downwardAPI, projected, emptyDir and hostPath volumes are supported",
+            v.name
+        ));
+    };
+    if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        check_relative(sub).map_err(|e| format!("volume {:?} subPath: {e}", m.name))?;
+        if let MountSource::Path(p) = &mut source {
+            *p = p.join(sub);
+        }
+    }
+    Ok((source, read_only))
 }
 
 impl PodVolumes {
@@ -144,6 +195,11 @@ async fn set_up(client: &kube::Client, pod: &Pod, v: &Volume, dir: &Path) -> Res
             return Ok(NEVER);
         }
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        // World-writable, as kubelet makes it (`pkg/volume/emptydir/empty_dir.go`
+        // setupDir), so containers running as any user can write.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
         return Ok(NEVER);
     }
     if let Some(h) = &v.host_path {
@@ -434,7 +490,7 @@ mod tests {
             },
         }))
         .expect("pod");
-        let m = mounts(Path::new("/var/lib/agent"), &pod).expect("mounts");
+        let m = mounts(Path::new("/var/lib/agent"), &pod, &[]).expect("mounts");
         assert_eq!(
             m,
             [
@@ -465,7 +521,7 @@ mod tests {
             json!([{"name": "cfg", "configMap": {"name": "c"}}, {"name": "host", "hostPath": {"path": "/srv/www"}}]),
             json!([{"name": "cfg", "mountPath": "/etc/app", "readOnly": false}, {"name": "host", "mountPath": "/www", "readOnly": true, "subPath": "site"}]),
         );
-        let m = mounts(Path::new("/d"), &p).expect("mounts");
+        let m = mounts(Path::new("/d"), &p, &[]).expect("mounts");
         assert_eq!(
             m[0],
             Mount { source: MountSource::Path("/d/volumes/u1/cfg".into()), target: "/etc/app".into(), read_only: true },
@@ -480,25 +536,49 @@ mod tests {
             json!([{"name": "m", "mountPath": "/cache"}]),
         );
         assert_eq!(
-            mounts(Path::new("/d"), &mem).expect("mounts"),
+            mounts(Path::new("/d"), &mem, &[]).expect("mounts"),
             [Mount {
                 source: MountSource::Tmpfs { size_bytes: Some(64 << 20) },
                 target: "/cache".into(),
                 read_only: false
             }]
         );
+        // A container with its own rootfs: nothing on the node's paths, its
+        // Memory emptyDir at the volume's directory, bound by the container.
+        assert_eq!(
+            mounts(Path::new("/d"), &mem, &["a".to_string()]).expect("mounts"),
+            [Mount {
+                source: MountSource::Tmpfs { size_bytes: Some(64 << 20) },
+                target: "/d/volumes/u1/m".into(),
+                read_only: false
+            }]
+        );
+        assert_eq!(mounts(Path::new("/d"), &p, &["a".to_string()]).expect("mounts"), []);
+        let c = &mem.spec.as_ref().expect("spec").containers[0];
+        assert_eq!(
+            container_binds(Path::new("/d"), &mem, c).expect("binds"),
+            [(PathBuf::from("/d/volumes/u1/m"), "/cache".to_string(), false)]
+        );
+        let c = &p.spec.as_ref().expect("spec").containers[0];
+        assert_eq!(
+            container_binds(Path::new("/d"), &p, c).expect("binds"),
+            [
+                (PathBuf::from("/d/volumes/u1/cfg"), "/etc/app".to_string(), true),
+                (PathBuf::from("/srv/www/site"), "/www".to_string(), true)
+            ]
+        );
         let undeclared = pod(json!([]), json!([{"name": "ghost", "mountPath": "/x"}]));
-        assert!(mounts(Path::new("/d"), &undeclared).is_err_and(|e| e.contains("not declared")));
+        assert!(mounts(Path::new("/d"), &undeclared, &[]).is_err_and(|e| e.contains("not declared")));
         let pvc = pod(
             json!([{"name": "v", "persistentVolumeClaim": {"claimName": "c"}}]),
             json!([{"name": "v", "mountPath": "/x"}]),
         );
-        assert!(mounts(Path::new("/d"), &pvc).is_err_and(|e| e.contains("only configMap")));
+        assert!(mounts(Path::new("/d"), &pvc, &[]).is_err_and(|e| e.contains("only configMap")));
         let escape = pod(
             json!([{"name": "e", "emptyDir": {}}]),
             json!([{"name": "e", "mountPath": "/x", "subPath": "../../etc"}]),
         );
-        assert!(mounts(Path::new("/d"), &escape).is_err());
+        assert!(mounts(Path::new("/d"), &escape, &[]).is_err());
     }
 
     #[test]

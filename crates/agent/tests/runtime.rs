@@ -258,6 +258,7 @@ fn container_spec(data_dir: &Path, uid: &str, name: &str, argv: &[&str]) -> Cont
         memory_limit: None,
         cpu_limit_millis: None,
         log_path: data_dir.join("logs").join(uid).join(name).join("0.log"),
+        rootfs: None,
     }
 }
 

@@ -210,6 +210,14 @@ pub fn argv(b: Builtin, command: &[String], args: &[String]) -> Vec<String> {
     combine(entrypoint, cmd, command, args)
 }
 
+/// The argv of a pulled image: its `Entrypoint` and `Cmd` combined with the
+/// pod's `command`/`args` by the same rules.
+pub fn image_argv(entrypoint: &[String], cmd: &[String], command: &[String], args: &[String]) -> Vec<String> {
+    let e: Vec<&str> = entrypoint.iter().map(String::as_str).collect();
+    let c: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    combine(&e, &c, command, args)
+}
+
 /// The argv of a [`Resolved::Host`] tool image: its command runs from the
 /// node's filesystem; with neither command nor args it runs `sh`.
 pub fn host_argv(command: &[String], args: &[String]) -> Vec<String> {

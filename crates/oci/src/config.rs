@@ -105,6 +105,8 @@ pub struct Endpoint {
 #[derive(Debug, Clone, Default)]
 pub struct Registries {
     config: RegistriesConfig,
+    /// Mirrors only (k3s `--disable-default-registry-endpoint`).
+    no_default_endpoint: bool,
 }
 
 impl Registries {
@@ -143,11 +145,17 @@ impl Registries {
                 .get_or_insert_with(Default::default)
                 .insecure_skip_verify = true;
         }
-        Ok(Registries { config })
+        Ok(Registries { config, no_default_endpoint: false })
     }
 
     pub fn from_config(config: RegistriesConfig) -> Registries {
-        Registries { config }
+        Registries { config, no_default_endpoint: false }
+    }
+
+    /// Never fall back to a registry's own endpoint: only its mirrors.
+    pub fn without_default_endpoint(mut self) -> Registries {
+        self.no_default_endpoint = true;
+        self
     }
 
     /// The endpoints to try for `r`, in order: its mirrors (or the `*`
@@ -155,7 +163,9 @@ impl Registries {
     pub fn endpoints(&self, r: &Reference) -> Vec<Endpoint> {
         let mirror = self.config.mirrors.get(&r.registry).or_else(|| self.config.mirrors.get("*"));
         let mut bases: Vec<String> = mirror.map(|m| m.endpoint.clone()).unwrap_or_default();
-        bases.push(format!("https://{}", r.endpoint_host()));
+        if !self.no_default_endpoint {
+            bases.push(format!("https://{}", r.endpoint_host()));
+        }
         let mut out: Vec<Endpoint> = Vec::new();
         for b in bases {
             let b = b.trim_end_matches('/');

@@ -142,6 +142,26 @@ pub struct NodeArgs {
     /// The interface the pod network tunnels over [default: the node IP's].
     #[arg(long)]
     pub flannel_iface: Option<String>,
+    /// Registry settings in k3s's `registries.yaml` form: mirrors (endpoints
+    /// tried in order, then the registry itself), and per host `auth`
+    /// (username/password or auth) and `tls` (ca_file, insecure_skip_verify).
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
+    /// A registry reached over plain HTTP or HTTPS without certificate checks
+    /// (Docker's insecure-registries); repeat for more.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub insecure_registry: Vec<String>,
+    /// Only the mirrors of --registry-config, never a registry's own endpoint
+    /// (k3s --disable-default-registry-endpoint).
+    #[arg(long)]
+    pub disable_default_registry_endpoint: bool,
+    /// Images rkube has built in (the lesson's myweb, agnhost, and tool images
+    /// such as busybox): `fallback` pulls the real image and runs the built-in
+    /// only when no registry can be reached; `prefer` runs the built-in
+    /// without asking a registry (offline learning). rkube's own DNS and pause
+    /// images are always built in.
+    #[arg(long, default_value = "fallback", value_parser = ["fallback", "prefer"], env = "RKUBE_BUILTIN_IMAGES")]
+    pub builtin_images: String,
 }
 
 #[derive(Args, Debug, Clone)]

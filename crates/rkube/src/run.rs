@@ -406,6 +406,12 @@ fn agent_config(
         node_lease_duration: std::time::Duration::from_secs(node.node_lease_duration_seconds),
         pod_network: (node.flannel_backend == "vxlan")
             .then(|| agent::PodNetworkSettings { iface: node.flannel_iface.clone() }),
+        images: agent::ImageSettings {
+            registry_config: node.registry_config.clone(),
+            insecure_registries: node.insecure_registry.clone(),
+            disable_default_endpoint: node.disable_default_registry_endpoint,
+            prefer_builtin: node.builtin_images == "prefer",
+        },
     })
 }
 

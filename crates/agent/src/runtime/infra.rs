@@ -130,15 +130,6 @@ fn setup(o: &Options) -> Result<(), String> {
         }
         mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
     }
-    for (src, target, read_only) in &o.mounts {
-        mount_point(src, target)?;
-        mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
-        if *read_only {
-            // A bind mount takes read-only only on a remount.
-            mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)
-                .map_err(|e| format!("making {target} read-only: {e}"))?;
-        }
-    }
     for (size, target) in &o.tmpfs {
         std::fs::create_dir_all(target).map_err(|e| format!("creating the mount point {target}: {e}"))?;
         // kubelet's emptyDir is world-writable (0777).
@@ -148,6 +139,15 @@ fn setup(o: &Options) -> Result<(), String> {
         };
         mount_with_data(Some("tmpfs"), target, Some("tmpfs"), libc::MS_NOSUID | libc::MS_NODEV, Some(&data))
             .map_err(|e| format!("mounting a tmpfs on {target}: {e}"))?;
+    }
+    for (src, target, read_only) in &o.mounts {
+        mount_point(src, target)?;
+        mount(Some(src), target, None, libc::MS_BIND).map_err(|e| format!("bind-mounting {src} on {target}: {e}"))?;
+        if *read_only {
+            // A bind mount takes read-only only on a remount.
+            mount(None, target, None, libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY)
+                .map_err(|e| format!("making {target} read-only: {e}"))?;
+        }
     }
     if o.host_network {
         return Ok(());

@@ -28,12 +28,14 @@ mod net;
 mod process;
 mod pty;
 mod recover;
+mod rootfs;
 mod shim;
 mod state;
 
 pub use error::RuntimeError;
 pub use infra::infra_main;
 pub use pty::{PtyMaster, Resizer};
+pub use rootfs::{capabilities as capability_mask, RootfsConfig};
 pub use shim::shim_main;
 
 use error::io_ctx;
@@ -151,6 +153,9 @@ pub struct ContainerSpec {
     pub cpu_limit_millis: Option<u64>,
     /// The CRI-format log file stdout and stderr are appended to.
     pub log_path: PathBuf,
+    /// An image container's root filesystem; `None`: `argv` runs from the
+    /// pod's view of the node's filesystem (built-in and tool images).
+    pub rootfs: Option<RootfsConfig>,
 }
 
 /// How a process ended. A signal also sets `exit_code` to 128 + signal.
@@ -193,6 +198,8 @@ struct ContainerShared {
     shim: ProcRecord,
     env: Vec<(String, String)>,
     working_dir: PathBuf,
+    /// Runs in a root filesystem of its own (exec joins its mount namespace).
+    own_root: bool,
 }
 
 impl std::fmt::Debug for Container {
@@ -371,6 +378,7 @@ impl Pod {
                         log_path: c.log_path.clone(),
                         env: c.shared.env.clone(),
                         working_dir: Some(c.shared.working_dir.clone()),
+                        own_root: c.shared.own_root,
                     };
                     (c.name.clone(), record)
                 })
@@ -814,10 +822,15 @@ impl Runtime {
         if env_value(&env, "HOSTNAME").is_none() {
             env.push(("HOSTNAME".into(), pod.sandbox.hostname.clone()));
         }
-        let exe = process::resolve_executable(argv0, env_value(&env, "PATH").unwrap_or(DEFAULT_PATH))
-            .ok_or_else(|| RuntimeError::ExecutableNotFound(argv0.clone()))?;
         let working_dir = spec.working_dir.clone().unwrap_or_else(|| PathBuf::from("/"));
-        if !working_dir.is_dir() {
+        // An image container's command and directory are looked up in its own
+        // rootfs, by the shim (see rootfs.rs).
+        let exe = match &spec.rootfs {
+            Some(_) => PathBuf::from(argv0),
+            None => process::resolve_executable(argv0, env_value(&env, "PATH").unwrap_or(DEFAULT_PATH))
+                .ok_or_else(|| RuntimeError::ExecutableNotFound(argv0.clone()))?,
+        };
+        if spec.rootfs.is_none() && !working_dir.is_dir() {
             return Err(RuntimeError::InvalidSpec(format!(
                 "working directory {} does not exist",
                 working_dir.display()
@@ -838,6 +851,7 @@ impl Runtime {
             working_dir: working_dir.clone(),
             log_path: spec.log_path.clone(),
             cgroups: cgroups.clone(),
+            rootfs: spec.rootfs.clone(),
         };
         let (mut child, pid, start_time) = match self.spawn_shim(&pod, &dir, &config).await {
             Ok(v) => v,
@@ -872,7 +886,15 @@ impl Runtime {
             started_at,
             log_path: spec.log_path.clone(),
             cgroups,
-            shared: Arc::new(ContainerShared { exit: rx, pidfd, start_time, shim: shim_rec, env, working_dir }),
+            shared: Arc::new(ContainerShared {
+                exit: rx,
+                pidfd,
+                start_time,
+                shim: shim_rec,
+                env,
+                working_dir,
+                own_root: spec.rootfs.is_some(),
+            }),
         };
         {
             let mut list = lock(&pod.containers);
@@ -920,6 +942,7 @@ impl Runtime {
             namespaces: pod.namespaces(),
             workdir: Some(c"/".to_owned()),
             controlling_tty: false,
+            user: None,
         };
         let wfd = ready_w.as_raw_fd();
         // SAFETY: only async-signal-safe system calls between fork and exec;
@@ -1022,8 +1045,24 @@ impl Runtime {
         if env_value(&env, "PATH").is_none() {
             env.push(("PATH".into(), DEFAULT_PATH.into()));
         }
-        let exe = process::resolve_executable(argv0, env_value(&env, "PATH").unwrap_or(DEFAULT_PATH))
-            .ok_or_else(|| RuntimeError::ExecutableNotFound(argv0.clone()))?;
+        let path_env = env_value(&env, "PATH").unwrap_or(DEFAULT_PATH).to_string();
+        // An image container: its mount namespace, its user, its PATH inside its rootfs.
+        let own_root = target.as_ref().filter(|c| c.shared.own_root && c.is_running());
+        let (exe, mntns, user) = match own_root {
+            Some(c) => {
+                let root = PathBuf::from(format!("/proc/{}/root", c.pid));
+                let exe = rootfs::find_executable(&root, argv0, &path_env)
+                    .ok_or_else(|| RuntimeError::ExecutableNotFound(argv0.clone()))?;
+                let ns = process::open_ns(c.pid, "mnt").map_err(io_ctx(format!("opening /proc/{}/ns/mnt", c.pid)))?;
+                (exe, Some(ns), process::identity(c.pid))
+            }
+            None => (
+                process::resolve_executable(argv0, &path_env)
+                    .ok_or_else(|| RuntimeError::ExecutableNotFound(argv0.clone()))?,
+                None,
+                None,
+            ),
+        };
         let working_dir = spec
             .working_dir
             .clone()
@@ -1031,12 +1070,18 @@ impl Runtime {
             .unwrap_or_else(|| PathBuf::from("/"));
         let workdir_c = process::cstring(working_dir.as_os_str()).map_err(io_ctx("working directory"))?;
         let cgroups = target.as_ref().filter(|c| c.is_running()).map(|c| c.cgroups.clone()).unwrap_or_default();
+        let mut namespaces = pod.namespaces();
+        if let Some(ns) = &mntns {
+            namespaces.retain(|(_, kind)| *kind != libc::CLONE_NEWNS);
+            namespaces.push((ns.as_raw_fd(), libc::CLONE_NEWNS));
+        }
         let joiner = Joiner {
             setsid: true,
             cgroup_procs: cgroup::open_procs(&cgroups),
-            namespaces: pod.namespaces(),
+            namespaces,
             workdir: Some(workdir_c),
             controlling_tty: spec.tty,
+            user,
         };
         let mut cmd = Command::new(&exe);
         cmd.arg0(argv0).args(&spec.argv[1..]).env_clear().envs(env.iter().map(|(k, v)| (k, v)));

@@ -24,6 +24,7 @@ async fn ip(args: &[&str], stdin: Option<&str>, netns: Option<RawFd>) -> Result<
             namespaces: vec![(fd, libc::CLONE_NEWNET)],
             workdir: None,
             controlling_tty: false,
+            user: None,
         };
         // SAFETY: the closure only makes async-signal-safe system calls.
         unsafe {

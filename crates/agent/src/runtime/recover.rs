@@ -248,6 +248,7 @@ fn adopt_container(uid: &str, pod_dir: &Path, name: &str, rec: &ContainerRecord)
             shim: shim_rec,
             env: rec.env.clone(),
             working_dir: rec.working_dir.clone().unwrap_or_else(|| PathBuf::from("/")),
+            own_root: rec.own_root,
         }),
     })
 }

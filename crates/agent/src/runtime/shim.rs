@@ -47,6 +47,10 @@ pub(crate) struct ShimConfig {
     pub working_dir: PathBuf,
     pub log_path: PathBuf,
     pub cgroups: Vec<PathBuf>,
+    /// An image container's own root filesystem (`rootfs.rs`); `None` runs
+    /// `exe` from the pod's view of the node's filesystem.
+    #[serde(default)]
+    pub rootfs: Option<super::rootfs::RootfsConfig>,
 }
 
 /// `exit.json`: how the container ended.
@@ -166,6 +170,24 @@ pub fn shim_main(args: &[String]) -> i32 {
         }
     };
     let dir = config_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Mounts first, while this process has one thread.
+    let prepared = match &cfg.rootfs {
+        Some(r) => {
+            let argv0 = cfg.argv.first().map(String::as_str).unwrap_or_default();
+            let path =
+                cfg.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or(process::DEFAULT_PATH);
+            match super::rootfs::prepare(r, &dir, argv0, path, &cfg.working_dir) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("container-shim {}/{}: {e}", cfg.pod_uid, cfg.name);
+                    // ENOENT for a missing executable: the agent reports it as the runtime does.
+                    report(ready, &format!("E0 {e}"));
+                    return 1;
+                }
+            }
+        }
+        None => None,
+    };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -173,7 +195,7 @@ pub fn shim_main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    rt.block_on(run(cfg, dir, ready))
+    rt.block_on(run(cfg, dir, ready, prepared))
 }
 
 /// Write the ready message and close the fd (the agent reads until EOF).
@@ -184,7 +206,7 @@ fn report(ready: Option<File>, msg: &str) -> bool {
     }
 }
 
-async fn run(cfg: ShimConfig, dir: PathBuf, ready: Option<File>) -> i32 {
+async fn run(cfg: ShimConfig, dir: PathBuf, ready: Option<File>, prepared: Option<super::rootfs::Prepared>) -> i32 {
     let fail = |ready, e: std::io::Error, what: &str| {
         eprintln!("container-shim {}/{}: {what}: {e}", cfg.pod_uid, cfg.name);
         report(ready, &format!("E{} {what}: {e}", e.raw_os_error().unwrap_or(0)));
@@ -205,21 +227,31 @@ async fn run(cfg: ShimConfig, dir: PathBuf, ready: Option<File>) -> i32 {
         setsid: true,
         cgroup_procs: super::cgroup::open_procs(&cfg.cgroups),
         namespaces: Vec::new(),
-        workdir: Some(workdir),
+        // An image container changes directory inside its rootfs instead.
+        workdir: if prepared.is_some() { None } else { Some(workdir) },
         controlling_tty: false,
+        user: None,
     };
-    let mut cmd = tokio::process::Command::new(&cfg.exe);
+    let exe = prepared.as_ref().map(|p| p.exe.clone()).unwrap_or_else(|| cfg.exe.clone());
+    let entry = prepared.map(|p| p.entry);
+    let mut cmd = tokio::process::Command::new(&exe);
     cmd.arg0(arg0).args(rest).env_clear().envs(cfg.env.iter().map(|(k, v)| (k, v)));
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: `joiner` makes only async-signal-safe system calls.
+    // SAFETY: `joiner` and `entry` make only async-signal-safe system calls.
     unsafe {
-        cmd.pre_exec(move || joiner.apply());
+        cmd.pre_exec(move || {
+            joiner.apply()?;
+            match &entry {
+                Some(e) => e.apply(),
+                None => Ok(()),
+            }
+        });
     }
     let spawned = cmd.spawn();
     drop(cmd);
     let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => return fail(ready, e, &format!("starting container {} ({})", cfg.name, cfg.exe.display())),
+        Err(e) => return fail(ready, e, &format!("starting container {} ({})", cfg.name, exe.display())),
     };
     let pid = child.id().unwrap_or(0);
     // Read before the first wait: the zombie keeps the pid until we reap it.

@@ -35,6 +35,9 @@ pub(crate) struct ContainerRecord {
     pub env: Vec<(String, String)>,
     #[serde(default)]
     pub working_dir: Option<PathBuf>,
+    /// The container runs in a root filesystem of its own (an image's).
+    #[serde(default)]
+    pub own_root: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
