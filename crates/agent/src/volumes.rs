@@ -108,30 +108,27 @@ fn mount_source(
 ) -> Result<(MountSource, bool), String> {
     let v = volumes.get(m.name.as_str()).ok_or_else(|| format!("volume {:?} is mounted but not declared", m.name))?;
     let read_only = m.read_only.unwrap_or(false);
-    let (mut source, read_only) = if v.projected.is_some()
-        || v.config_map.is_some()
-        || v.secret.is_some()
-        || v.downward_api.is_some()
-    {
-        // Upstream mounts these read-only whatever the mount says.
-        (MountSource::Path(volume_dir(data_dir, uid, &v.name)), true)
-    } else if let Some(e) = &v.empty_dir {
-        if e.medium.as_deref() == Some("Memory") {
-            if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
-                return Err(format!("volume {:?}: subPath of a Memory emptyDir is not supported", v.name));
+    let (mut source, read_only) =
+        if v.projected.is_some() || v.config_map.is_some() || v.secret.is_some() || v.downward_api.is_some() {
+            // Upstream mounts these read-only whatever the mount says.
+            (MountSource::Path(volume_dir(data_dir, uid, &v.name)), true)
+        } else if let Some(e) = &v.empty_dir {
+            if e.medium.as_deref() == Some("Memory") {
+                if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
+                    return Err(format!("volume {:?}: subPath of a Memory emptyDir is not supported", v.name));
+                }
+                let size_bytes = e.size_limit.as_ref().and_then(apimachinery::quantity::value).map(|b| b as u64);
+                return Ok((MountSource::Tmpfs { size_bytes }, read_only));
             }
-            let size_bytes = e.size_limit.as_ref().and_then(apimachinery::quantity::value).map(|b| b as u64);
-            return Ok((MountSource::Tmpfs { size_bytes }, read_only));
-        }
-        (MountSource::Path(volume_dir(data_dir, uid, &v.name)), read_only)
-    } else if let Some(h) = &v.host_path {
-        (MountSource::Path(PathBuf::from(&h.path)), read_only)
-    } else {
-        return Err(format!(
+            (MountSource::Path(volume_dir(data_dir, uid, &v.name)), read_only)
+        } else if let Some(h) = &v.host_path {
+            (MountSource::Path(PathBuf::from(&h.path)), read_only)
+        } else {
+            return Err(format!(
             "volume {:?}: only configMap, secret, downwardAPI, projected, emptyDir and hostPath volumes are supported",
             v.name
         ));
-    };
+        };
     if let Some(sub) = m.sub_path.as_deref().filter(|s| !s.is_empty()) {
         check_relative(sub).map_err(|e| format!("volume {:?} subPath: {e}", m.name))?;
         if let MountSource::Path(p) = &mut source {
