@@ -50,7 +50,12 @@ pub struct Failure {
 pub struct ImageService {
     store: Store,
     prefer_builtin: bool,
+    gc_high: u8,
+    gc_low: u8,
 }
+
+/// How often image garbage collection looks at the disk (kubelet's period).
+pub const GC_PERIOD: Duration = Duration::from_secs(300);
 
 /// Images that are rkube's own programs: never pulled.
 fn always_builtin(b: images::Builtin) -> bool {
@@ -70,7 +75,27 @@ impl ImageService {
             registries = registries.without_default_endpoint();
         }
         let store = Store::open(&data_dir.join("images"), registries).map_err(|e| e.to_string())?;
-        Ok(ImageService { store, prefer_builtin: settings.prefer_builtin })
+        Ok(ImageService {
+            store,
+            prefer_builtin: settings.prefer_builtin,
+            gc_high: settings.gc_high_percent,
+            gc_low: settings.gc_low_percent,
+        })
+    }
+
+    /// Remove images no pod on this node uses while the disk is over the
+    /// high threshold (kubelet's image GC, `pkg/kubelet/images/image_gc_manager.go`).
+    /// `in_use`: the image references of this node's pods.
+    pub fn collect_garbage(&self, in_use: &[String]) {
+        let digests: std::collections::HashSet<oci::Digest> =
+            in_use.iter().filter_map(|i| self.store.get(i).ok().flatten()).map(|img| img.manifest_digest).collect();
+        match self.store.gc(&digests, self.gc_high, self.gc_low) {
+            Ok(r) if !r.images.is_empty() => {
+                tracing::info!(images = ?r.images, layers = r.layers, "image garbage collection removed unused images")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "image garbage collection failed"),
+        }
     }
 
     /// What `image` runs as, pulling it when `policy` (the container's

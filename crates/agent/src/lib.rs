@@ -75,6 +75,9 @@ pub struct ImageSettings {
     pub disable_default_endpoint: bool,
     /// Run built-in images without asking a registry (`--builtin-images=prefer`).
     pub prefer_builtin: bool,
+    /// Image GC thresholds: disk usage (percent) that starts and ends it.
+    pub gc_high_percent: u8,
+    pub gc_low_percent: u8,
 }
 
 /// How this node joins the pod network (crate `podnet`).

@@ -58,6 +58,23 @@ pub async fn run(client: kube::Client, cfg: AgentConfig, runtime: Runtime, image
     let _ = pods.wait_until_ready().await;
     let _ = services.wait_until_ready().await;
     let shared = Arc::new(Shared { client, cfg, runtime, pods, services, images });
+    let gc = shared.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(image_service::GC_PERIOD).await;
+            let in_use: Vec<String> = gc
+                .pods
+                .state()
+                .iter()
+                .filter_map(|p| p.spec.as_ref())
+                .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+                .filter_map(|c| c.image.clone())
+                .collect();
+            let images = gc.images.clone();
+            // Walks the store's files: off the async threads.
+            let _ = tokio::task::spawn_blocking(move || images.collect_garbage(&in_use)).await;
+        }
+    });
     let mut workers: HashMap<String, mpsc::Sender<()>> = HashMap::new();
     loop {
         let live: HashMap<String, Arc<Pod>> =

@@ -275,6 +275,22 @@ pub async fn admit_pod(registry: &Registry, namespace: &str, pod: &mut Value) ->
         }
         Err(e) => return Err(e),
     };
+    // The account's pull secrets when the pod names none
+    // (plugin/pkg/admission/serviceaccount/admission.go).
+    let pod_has_secrets = pod["spec"].get("imagePullSecrets").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+    if !pod_has_secrets {
+        let names: Vec<Value> = account
+            .get("imagePullSecrets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("name").and_then(Value::as_str))
+            .map(|n| json!({ "name": n }))
+            .collect();
+        if !names.is_empty() {
+            pod["spec"]["imagePullSecrets"] = Value::Array(names);
+        }
+    }
     let automount = pod["spec"]
         .get("automountServiceAccountToken")
         .and_then(Value::as_bool)

@@ -107,6 +107,7 @@ pub struct Registries {
     config: RegistriesConfig,
     /// Mirrors only (k3s `--disable-default-registry-endpoint`).
     no_default_endpoint: bool,
+    timeouts: crate::transport::Timeouts,
 }
 
 impl Registries {
@@ -145,11 +146,22 @@ impl Registries {
                 .get_or_insert_with(Default::default)
                 .insecure_skip_verify = true;
         }
-        Ok(Registries { config, no_default_endpoint: false })
+        Ok(Registries { config, no_default_endpoint: false, timeouts: Default::default() })
     }
 
     pub fn from_config(config: RegistriesConfig) -> Registries {
-        Registries { config, no_default_endpoint: false }
+        Registries { config, no_default_endpoint: false, timeouts: Default::default() }
+    }
+
+    /// How long connecting to a registry, and a silent response, may take
+    /// (10 s and 30 s by default).
+    pub fn with_timeouts(mut self, connect: std::time::Duration, idle: std::time::Duration) -> Registries {
+        self.timeouts = crate::transport::Timeouts { connect, idle };
+        self
+    }
+
+    pub(crate) fn timeouts(&self) -> crate::transport::Timeouts {
+        self.timeouts
     }
 
     /// Never fall back to a registry's own endpoint: only its mirrors.

@@ -8,7 +8,7 @@ use crate::config::{Credential, Endpoint, Registries};
 use crate::digest::Digest;
 use crate::manifest::{self, Fetched};
 use crate::reference::Reference;
-use crate::transport::{self, HttpError, Response, Trust};
+use crate::transport::{self, HttpError, Response, Timeouts, Trust};
 use base64::Engine;
 use http::StatusCode;
 use std::collections::HashMap;
@@ -52,13 +52,15 @@ pub struct ManifestBody {
 /// Talks to registries as the settings say. Cheap to share.
 pub struct Client {
     registries: Registries,
+    timeouts: Timeouts,
     /// `Authorization` values by (endpoint, repository), reused until a 401.
     auth: Mutex<HashMap<(String, String), String>>,
 }
 
 impl Client {
     pub fn new(registries: Registries) -> Client {
-        Client { registries, auth: Mutex::new(HashMap::new()) }
+        let timeouts = registries.timeouts();
+        Client { registries, timeouts, auth: Mutex::new(HashMap::new()) }
     }
 
     /// The endpoints tried for `r` (mirrors first).
@@ -221,7 +223,7 @@ impl Client {
                 (true, false, Some(ca)) => Trust::CaFile(ca.clone()),
                 _ => Trust::System,
             };
-            let resp = transport::get(&url, &headers, &trust).await?;
+            let resp = transport::get(&url, &headers, &trust, self.timeouts).await?;
             let redirect = matches!(resp.status.as_u16(), 301 | 302 | 303 | 307 | 308);
             let location = resp.header("location").map(str::to_string);
             match (redirect, location) {
@@ -261,7 +263,7 @@ impl Client {
             q.append_pair("scope", &scope);
         }
         let headers: Vec<(&str, String)> = basic.into_iter().map(|b| ("authorization", b)).collect();
-        let resp = match transport::get(&url, &headers, &Trust::System).await {
+        let resp = match transport::get(&url, &headers, &Trust::System, self.timeouts).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(realm = %realm, error = %e, "fetching a registry token failed");

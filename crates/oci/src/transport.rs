@@ -16,10 +16,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// How long a connection (TCP and TLS) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a response may go without sending anything.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection (TCP and TLS) may take, and how long a response may
+/// go without sending anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(10), idle: Duration::from_secs(30) }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -56,6 +65,7 @@ pub struct Response {
     pub headers: HeaderMap,
     body: Incoming,
     what: String,
+    idle: Duration,
 }
 
 impl Response {
@@ -67,8 +77,8 @@ impl Response {
     /// The next piece of the body; `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, HttpError> {
         loop {
-            let frame = match tokio::time::timeout(IDLE_TIMEOUT, self.body.frame()).await {
-                Err(_) => return Err(HttpError::Idle(self.what.clone(), IDLE_TIMEOUT)),
+            let frame = match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Err(_) => return Err(HttpError::Idle(self.what.clone(), self.idle)),
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(source))) => return Err(HttpError::Protocol { host: self.what.clone(), source }),
                 Ok(Some(Ok(f))) => f,
@@ -95,7 +105,12 @@ impl Response {
 }
 
 /// GET `url` with `headers`.
-pub async fn get(url: &url::Url, headers: &[(&str, String)], trust: &Trust) -> Result<Response, HttpError> {
+pub async fn get(
+    url: &url::Url,
+    headers: &[(&str, String)],
+    trust: &Trust,
+    timeouts: Timeouts,
+) -> Result<Response, HttpError> {
     let host = url.host_str().ok_or_else(|| HttpError::Url(url.to_string()))?.to_string();
     let tls = match url.scheme() {
         "https" => true,
@@ -106,8 +121,8 @@ pub async fn get(url: &url::Url, headers: &[(&str, String)], trust: &Trust) -> R
     // An IPv6 host keeps its brackets in the Host header only.
     let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
     let addr = format!("{host}:{port}");
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((bare.as_str(), port))).await {
-        Err(_) => return Err(HttpError::ConnectTimeout(addr, CONNECT_TIMEOUT)),
+    let tcp = match tokio::time::timeout(timeouts.connect, TcpStream::connect((bare.as_str(), port))).await {
+        Err(_) => return Err(HttpError::ConnectTimeout(addr, timeouts.connect)),
         Ok(Err(source)) => return Err(HttpError::Connect { addr, source }),
         Ok(Ok(s)) => s,
     };
@@ -131,30 +146,31 @@ pub async fn get(url: &url::Url, headers: &[(&str, String)], trust: &Trust) -> R
         let config = client_config(trust)?;
         let name = ServerName::try_from(bare.clone()).map_err(|_| HttpError::Url(url.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(config);
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp)).await {
-            Err(_) => return Err(HttpError::ConnectTimeout(addr, CONNECT_TIMEOUT)),
+        let stream = match tokio::time::timeout(timeouts.connect, connector.connect(name, tcp)).await {
+            Err(_) => return Err(HttpError::ConnectTimeout(addr, timeouts.connect)),
             Ok(Err(source)) => return Err(HttpError::Tls { host: addr, source }),
             Ok(Ok(s)) => s,
         };
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(proto)?;
         tokio::spawn(conn);
-        send(&mut sender, req, &what).await?
+        send(&mut sender, req, &what, timeouts.idle).await?
     } else {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(proto)?;
         tokio::spawn(conn);
-        send(&mut sender, req, &what).await?
+        send(&mut sender, req, &what, timeouts.idle).await?
     };
     let (parts, body) = resp.into_parts();
-    Ok(Response { status: parts.status, headers: parts.headers, body, what })
+    Ok(Response { status: parts.status, headers: parts.headers, body, what, idle: timeouts.idle })
 }
 
 async fn send(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     req: Request<Empty<Bytes>>,
     what: &str,
+    idle: Duration,
 ) -> Result<http::Response<Incoming>, HttpError> {
-    match tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(req)).await {
-        Err(_) => Err(HttpError::Idle(what.to_string(), IDLE_TIMEOUT)),
+    match tokio::time::timeout(idle, sender.send_request(req)).await {
+        Err(_) => Err(HttpError::Idle(what.to_string(), idle)),
         Ok(Err(source)) => Err(HttpError::Protocol { host: what.to_string(), source }),
         Ok(Ok(r)) => Ok(r),
     }

@@ -88,6 +88,16 @@ fn pulls_from_a_real_registry() {
     let len = std::fs::metadata(&blob).expect("stored blob").len() as usize;
     std::fs::write(&blob, vec![0x1fu8; len]).expect("corrupt the blob");
 
+    // A registry that accepts connections and never answers.
+    let hang_addr = SocketAddr::new(sb.lan_ip().into(), 5002);
+    let hang = sb.tcp_listener(sb.lan_netns(), hang_addr).expect("listener");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hang.incoming().flatten() {
+            held.push(s);
+        }
+    });
+
     let data = sb.temp_dir().join("store");
     let insecure = [host.clone()];
     let node = sb.node_netns(1).to_string();
@@ -156,6 +166,17 @@ fn pulls_from_a_real_registry() {
             let closed = format!("{}:5999/app:v1", addr.ip());
             let e = store.ensure(&closed, PullPolicy::IfNotPresent, &[]).await.unwrap_err();
             assert!(e.is_unreachable(), "{e}");
+
+            // A registry that hangs: the pull fails after the timeouts, saying so.
+            let slow = Registries::load(None, &[hang_addr.to_string()])
+                .expect("registries")
+                .with_timeouts(std::time::Duration::from_millis(800), std::time::Duration::from_millis(800));
+            let slow_store = Store::open(&data2.join("slow"), slow).expect("store");
+            let t = std::time::Instant::now();
+            let e = slow_store.ensure(&format!("{hang_addr}/app:v1"), PullPolicy::IfNotPresent, &[]).await.unwrap_err();
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+            let text = e.to_string();
+            assert!(e.is_unreachable() && text.contains("no data for 800ms"), "{text}");
 
             // Hostile layers: refused, nothing written outside the store, nothing left in it.
             let layers_before = layer_files(store.root());

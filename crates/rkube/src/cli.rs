@@ -162,6 +162,13 @@ pub struct NodeArgs {
     /// images are always built in.
     #[arg(long, default_value = "fallback", value_parser = ["fallback", "prefer"], env = "RKUBE_BUILTIN_IMAGES")]
     pub builtin_images: String,
+    /// Disk usage (percent of the image store's filesystem) above which unused
+    /// images are removed, least recently used first (kubelet's flag).
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Image garbage collection stops below this disk usage (percent).
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -369,6 +369,12 @@ fn agent_config(
     node_local_dns: bool,
 ) -> Result<agent::AgentConfig, String> {
     let self_exe = std::env::current_exe().map_err(|e| format!("finding the rkube binary: {e}"))?;
+    if node.image_gc_low_threshold > node.image_gc_high_threshold {
+        return Err(format!(
+            "--image-gc-low-threshold {} must not be above --image-gc-high-threshold {}",
+            node.image_gc_low_threshold, node.image_gc_high_threshold
+        ));
+    }
     if node.lb_renew_period.is_zero() || node.lb_renew_period >= node.lb_lease_duration {
         return Err(format!(
             "--lb-renew-period {:?} must be shorter than --lb-lease-duration {:?}",
@@ -411,6 +417,8 @@ fn agent_config(
             insecure_registries: node.insecure_registry.clone(),
             disable_default_endpoint: node.disable_default_registry_endpoint,
             prefer_builtin: node.builtin_images == "prefer",
+            gc_high_percent: node.image_gc_high_threshold,
+            gc_low_percent: node.image_gc_low_threshold,
         },
     })
 }

@@ -211,15 +211,30 @@ fn pods_run_pulled_images() {
     ]);
     assert_eq!(status, format!("{image} {host}/web@{digest}"));
 
-    // A second pod of the same image: no second pull; runAsUser and a read-only root.
+    // A second pod of the same image: no second pull; runAsUser and a read-only
+    // root; its ServiceAccount's pull secret lands on the pod and is read.
+    k.ok([
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        &format!("--docker-server={host}"),
+        "--docker-username=puller",
+        "--docker-password=pw",
+    ]);
+    k.ok_with_stdin(
+        ["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: puller}\nimagePullSecrets: [{name: regcred}]\n",
+    );
     let second = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web2}}\nspec:\n  securityContext: {{runAsUser: 4242, runAsGroup: 4343}}\n  containers:\n  - name: web\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    securityContext: {{readOnlyRootFilesystem: true}}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web2}}\nspec:\n  serviceAccountName: puller\n  securityContext: {{runAsUser: 4242, runAsGroup: 4343}}\n  containers:\n  - name: web\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    securityContext: {{readOnlyRootFilesystem: true}}\n"
     );
     k.ok_with_stdin(["apply", "-f", "-"], &second);
     n.wait("pod web2 Ready", Duration::from_secs(60), || n.ready("web2"));
     let events = n.events("web2");
     assert!(events.contains(&format!("Container image \"{image}\" already present on machine")), "{events}");
     assert!(!events.contains("Pulling"), "{events}");
+    assert_eq!(k.ok(["get", "pod", "web2", "-o", "jsonpath={.spec.imagePullSecrets[*].name}"]), "regcred");
     assert_eq!(n.exec("web2", &["id", "-u"]), "4242");
     assert_eq!(n.exec("web2", &["id", "-g"]), "4343");
     let touch = k.run(["exec", "web2", "--", "touch", "/www/new"]);
