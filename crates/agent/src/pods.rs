@@ -517,6 +517,7 @@ impl PodWorker {
             hosts,
             mounts: crate::volumes::mounts(&self.shared.cfg.data_dir, pod, &own_root)?,
             host_network: host_network.then_some(self.shared.cfg.node_ip),
+            host_ipc: spec.host_ipc.unwrap_or(false),
         };
         self.shared.runtime.create_sandbox(&sb_spec).await.map_err(|e| e.to_string())
     }

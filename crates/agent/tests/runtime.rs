@@ -246,6 +246,7 @@ fn sandbox_spec(uid: &str, name: &str) -> SandboxSpec {
         hosts: format!("127.0.0.1\tlocalhost\n{POD_IP_PLACEHOLDER}\t{name}\n"),
         mounts: Vec::new(),
         host_network: None,
+        host_ipc: false,
     }
 }
 

@@ -35,7 +35,10 @@ fn web_layers() -> Vec<Vec<Entry>> {
         Entry::dir("run/"),
         Entry::dir("tmp/"),
     ];
-    for applet in ["sh", "cat", "ls", "id", "env", "pwd", "httpd", "wget", "touch", "sleep", "echo", "grep"] {
+    for applet in [
+        "sh", "cat", "ls", "id", "env", "pwd", "httpd", "wget", "touch", "sleep", "echo", "grep", "readlink", "pidof",
+        "test",
+    ] {
         base.push(Entry::symlink(&format!("bin/{applet}"), "busybox"));
     }
     let site = vec![Entry::dir("www/"), Entry::file("www/index.html", 0o644, "<h1>served from a pulled image</h1>\n")];
@@ -164,6 +167,12 @@ fn pods_run_pulled_images() {
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: web}}\nspec:\n  containers:\n  - name: web\n    image: {image}\n    volumeMounts:\n    - {{name: site, mountPath: /etc/site}}\n    - {{name: creds, mountPath: /var/run/creds}}\n    - {{name: scratch, mountPath: /scratch}}\n  volumes:\n  - {{name: site, configMap: {{name: site}}}}\n  - {{name: creds, secret: {{secretName: creds}}}}\n  - {{name: scratch, emptyDir: {{}}}}\n"
     );
     k.ok_with_stdin(["apply", "-f", "-"], &pod);
+    // A crashing container of the image: each restart starts from the image
+    // again (checked at the end; the first restart waits out a 10 s back-off).
+    let fresh = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: fresh}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [\"sh\", \"-c\", \"test -e /marker && echo STALE; touch /marker; echo started; sleep 1; exit 1\"]\n"
+    );
+    k.ok_with_stdin(["apply", "-f", "-"], &fresh);
     n.wait("pod web Ready", Duration::from_secs(60), || n.ready("web"));
 
     // The entrypoint serves the image's web root, in the image's workdir, as its user.
@@ -180,6 +189,14 @@ fn pods_run_pulled_images() {
     }
     assert!(!root.contains("usr") && !root.contains("home"), "the node's root is not visible: {root}");
     assert_eq!(n.exec("web", &["cat", "/etc/hostname"]), "web");
+    // containerd's default capability set bounds the container and its execs;
+    // the pod has an IPC namespace of its own.
+    const DEFAULT_CAPS: &str = "CapBnd:\t00000000a80425fb";
+    assert_eq!(n.exec("web", &["sh", "-c", "grep CapBnd /proc/$(pidof httpd)/status"]), DEFAULT_CAPS);
+    assert_eq!(n.exec("web", &["grep", "CapBnd", "/proc/self/status"]), DEFAULT_CAPS);
+    let node_ipc = std::fs::read_link("/proc/self/ns/ipc").expect("own ipc namespace");
+    let pod_ipc = n.exec("web", &["readlink", "/proc/self/ns/ipc"]);
+    assert_ne!(pod_ipc, node_ipc.to_string_lossy(), "the pod's IPC namespace is its own");
     // Volumes inside the rootfs; /var/run is the image's symlink to /run.
     assert_eq!(n.exec("web", &["cat", "/etc/site/motd"]), "hello-from-a-configmap");
     assert_eq!(n.exec("web", &["cat", "/var/run/creds/password"]), "s3cret");
@@ -227,7 +244,7 @@ fn pods_run_pulled_images() {
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: puller}\nimagePullSecrets: [{name: regcred}]\n",
     );
     let second = format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web2}}\nspec:\n  serviceAccountName: puller\n  securityContext: {{runAsUser: 4242, runAsGroup: 4343}}\n  containers:\n  - name: web\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    securityContext: {{readOnlyRootFilesystem: true}}\n"
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: web2}}\nspec:\n  serviceAccountName: puller\n  securityContext: {{runAsUser: 4242, runAsGroup: 4343}}\n  containers:\n  - name: web\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    securityContext: {{readOnlyRootFilesystem: true, capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}}}\n    readinessProbe:\n      exec: {{command: [\"cat\", \"/www/index.html\"]}}\n      periodSeconds: 1\n"
     );
     k.ok_with_stdin(["apply", "-f", "-"], &second);
     n.wait("pod web2 Ready", Duration::from_secs(60), || n.ready("web2"));
@@ -237,6 +254,9 @@ fn pods_run_pulled_images() {
     assert_eq!(k.ok(["get", "pod", "web2", "-o", "jsonpath={.spec.imagePullSecrets[*].name}"]), "regcred");
     assert_eq!(n.exec("web2", &["id", "-u"]), "4242");
     assert_eq!(n.exec("web2", &["id", "-g"]), "4343");
+    // capabilities drop ALL, add NET_BIND_SERVICE (bit 10); the exec probe ran in
+    // the image's root (the node has no /www), or web2 would not be Ready.
+    assert_eq!(n.exec("web2", &["grep", "CapBnd", "/proc/self/status"]), "CapBnd:\t0000000000000400");
     let touch = k.run(["exec", "web2", "--", "touch", "/www/new"]);
     assert!(!touch.success() && touch.stderr.contains("Read-only file system"), "{touch:?}");
 
@@ -267,5 +287,14 @@ fn pods_run_pulled_images() {
         events.contains("No registry could be reached") && events.contains("running rkube's built-in image"),
         "{events}"
     );
+    // The crashing container restarted from the image: its marker was gone.
+    // (The restart count goes up at each exit: 2 means the restarted run ended.)
+    n.wait("pod fresh restarted and ended again", Duration::from_secs(60), || {
+        k.ok(["get", "pod", "fresh", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"])
+            .parse::<u32>()
+            .is_ok_and(|c| c >= 2)
+    });
+    let logs = k.ok(["logs", "fresh", "--previous"]);
+    assert!(logs.contains("started") && !logs.contains("STALE"), "a restart gets a fresh root filesystem: {logs}");
     drop(reg);
 }

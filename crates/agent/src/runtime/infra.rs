@@ -28,6 +28,8 @@ struct Options {
     /// The pod shares the node's network and UTS namespaces (`hostNetwork: true`):
     /// only the mount namespace is its own; no hostname, no loopback set-up.
     host_network: bool,
+    /// The pod shares the node's IPC namespace (`hostIPC: true`).
+    host_ipc: bool,
     resolv_conf: Option<String>,
     hosts: Option<String>,
     /// (source, target, read-only) paths to bind.
@@ -49,6 +51,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--resolv-conf" => o.resolv_conf = Some(value()?),
             "--hosts" => o.hosts = Some(value()?),
             "--host-network" => o.host_network = true,
+            "--host-ipc" => o.host_ipc = true,
             "--mount" | "--mount-rw" => {
                 let v = value()?;
                 let (src, target) = v.split_once(':').ok_or_else(|| format!("{flag} {v:?}: expected SRC:TARGET"))?;
@@ -108,8 +111,11 @@ fn setup(o: &Options) -> Result<(), String> {
     // Refuse to touch the node: we must be in namespaces of our own.
     // SAFETY: getppid has no preconditions.
     let ppid = unsafe { libc::getppid() }.to_string();
-    let own: &[&str] = if o.host_network { &["mnt"] } else { &["net", "uts", "mnt"] };
-    for &kind in own {
+    let mut own: Vec<&str> = if o.host_network { vec!["mnt"] } else { vec!["net", "uts", "mnt"] };
+    if !o.host_ipc {
+        own.push("ipc");
+    }
+    for kind in own {
         let mine = ns_link("self", kind);
         if mine.is_none() || mine == ns_link(&ppid, kind) {
             return Err(format!("not in a {kind} namespace of its own (pod-infra is started by the rkube agent)"));

@@ -99,6 +99,9 @@ pub struct SandboxSpec {
     /// for a sandbox with network `NODE`), has no veth and no IPAM address, and its
     /// IP is the node's.
     pub host_network: Option<Ipv4Addr>,
+    /// `hostIPC: true`: the pod shares the node's IPC namespace (otherwise its
+    /// containers share one of their own: System V IPC and POSIX queues).
+    pub host_ipc: bool,
 }
 
 /// One volume mount of a pod, at `target` in the pod's mount namespace.
@@ -326,6 +329,7 @@ struct Pod {
     netns: OwnedFd,
     utsns: OwnedFd,
     mntns: OwnedFd,
+    ipcns: OwnedFd,
     netns_inode: u64,
     /// Inode of the pod's own mount namespace: what finds a host-network pod's
     /// processes (its network namespace is the node's).
@@ -350,6 +354,7 @@ impl Pod {
         vec![
             (self.netns.as_raw_fd(), libc::CLONE_NEWNET),
             (self.utsns.as_raw_fd(), libc::CLONE_NEWUTS),
+            (self.ipcns.as_raw_fd(), libc::CLONE_NEWIPC),
             (self.mntns.as_raw_fd(), libc::CLONE_NEWNS),
         ]
     }
@@ -651,12 +656,12 @@ impl Runtime {
             veth
         };
 
-        let mut child = self.spawn_infra(uid, &hostname, &dir, &spec.mounts, host_network).await?;
+        let mut child = self.spawn_infra(uid, &hostname, &dir, &spec.mounts, host_network, spec.host_ipc).await?;
         let pid = child.id().unwrap_or(0);
         let setup = async {
             let open =
                 |kind: &str| process::open_ns(pid, kind).map_err(io_ctx(format!("opening /proc/{pid}/ns/{kind}")));
-            let (netns, utsns, mntns) = (open("net")?, open("uts")?, open("mnt")?);
+            let (netns, utsns, mntns, ipcns) = (open("net")?, open("uts")?, open("mnt")?, open("ipc")?);
             let netns_inode = process::fd_inode(&netns).map_err(io_ctx("stat of the pod netns"))?;
             let mntns_inode = process::fd_inode(&mntns).map_err(io_ctx("stat of the pod mount namespace"))?;
             let start_time =
@@ -665,9 +670,9 @@ impl Runtime {
                 net::add_veth(&self.inner.cfg.bridge, &veth, pid, self.inner.cfg.mtu).await?;
                 net::configure_pod(netns.as_raw_fd(), ip, self.inner.net.prefix_len(), self.inner.gateway).await?;
             }
-            Ok::<_, RuntimeError>((netns, utsns, mntns, netns_inode, mntns_inode, start_time))
+            Ok::<_, RuntimeError>((netns, utsns, mntns, ipcns, netns_inode, mntns_inode, start_time))
         };
-        let (netns, utsns, mntns, netns_inode, mntns_inode, start_time) = match setup.await {
+        let (netns, utsns, mntns, ipcns, netns_inode, mntns_inode, start_time) = match setup.await {
             Ok(v) => v,
             Err(e) => {
                 let _ = child.start_kill();
@@ -697,6 +702,7 @@ impl Runtime {
             netns,
             utsns,
             mntns,
+            ipcns,
             netns_inode,
             mntns_inode,
             infra: ProcRecord { pid, start_time },
@@ -720,6 +726,7 @@ impl Runtime {
         dir: &Path,
         mounts: &[Mount],
         host_network: bool,
+        host_ipc: bool,
     ) -> Result<Child, RuntimeError> {
         let (ready_r, ready_w) = process::pipe().map_err(io_ctx("creating a pipe"))?;
         let log_path = dir.join("infra.log");
@@ -736,8 +743,13 @@ impl Runtime {
         } else {
             cmd.args(["--hostname", hostname]);
         }
-        let namespaces =
+        let mut namespaces =
             if host_network { libc::CLONE_NEWNS } else { libc::CLONE_NEWNET | libc::CLONE_NEWUTS | libc::CLONE_NEWNS };
+        if host_ipc {
+            cmd.arg("--host-ipc");
+        } else {
+            namespaces |= libc::CLONE_NEWIPC;
+        }
         cmd.arg("--resolv-conf").arg(dir.join("resolv.conf")).arg("--hosts").arg(dir.join("hosts"));
         for m in mounts {
             match &m.source {

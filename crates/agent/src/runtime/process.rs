@@ -42,14 +42,16 @@ pub(crate) fn ns_inode(pid: u32, kind: &str) -> Option<u64> {
     link.to_str()?.strip_prefix(kind)?.strip_prefix(":[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// The (uid, gid, groups) `pid` runs as (`/proc/<pid>/status`), for an exec
-/// that must run as the container's user.
-pub(crate) fn identity(pid: u32) -> Option<(u32, u32, Vec<u32>)> {
+/// The user, groups and capability bounding set `pid` runs with
+/// (`/proc/<pid>/status`), for an exec that must run as the container does.
+pub(crate) fn identity(pid: u32) -> Option<super::rootfs::RunAs> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
     let first = |name: &str| field(name)?.split_whitespace().next()?.parse::<u32>().ok();
     let groups = field("Groups:").unwrap_or_default().split_whitespace().filter_map(|g| g.parse().ok()).collect();
-    Some((first("Uid:")?, first("Gid:")?, groups))
+    let capabilities = u64::from_str_radix(field("CapBnd:")?, 16).ok()?;
+    let identity = super::rootfs::Identity { uid: first("Uid:")?, gid: first("Gid:")?, groups };
+    Some(super::rootfs::RunAs { identity, capabilities })
 }
 
 /// Inode of the network namespace of `pid`.
@@ -226,8 +228,9 @@ pub(crate) struct Joiner {
     pub workdir: Option<CString>,
     /// Make stdin (a pty slave) the controlling terminal.
     pub controlling_tty: bool,
-    /// (uid, gid, groups) to take last (exec in an image container runs as its user).
-    pub user: Option<(u32, u32, Vec<u32>)>,
+    /// User, groups and capabilities to take last (an exec in an image
+    /// container runs as the container does).
+    pub user: Option<super::rootfs::RunAs>,
 }
 
 impl Joiner {
@@ -255,13 +258,8 @@ impl Joiner {
             if self.controlling_tty && libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if let Some((uid, gid, groups)) = &self.user {
-                if libc::setgroups(groups.len(), groups.as_ptr()) < 0
-                    || libc::setgid(*gid) < 0
-                    || libc::setuid(*uid) < 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
+            if let Some(run_as) = &self.user {
+                run_as.apply()?;
             }
         }
         Ok(())

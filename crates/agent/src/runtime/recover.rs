@@ -93,7 +93,7 @@ impl Runtime {
         let open = |kind: &str| {
             process::open_ns(infra.pid, kind).map_err(|e| format!("opening /proc/{}/ns/{kind}: {e}", infra.pid))
         };
-        let (netns, utsns, mntns) = (open("net")?, open("uts")?, open("mnt")?);
+        let (netns, utsns, mntns, ipcns) = (open("net")?, open("uts")?, open("mnt")?, open("ipc")?);
         let infra_pidfd = process::pidfd_open(infra.pid);
         // Checked after opening: the namespaces and pidfd are the infra's, not a reused pid's.
         if !alive(&infra) {
@@ -125,6 +125,7 @@ impl Runtime {
             netns,
             utsns,
             mntns,
+            ipcns,
             netns_inode,
             mntns_inode,
             infra,

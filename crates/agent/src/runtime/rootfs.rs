@@ -60,13 +60,20 @@ pub struct Identity {
     pub groups: Vec<u32>,
 }
 
+/// A user with its groups, and the capabilities it keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub identity: Identity,
+    /// The bounding set (and, for root, the effective and permitted sets).
+    pub capabilities: u64,
+}
+
 /// What the container process does between fork and exec, prepared (all
 /// allocation done) before the fork.
 pub struct Entry {
     rootfs: CString,
     workdir: CString,
-    identity: Identity,
-    capabilities: u64,
+    run_as: RunAs,
 }
 
 /// A prepared rootfs: the executable (a path inside the container) and the
@@ -271,7 +278,11 @@ pub fn prepare(
     }
     let exe = find_executable(&rootfs, argv0, path_env)
         .ok_or_else(|| format!("exec: \"{argv0}\": executable file not found in $PATH"))?;
-    let entry = Entry { rootfs: cstr(&rootfs)?, workdir: cstr(working_dir)?, identity, capabilities: cfg.capabilities };
+    let entry = Entry {
+        rootfs: cstr(&rootfs)?,
+        workdir: cstr(working_dir)?,
+        run_as: RunAs { identity, capabilities: cfg.capabilities },
+    };
     Ok(Prepared { exe, entry })
 }
 
@@ -482,19 +493,20 @@ const DEFAULT_CAPABILITIES: &[&str] = &[
 ];
 
 /// The capability mask for a container: every capability when privileged,
-/// else the default set with `add` added and `drop` removed (`ALL` in either
-/// means every capability, as kubelet reads it). Unknown names are an error.
+/// else the default set, then as containerd's CRI applies `add`/`drop`
+/// (`WithCapabilities`): `ALL` in `add` gives every one, `ALL` in `drop` none,
+/// then the named adds, then the named drops. Unknown names are an error.
 pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result<u64, String> {
     let all: u64 = CAPABILITIES.iter().fold(0, |m, (_, n)| m | (1 << n));
     if privileged {
         return Ok(all);
     }
-    let bit = |name: &str| -> Result<u64, String> {
+    let norm = |name: &str| {
         let n = name.trim().to_ascii_uppercase();
-        let n = n.strip_prefix("CAP_").unwrap_or(&n);
-        if n == "ALL" {
-            return Ok(all);
-        }
+        n.strip_prefix("CAP_").map(str::to_string).unwrap_or(n)
+    };
+    let bit = |name: &str| -> Result<u64, String> {
+        let n = norm(name);
         CAPABILITIES
             .iter()
             .find(|(c, _)| *c == n)
@@ -505,10 +517,16 @@ pub fn capabilities(privileged: bool, add: &[String], drop: &[String]) -> Result
     for c in DEFAULT_CAPABILITIES {
         mask |= bit(c)?;
     }
-    for c in add {
+    if add.iter().any(|c| norm(c) == "ALL") {
+        mask = all;
+    }
+    if drop.iter().any(|c| norm(c) == "ALL") {
+        mask = 0;
+    }
+    for c in add.iter().filter(|c| norm(c) != "ALL") {
         mask |= bit(c)?;
     }
-    for c in drop {
+    for c in drop.iter().filter(|c| norm(c) != "ALL") {
         mask &= !bit(c)?;
     }
     Ok(mask)
@@ -552,6 +570,19 @@ impl Entry {
             if libc::chdir(self.workdir.as_ptr()) < 0 {
                 return Err(last());
             }
+        }
+        self.run_as.apply()
+    }
+}
+
+impl RunAs {
+    /// Drop capabilities from the bounding set, take the groups and user and,
+    /// as root, keep only the capabilities of the set (a non-root user has
+    /// none once `setuid` ran). Only system calls: safe between fork and exec.
+    pub fn apply(&self) -> io::Result<()> {
+        let last = || io::Error::last_os_error();
+        // SAFETY: system calls on pre-allocated, valid arguments.
+        unsafe {
             for cap in 0..64u32 {
                 if self.capabilities & (1u64 << cap) == 0 {
                     // EINVAL past the kernel's last capability: nothing to drop.
@@ -638,6 +669,8 @@ mod tests {
         let with = capabilities(false, &["NET_ADMIN".into()], &["CAP_NET_RAW".into()]).expect("valid");
         assert!(with & (1 << 12) != 0 && with & (1 << 13) == 0);
         assert_eq!(capabilities(false, &[], &["ALL".into()]), Ok(0));
+        assert_eq!(capabilities(false, &["NET_BIND_SERVICE".into()], &["ALL".into()]), Ok(1 << 10));
+        assert_eq!(capabilities(false, &["ALL".into()], &["CHOWN".into()]).map(u64::count_ones), Ok(40));
         assert_eq!(capabilities(true, &[], &[]).map(u64::count_ones), Ok(41));
         assert!(capabilities(false, &["FLY".into()], &[]).is_err());
     }
