@@ -26,6 +26,7 @@ test_only=(
     "skopeo:skopeo"
     "busybox:busybox-static"
     "gzip:gzip"
+    "zstd:zstd"
 )
 
 wanted=("${runtime[@]}")

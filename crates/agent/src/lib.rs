@@ -14,6 +14,7 @@ mod node;
 mod pods;
 mod portforward;
 mod probes;
+mod resource_fields;
 pub mod runtime;
 mod server;
 mod upgrade;

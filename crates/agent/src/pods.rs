@@ -143,7 +143,16 @@ struct PodWorker {
     adopted: bool,
     /// Projected volumes (the ServiceAccount token) and when they are due.
     volumes: crate::volumes::PodVolumes,
+    /// Why the pod was evicted (an emptyDir over its `sizeLimit`); its
+    /// containers are stopped and never restarted.
+    evicted: Option<String>,
+    /// When the emptyDir usage was last measured.
+    storage_checked: Option<Instant>,
 }
+
+/// How often emptyDir usage is measured against `sizeLimit` (kubelet's
+/// eviction monitoring interval).
+const STORAGE_CHECK_PERIOD: Duration = Duration::from_secs(10);
 
 fn now() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -171,6 +180,8 @@ impl PodWorker {
             start_time: None,
             adopted: false,
             volumes: Default::default(),
+            evicted: None,
+            storage_checked: None,
         }
     }
 
@@ -190,8 +201,11 @@ impl PodWorker {
                 self.finish_delete(&pod).await;
                 return;
             }
-            if let Err(e) = self.sync(&pod).await {
-                tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod sync failed");
+            if self.evicted.is_none() {
+                if let Err(e) = self.sync(&pod).await {
+                    tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod sync failed");
+                }
+                self.check_local_storage(&pod).await;
             }
             if let Err(e) = self.report(&pod).await {
                 tracing::debug!(pod = ?pod.metadata.name, error = %e, "pod status update failed");
@@ -210,7 +224,11 @@ impl PodWorker {
     }
 
     fn on_exit(&mut self, pod: &Pod, name: &str, exit: ExitInfo) {
-        let policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+        let policy = match self.evicted {
+            // An evicted pod's containers stay down.
+            Some(_) => "Never".to_string(),
+            None => pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into()),
+        };
         let Some(c) = self.containers.get_mut(name) else { return };
         let started = c.started_at.clone().unwrap_or_else(now);
         c.running = None;
@@ -347,6 +365,38 @@ impl PodWorker {
         }
         self.probe(pod, &sandbox).await;
         Ok(())
+    }
+
+    /// Evict the pod when a disk emptyDir holds more than its `sizeLimit`
+    /// (kubelet's `emptyDirLimitEviction`): its containers are killed, the pod
+    /// is `Failed` with reason `Evicted`, and its controller replaces it.
+    async fn check_local_storage(&mut self, pod: &Pod) {
+        if self.sandbox.is_none() || self.storage_checked.is_some_and(|t| t.elapsed() < STORAGE_CHECK_PERIOD) {
+            return;
+        }
+        self.storage_checked = Some(Instant::now());
+        let (data_dir, p) = (self.shared.cfg.data_dir.clone(), pod.clone());
+        let over = tokio::task::spawn_blocking(move || crate::volumes::empty_dir_over_limit(&data_dir, &p))
+            .await
+            .ok()
+            .flatten();
+        let Some(message) = over else { return };
+        tracing::info!(pod = ?pod.metadata.name, %message, "evicting the pod");
+        let first = pod.spec.as_ref().and_then(|s| s.containers.first()).map(|c| c.name.clone()).unwrap_or_default();
+        self.record(pod, &first, vec![("Warning", "Evicted", message.clone())]);
+        self.evicted = Some(message);
+        for st in self.containers.values_mut() {
+            st.terminated_for_good = true;
+            st.backoff_until = None;
+        }
+        let stops: Vec<Container> =
+            self.shared.runtime.containers(&self.uid).into_iter().filter(Container::is_running).collect();
+        let rt = self.shared.runtime.clone();
+        futures::future::join_all(stops.iter().map(|c| rt.stop_container(c, Duration::ZERO))).await;
+        if let Err(e) = self.shared.runtime.remove_sandbox(&self.uid).await {
+            tracing::warn!(uid = %self.uid, error = %e, "removing an evicted pod's sandbox failed");
+        }
+        self.sandbox = None;
     }
 
     /// Track a running container and report its exit to the worker loop.
@@ -546,7 +596,7 @@ impl PodWorker {
         for e in c.env.clone().unwrap_or_default() {
             let value = match (&e.value, &e.value_from) {
                 (Some(v), _) => expand(v, &vars),
-                (None, Some(src)) => self.value_from(pod, sandbox, src, &ns).await.unwrap_or_default(),
+                (None, Some(src)) => self.value_from(pod, sandbox, src, &ns, &c.name).await.unwrap_or_default(),
                 _ => String::new(),
             };
             vars.insert(e.name.clone(), value.clone());
@@ -590,6 +640,7 @@ impl PodWorker {
         sandbox: &Sandbox,
         src: &k8s_openapi::api::core::v1::EnvVarSource,
         ns: &str,
+        container: &str,
     ) -> Option<String> {
         if let Some(f) = &src.field_ref {
             return Some(match f.field_path.as_str() {
@@ -615,6 +666,14 @@ impl PodWorker {
                     map.as_ref().and_then(|m| m.get(key).cloned()).unwrap_or_default()
                 }
             });
+        }
+        if let Some(r) = &src.resource_field_ref {
+            // In env, the container defaults to the one being started.
+            let name = r.container_name.as_deref().filter(|n| !n.is_empty()).unwrap_or(container);
+            let spec = pod.spec.as_ref()?;
+            let c = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == name)?;
+            let node = crate::resource_fields::Allocatable::of_node();
+            return crate::resource_fields::value(c, &r.resource, r.divisor.as_ref(), &node).ok();
         }
         if let Some(r) = &src.config_map_key_ref {
             let cm = Api::<ConfigMap>::namespaced(self.shared.client.clone(), ns).get(&r.name).await.ok()?;
@@ -921,6 +980,17 @@ impl PodWorker {
         if let Some(sb) = &self.sandbox {
             s["podIP"] = json!(sb.ip.to_string());
             s["podIPs"] = json!([{ "ip": sb.ip.to_string() }]);
+        }
+        if let Some(message) = &self.evicted {
+            s["phase"] = json!("Failed");
+            s["reason"] = json!("Evicted");
+            s["message"] = json!(message);
+            if let Some(conds) = s["conditions"].as_array_mut() {
+                conds.push(json!({
+                    "type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet",
+                    "message": message, "lastProbeTime": null, "lastTransitionTime": t,
+                }));
+            }
         }
         s
     }

@@ -36,6 +36,47 @@ pub struct PodVolumes {
     due: BTreeMap<String, Instant>,
 }
 
+/// The eviction message when a disk emptyDir of `pod` uses more than its
+/// `sizeLimit` (kubelet `pkg/kubelet/eviction/helpers.go` emptyDirMessageFmt).
+pub fn empty_dir_over_limit(data_dir: &Path, pod: &Pod) -> Option<String> {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    for v in pod.spec.as_ref()?.volumes.iter().flatten() {
+        let Some(e) = &v.empty_dir else { continue };
+        if e.medium.as_deref() == Some("Memory") {
+            continue; // its tmpfs is sized to the limit
+        }
+        let Some(limit) = &e.size_limit else { continue };
+        let Some(bytes) = apimachinery::quantity::value(limit) else { continue };
+        if disk_usage(&volume_dir(data_dir, &uid, &v.name)) as f64 > bytes {
+            return Some(format!("Usage of EmptyDir volume {:?} exceeds the limit {:?}. ", v.name, limit.0));
+        }
+    }
+    None
+}
+
+/// Bytes of disk under `dir`, as `du` counts them (allocated blocks; no
+/// symlinks followed, hard links counted once).
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let Ok(m) = e.path().symlink_metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            if m.nlink() > 1 && !seen.insert((m.dev(), m.ino())) {
+                continue;
+            }
+            total += m.blocks() * 512;
+        }
+    }
+    total
+}
+
 /// Where a pod's volume lives on the node.
 pub fn volume_dir(data_dir: &Path, pod_uid: &str, volume: &str) -> PathBuf {
     data_dir.join("volumes").join(pod_uid).join(volume)
@@ -279,7 +320,18 @@ fn select(all: &Files, items: Option<&[KeyToPath]>, optional: bool, what: &str) 
 /// labels and annotations as `key="value"` lines, sorted).
 fn downward_value(pod: &Pod, item: &DownwardAPIVolumeFile) -> Result<String, String> {
     if let Some(r) = &item.resource_field_ref {
-        return Err(format!("downward API resourceFieldRef {:?} is not supported in volumes yet", r.resource));
+        // In a volume the container must be named (upstream validation).
+        let name = r.container_name.as_deref().filter(|n| !n.is_empty()).ok_or_else(|| {
+            format!("downward API resourceFieldRef {:?}: containerName is required in volumes", r.resource)
+        })?;
+        let c = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .find(|c| c.name == name)
+            .ok_or_else(|| format!("downward API resourceFieldRef: no container {name:?} in the pod"))?;
+        let node = crate::resource_fields::Allocatable::of_node();
+        return crate::resource_fields::value(c, &r.resource, r.divisor.as_ref(), &node);
     }
     let path =
         item.field_ref.as_ref().map(|f| f.field_path.as_str()).ok_or("downward API volume items need a fieldRef")?;
@@ -576,6 +628,25 @@ mod tests {
             json!([{"name": "e", "mountPath": "/x", "subPath": "../../etc"}]),
         );
         assert!(mounts(Path::new("/d"), &escape, &[]).is_err());
+    }
+
+    #[test]
+    fn empty_dir_usage_against_its_limit() {
+        let data = tempfile::tempdir().expect("tempdir");
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "default", "uid": "u9"},
+            "spec": {"volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "64Ki"}}], "containers": []},
+        }))
+        .expect("pod");
+        let dir = volume_dir(data.path(), "u9", "scratch");
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        std::fs::write(dir.join("sub/small"), vec![1u8; 10 << 10]).expect("write");
+        assert_eq!(empty_dir_over_limit(data.path(), &pod), None);
+        std::fs::write(dir.join("big"), vec![1u8; 100 << 10]).expect("write");
+        assert_eq!(
+            empty_dir_over_limit(data.path(), &pod).as_deref(),
+            Some("Usage of EmptyDir volume \"scratch\" exceeds the limit \"64Ki\". ")
+        );
     }
 
     #[test]

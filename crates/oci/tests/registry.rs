@@ -78,6 +78,33 @@ fn pulls_from_a_real_registry() {
         vec![Entry::symlink("etc", "/tmp/rkube-oci-test-outside"), Entry::file("etc/passwd", 0o644, "x")];
     push(&sb, &reg, "evil:symlink", &[through_link], "{}");
 
+    // A zstd layer; Docker schema 2 manifests; a multi-arch index; an index
+    // without this node's platform.
+    let one_file =
+        |name: &str, body: &str| vec![Entry::dir("data/"), Entry::file(&format!("data/{name}"), 0o644, body)];
+    let dir = sb.temp_dir().join("layout-zstd");
+    let mut l = Layout::new(&dir).expect("layout");
+    l.layer_zstd(&tar(&one_file("z", "zstd"))).expect("zstd layer");
+    l.finish("v1", "{}").expect("finish");
+    reg.push(&sb, &dir, "v1", "zstd").expect("push zstd");
+    let dir = sb.temp_dir().join("layout-docker");
+    let mut l = Layout::new(&dir).expect("layout");
+    l.layer(&tar(&one_file("d", "docker"))).expect("layer");
+    l.finish("v1", "{}").expect("finish");
+    reg.push_with(&sb, &dir, "v1", "docker", &["--format", "v2s2"]).expect("push v2s2");
+    let dir = sb.temp_dir().join("layout-multi");
+    let mut l = Layout::new(&dir).expect("layout");
+    l.layer(&tar(&one_file("m", "multi"))).expect("layer");
+    let index_digest = l
+        .finish_index("v1", &[("arm64", r#"{"Env":["ARCH=arm64"]}"#), ("amd64", r#"{"Env":["ARCH=amd64"]}"#)])
+        .expect("index");
+    reg.push_with(&sb, &dir, "v1", "multi", &["--all"]).expect("push index");
+    let dir = sb.temp_dir().join("layout-arm");
+    let mut l = Layout::new(&dir).expect("layout");
+    l.layer(&tar(&one_file("a", "arm"))).expect("layer");
+    l.finish_index("v1", &[("arm64", "{}")]).expect("index");
+    reg.push_with(&sb, &dir, "v1", "armonly", &["--all"]).expect("push arm index");
+
     // A blob the registry serves corrupted (same length, other bytes).
     let dir = sb.temp_dir().join("layout-corrupt");
     let mut layout = Layout::new(&dir).expect("layout");
@@ -155,6 +182,20 @@ fn pulls_from_a_real_registry() {
             );
             assert_eq!(layer_files(store.root()), before + 1);
 
+            // Other forms: zstd, Docker schema 2, an index (the node's platform picked).
+            let (z, _) = store.ensure(&format!("{host}/zstd:v1"), PullPolicy::IfNotPresent, &[]).await.expect("zstd");
+            assert_eq!(std::fs::read_to_string(z.layers[0].join("data/z")).ok().as_deref(), Some("zstd"));
+            let (d, _) = store.ensure(&format!("{host}/docker:v1"), PullPolicy::IfNotPresent, &[]).await.expect("v2s2");
+            assert_eq!(std::fs::read_to_string(d.layers[0].join("data/d")).ok().as_deref(), Some("docker"));
+            let blob = store.root().join("blobs/sha256").join(d.manifest_digest.hex());
+            let manifest = std::fs::read_to_string(blob).expect("stored manifest");
+            assert!(manifest.contains("application/vnd.docker.distribution.manifest.v2+json"), "{manifest}");
+            let (m, _) = store.ensure(&format!("{host}/multi:v1"), PullPolicy::IfNotPresent, &[]).await.expect("index");
+            assert!(m.config.env().contains(&("ARCH".into(), "amd64".into())), "{:?}", m.config.env());
+            assert_eq!(m.image_id, format!("{host}/multi@{index_digest}"), "imageID names the index");
+            let e = store.ensure(&format!("{host}/armonly:v1"), PullPolicy::IfNotPresent, &[]).await.unwrap_err();
+            assert!(e.to_string().contains("no manifest for linux/amd64 (it has: linux/arm64)"), "{e}");
+
             // Never pull an absent image; a missing tag; an unreachable registry.
             let e = store.ensure(&format!("{host}/app:v9"), PullPolicy::Never, &[]).await.unwrap_err();
             assert!(matches!(e, StoreError::NeverPull(_)), "{e}");
@@ -200,8 +241,13 @@ fn pulls_from_a_real_registry() {
             // GC: thresholds 0/0 remove every image not in use, and their layers.
             let keep: HashSet<Digest> = [img.manifest_digest.clone()].into();
             let report = store.gc(&keep, 0, 0).expect("gc");
-            assert_eq!(report.images, vec![other.clone()]);
-            assert_eq!(report.layers, 1, "the shared base layer stays with app:v1");
+            let mut removed = report.images.clone();
+            removed.sort();
+            let mut expected: Vec<String> =
+                ["docker:v1", "multi:v1", "team/other:v2", "zstd:v1"].iter().map(|n| format!("{host}/{n}")).collect();
+            expected.sort();
+            assert_eq!(removed, expected);
+            assert_eq!(report.layers, 4, "the shared base layer stays with app:v1");
             assert!(store.get(&other).expect("valid").is_none());
             assert!(store.get(&image).expect("valid").is_some());
         });

@@ -173,6 +173,11 @@ fn pods_run_pulled_images() {
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: fresh}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [\"sh\", \"-c\", \"test -e /marker && echo STALE; touch /marker; echo started; sleep 1; exit 1\"]\n"
     );
     k.ok_with_stdin(["apply", "-f", "-"], &fresh);
+    // An emptyDir filled past its sizeLimit gets the pod evicted (checked at the end).
+    let hog = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hog}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [\"sh\", \"-c\", \"dd if=/dev/zero of=/scratch/big bs=1024 count=3072; sleep 3600\"]\n    volumeMounts: [{{name: scratch, mountPath: /scratch}}]\n  volumes:\n  - {{name: scratch, emptyDir: {{sizeLimit: 1Mi}}}}\n"
+    );
+    k.ok_with_stdin(["apply", "-f", "-"], &hog);
     n.wait("pod web Ready", Duration::from_secs(60), || n.ready("web"));
 
     // The entrypoint serves the image's web root, in the image's workdir, as its user.
@@ -287,6 +292,22 @@ fn pods_run_pulled_images() {
         events.contains("No registry could be reached") && events.contains("running rkube's built-in image"),
         "{events}"
     );
+    // resourceFieldRef in env and in a downwardAPI volume.
+    let downward = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: downward}}\nspec:\n  containers:\n  - name: c\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    resources:\n      limits: {{cpu: 250m, memory: 64Mi}}\n    env:\n    - name: MEM_MI\n      valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}\n    volumeMounts: [{{name: info, mountPath: /etc/info}}]\n  volumes:\n  - name: info\n    downwardAPI:\n      items: [{{path: cpu_millis, resourceFieldRef: {{containerName: c, resource: limits.cpu, divisor: 1m}}}}]\n"
+    );
+    k.ok_with_stdin(["apply", "-f", "-"], &downward);
+    n.wait("pod downward Ready", Duration::from_secs(60), || n.ready("downward"));
+    assert!(n.exec("downward", &["env"]).contains("MEM_MI=64"));
+    assert_eq!(n.exec("downward", &["cat", "/etc/info/cpu_millis"]), "250");
+
+    n.wait("pod hog evicted", Duration::from_secs(40), || {
+        k.ok(["get", "pod", "hog", "-o", "jsonpath={.status.phase} {.status.reason}"]) == "Failed Evicted"
+    });
+    let message = k.ok(["get", "pod", "hog", "-o", "jsonpath={.status.message}"]);
+    assert_eq!(message, "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ");
+    assert!(n.events("hog").contains("Evicted: Usage of EmptyDir volume"));
+
     // The crashing container restarted from the image: its marker was gone.
     // (The restart count goes up at each exit: 2 means the restarted run ended.)
     n.wait("pod fresh restarted and ended again", Duration::from_secs(60), || {

@@ -105,6 +105,27 @@ pub fn gzip(data: &[u8]) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// zstd of `data` (via `zstd -q -c`).
+pub fn zstd(data: &[u8]) -> Result<Vec<u8>> {
+    let mut child = std::process::Command::new("zstd")
+        .args(["-q", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Io { context: "running zstd".into(), source: e })?;
+    let mut stdin = child.stdin.take();
+    let payload = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        if let Some(s) = stdin.as_mut() {
+            let _ = s.write_all(&payload);
+        }
+        drop(stdin);
+    });
+    let out = child.wait_with_output().map_err(|e| Error::Io { context: "zstd".into(), source: e })?;
+    let _ = writer.join();
+    Ok(out.stdout)
+}
+
 /// An image being written as an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`).
 pub struct Layout {
     dir: PathBuf,
@@ -134,6 +155,66 @@ impl Layout {
         let d = self.blob(&gz)?;
         self.layers.push(("application/vnd.oci.image.layer.v1.tar+gzip".into(), d, gz.len() as u64));
         Ok(self)
+    }
+
+    /// Add a layer compressed with zstd.
+    pub fn layer_zstd(&mut self, tar: &[u8]) -> Result<&mut Layout> {
+        self.diff_ids.push(sha256(tar)?);
+        let z = zstd(tar)?;
+        let d = self.blob(&z)?;
+        self.layers.push(("application/vnd.oci.image.layer.v1.tar+zstd".into(), d, z.len() as u64));
+        Ok(self)
+    }
+
+    /// Write config and manifest for one architecture: (manifest digest, size).
+    fn image_manifest(&self, arch: &str, run_config: &str) -> Result<(String, usize)> {
+        let diff_ids: Vec<String> = self.diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","config":{run_config},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            diff_ids.join(",")
+        );
+        let config_digest = self.blob(config.as_bytes())?;
+        let layers: Vec<String> = self
+            .layers
+            .iter()
+            .map(|(mt, d, size)| format!(r#"{{"mediaType":"{mt}","digest":"{d}","size":{size}}}"#))
+            .collect();
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{}]}}"#,
+            config.len(),
+            layers.join(",")
+        );
+        Ok((self.blob(manifest.as_bytes())?, manifest.len()))
+    }
+
+    /// Write a multi-platform image for tag `tag`: per `(architecture,
+    /// run_config)` a config and manifest over the same layers, an image
+    /// index naming their platforms, and `index.json` pointing at it (push
+    /// with `skopeo copy --all`). Returns the image index's digest.
+    pub fn finish_index(&self, tag: &str, platforms: &[(&str, &str)]) -> Result<String> {
+        let mut entries = Vec::new();
+        for (arch, run_config) in platforms {
+            let (digest, size) = self.image_manifest(arch, run_config)?;
+            entries.push(format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{digest}","size":{size},"platform":{{"architecture":"{arch}","os":"linux"}}}}"#
+            ));
+        }
+        let image_index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{}]}}"#,
+            entries.join(",")
+        );
+        let index_digest = self.blob(image_index.as_bytes())?;
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"{index_digest}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"{tag}"}}}}]}}"#,
+            image_index.len()
+        );
+        let write = |name: &str, text: &str| {
+            let p = self.dir.join(name);
+            std::fs::write(&p, text).map_err(|e| Error::Io { context: format!("writing {}", p.display()), source: e })
+        };
+        write("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        write("index.json", &index)?;
+        Ok(index_digest)
     }
 
     /// Write config, manifest and `index.json` for tag `tag`; `run_config` is
@@ -238,15 +319,18 @@ impl Registry {
 
     /// Push the layout's `tag` as `<registry>/<repo>:<tag>` with `skopeo copy`.
     pub fn push(&self, sandbox: &Sandbox, layout: &Path, tag: &str, repo: &str) -> Result<()> {
+        self.push_with(sandbox, layout, tag, repo, &[])
+    }
+
+    /// [`Registry::push`] with more `skopeo copy` flags (`--all` for an
+    /// index, `--format v2s2` for Docker's manifest types).
+    pub fn push_with(&self, sandbox: &Sandbox, layout: &Path, tag: &str, repo: &str, flags: &[&str]) -> Result<()> {
         let src = format!("oci:{}:{tag}", layout.display());
         let dest = format!("docker://{}/{repo}:{tag}", self.addr);
-        sandbox
-            .exec_ok(
-                &self.netns,
-                "skopeo",
-                ["--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false", src.as_str(), dest.as_str()],
-            )
-            .map(|_| ())
+        let mut args = vec!["--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"];
+        args.extend_from_slice(flags);
+        args.extend([src.as_str(), dest.as_str()]);
+        sandbox.exec_ok(&self.netns, "skopeo", args).map(|_| ())
     }
 }
 
