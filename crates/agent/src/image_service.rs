@@ -83,6 +83,11 @@ impl ImageService {
         })
     }
 
+    /// The pulled image `image` names, if the store has it (no registry traffic).
+    pub fn lookup(&self, image: &str) -> Option<oci::Image> {
+        self.store.get(image).ok().flatten()
+    }
+
     /// Remove images no pod on this node uses while the disk is over the
     /// high threshold (kubelet's image GC, `pkg/kubelet/images/image_gc_manager.go`).
     /// `in_use`: the image references of this node's pods.

@@ -433,7 +433,13 @@ impl PodWorker {
                 s.container_id.as_deref() == Some(id.as_str())
                     && s.state.as_ref().is_some_and(|st| st.running.is_some())
             });
+            // A pulled image's identity, from the store (the previous run's is gone with it).
+            let pulled = c.image.as_deref().filter(|_| container.own_root()).and_then(|i| self.shared.images.lookup(i));
             let st = self.containers.entry(c.name.clone()).or_default();
+            if let Some(img) = pulled {
+                st.image_id = img.image_id.clone();
+                st.image_ref = Some(img.reference.to_string());
+            }
             st.restart_count = reported.map(|s| s.restart_count).unwrap_or(0);
             st.last_exit = reported.and_then(|s| s.last_state.as_ref()?.terminated.as_ref()).map(|t| {
                 let finished_at = t.finished_at.as_ref().map(|f| SystemTime::from(f.0)).unwrap_or_else(SystemTime::now);

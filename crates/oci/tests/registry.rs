@@ -260,3 +260,95 @@ fn pulls_from_a_real_registry() {
     assert!(store.get(&format!("{addr}/app:v1")).expect("valid").is_some());
     drop(reg);
 }
+
+/// Docker Hub's auth flow against a fake registry on the sandbox LAN: a 401
+/// with `WWW-Authenticate: Bearer realm=...`, the token fetched from the
+/// realm (with the pull secret's Basic credentials), the request repeated
+/// with it. The fake answers 404 once it sees the token, so a NotFound
+/// (not a denial) shows the flow went through.
+#[test]
+fn bearer_token_flow() {
+    use std::io::{BufRead, BufReader, Write};
+    if let Some(why) = testkit::sandbox_unavailable() {
+        testkit::skip(&why);
+        return;
+    }
+    let sb = Sandbox::new(1).expect("sandbox");
+    let addr = SocketAddr::new(sb.lan_ip().into(), 5004);
+    let listener = sb.tcp_listener(sb.lan_netns(), addr).expect("listener");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => continue,
+            });
+            let mut request = String::new();
+            let mut auth = String::new();
+            let mut line = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).map(|n| n == 0).unwrap_or(true) || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("authorization: ").or_else(|| line.strip_prefix("Authorization: ")) {
+                    auth = v.trim().to_string();
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or_default().to_string();
+            if let Ok(mut l) = log.lock() {
+                l.push(format!("{path} [{auth}]"));
+            }
+            let (status, headers, body) = if path.starts_with("/token?") {
+                ("200 OK", String::new(), r#"{"token":"t0ken"}"#.to_string())
+            } else if auth == "Bearer t0ken" {
+                (
+                    "404 Not Found",
+                    String::new(),
+                    r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.to_string(),
+                )
+            } else {
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://{addr}/token\",service=\"fake\",scope=\"repository:team/app:pull\"\r\n"
+                );
+                (
+                    "401 Unauthorized",
+                    challenge,
+                    r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#.to_string(),
+                )
+            };
+            let mut s = reader.into_inner();
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let host = addr.to_string();
+    let data = sb.temp_dir().join("store");
+    testkit::sandbox::in_netns(sb.node_netns(1), move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            // Plain HTTP only (the fake speaks no TLS).
+            let cfg: oci::config::RegistriesConfig =
+                serde_yaml::from_str(&format!("mirrors:\n  \"{host}\":\n    endpoint: [\"http://{host}\"]\n"))
+                    .expect("config");
+            let store = Store::open(&data, Registries::from_config(cfg).without_default_endpoint()).expect("store");
+            let creds = vec![(host.clone(), oci::Credential::Basic { username: "bob".into(), password: "pw".into() })];
+            let e = store.ensure(&format!("{host}/team/app:v1"), PullPolicy::IfNotPresent, &creds).await.unwrap_err();
+            assert!(matches!(e, StoreError::Registry(oci::registry::RegistryError::NotFound { .. })), "{e}");
+        });
+    })
+    .expect("in the node namespace");
+    let seen = seen.lock().map(|l| l.clone()).unwrap_or_default();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen[0], "/v2/team/app/manifests/v1 []");
+    // base64("bob:pw") = Ym9iOnB3
+    assert_eq!(seen[1], "/token?service=fake&scope=repository%3Ateam%2Fapp%3Apull [Basic Ym9iOnB3]");
+    assert_eq!(seen[2], "/v2/team/app/manifests/v1 [Bearer t0ken]");
+}

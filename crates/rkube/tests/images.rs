@@ -155,7 +155,7 @@ fn pods_run_pulled_images() {
             ],
         )
         .expect("rkube up");
-    let n = Node { node };
+    let mut n = Node { node };
     let k = n.k();
     n.wait("node1 Ready", Duration::from_secs(30), || k.ok(["get", "nodes"]).contains(" Ready "));
     k.ok_with_stdin(
@@ -317,5 +317,20 @@ fn pods_run_pulled_images() {
     });
     let logs = k.ok(["logs", "fresh", "--previous"]);
     assert!(logs.contains("started") && !logs.contains("STALE"), "a restart gets a fresh root filesystem: {logs}");
+
+    // rkube restarted: the image container is adopted, keeps its imageID, and
+    // exec still enters its root as its user.
+    let id_before = k.ok(["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].containerID}"]);
+    n.node.restart().expect("restart rkube");
+    let k = n.k();
+    n.wait("node1 Ready again", Duration::from_secs(60), || k.run(["get", "nodes"]).stdout.contains(" Ready "));
+    n.wait("web reported by the new agent", Duration::from_secs(30), || {
+        let s = k.run(["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].imageID}"]).stdout;
+        s == format!("{host}/web@{digest}")
+    });
+    let id_after = k.ok(["get", "pod", "web", "-o", "jsonpath={.status.containerStatuses[0].containerID}"]);
+    assert_eq!(id_before, id_after, "the container was adopted, not restarted");
+    assert_eq!(n.exec("web", &["id", "-u"]), "1000");
+    assert_eq!(n.exec("web", &["cat", "/www/index.html"]), "<h1>served from a pulled image</h1>");
     drop(reg);
 }

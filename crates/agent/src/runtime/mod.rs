@@ -235,6 +235,11 @@ impl Container {
         self.shared.exit.borrow().clone()
     }
 
+    /// Whether it runs in a root filesystem of its own (a pulled image's).
+    pub fn own_root(&self) -> bool {
+        self.shared.own_root
+    }
+
     pub fn is_running(&self) -> bool {
         self.exit_info().is_none()
     }
