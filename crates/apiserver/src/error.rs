@@ -184,6 +184,8 @@ impl From<store::Error> for ApiError {
             store::Error::FutureRevision { requested, current } => {
                 ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"))
             }
+            // kube-apiserver answers 503 while etcd has no leader or cannot be reached.
+            e @ store::Error::Unavailable { .. } => ApiError::new(503, "ServiceUnavailable", e.to_string()),
             other => ApiError::internal(other.to_string()),
         }
     }

@@ -25,6 +25,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start-up and matched once: the size of the biggest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a single-node cluster in this process: API server, controllers and the node agent.
@@ -264,9 +266,22 @@ pub struct ServerArgs {
     /// Range of NodePorts, `FIRST-LAST`.
     #[arg(long, default_value = "30000-32767", value_parser = parse_port_range)]
     pub node_port_range: (u16, u16),
-    /// Datastore: `sqlite` (embedded, in the data dir) or `etcd://host:port,...`.
-    #[arg(long, default_value = "sqlite")]
+    /// Datastore: `sqlite` (embedded, in the data dir), `etcd://HOST:PORT,...` (an etcd
+    /// v3 cluster) or `etcd+tls://HOST:PORT,...` (with the `--etcd-*file` flags).
+    #[arg(long, default_value = "sqlite", env = "RKUBE_DATASTORE")]
     pub datastore: String,
+    /// Every key in etcd lives under this prefix, so clusters can share one etcd.
+    #[arg(long, default_value = "/rkube")]
+    pub etcd_prefix: String,
+    /// CA certificate (PEM) that signed the etcd members' serving certificates.
+    #[arg(long)]
+    pub etcd_cafile: Option<PathBuf>,
+    /// Client certificate (PEM) for etcd, when it checks clients.
+    #[arg(long)]
+    pub etcd_certfile: Option<PathBuf>,
+    /// Key (PEM) of `--etcd-certfile`.
+    #[arg(long)]
+    pub etcd_keyfile: Option<PathBuf>,
     /// DNS servers for names outside the cluster, `IP[:PORT],...`
     /// [default: the nameservers of this host's /etc/resolv.conf].
     #[arg(long, value_delimiter = ',', value_parser = parse_dns_server)]

@@ -6,6 +6,7 @@
 
 mod addons;
 mod cli;
+mod datastore;
 mod join;
 mod local;
 mod run;

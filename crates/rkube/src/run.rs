@@ -4,7 +4,6 @@
 use crate::cli::{AgentArgs, Cli, Command, LogFormat, NodeArgs, ServerArgs};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 pub fn main(cli: Cli) -> ExitCode {
     // Pod processes: no logging setup, their output is the container's.
@@ -121,24 +120,18 @@ fn block_on(f: impl std::future::Future<Output = Result<(), String>>) -> ExitCod
 async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Result<(), String> {
     let advertise = args.advertise_address.unwrap_or_else(default_advertise_address);
     let lb_pools = lb_pools(&args, node.is_some().then_some(advertise))?;
-    let store: Arc<dyn store::Store> = match args.datastore.as_str() {
-        "sqlite" => {
-            std::fs::create_dir_all(&args.data_dir).map_err(|e| {
-                format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
-            })?;
-            let path = args.data_dir.join("state.db");
-            Arc::new(
-                store::SqliteStore::open(&path)
-                    .map_err(|e| format!("opening the datastore {}: {e}", path.display()))?,
-            )
-        }
-        other if other.starts_with("etcd://") => {
-            return Err(format!(
-                "--datastore {other}: the etcd datastore is not available in this build yet; use --datastore sqlite"
-            ))
-        }
-        other => return Err(format!("--datastore {other:?}: expected `sqlite` or `etcd://host:port,...`")),
+    let datastore = crate::datastore::parse(&args.datastore)?;
+    let etcd = crate::datastore::EtcdFlags {
+        prefix: &args.etcd_prefix,
+        ca_file: args.etcd_cafile.as_deref(),
+        cert_file: args.etcd_certfile.as_deref(),
+        key_file: args.etcd_keyfile.as_deref(),
     };
+    // The PKI and kubeconfig stay in the data dir whichever the backend.
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
+    })?;
+    let store = crate::datastore::open(&datastore, &args.data_dir, etcd).await?;
     let cfg = apiserver::Config {
         data_dir: args.data_dir.clone(),
         bind_address: args.bind_address,

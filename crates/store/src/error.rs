@@ -23,6 +23,9 @@ pub enum Error {
     },
     #[error("store {context}: {message}")]
     Backend { context: &'static str, message: String },
+    /// The backend did not answer in time or has no quorum; worth retrying.
+    #[error("store {context}: unavailable: {message}")]
+    Unavailable { context: &'static str, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

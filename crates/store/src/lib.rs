@@ -4,15 +4,17 @@
 //! Kubernetes `resourceVersion`. Reads can be served at the latest or at an
 //! older revision, writes are compare-and-swap on a key's `mod_revision`, and
 //! watches replay every change after a revision, in order. Only `apiserver`
-//! depends on this crate. Backends: [`SqliteStore`] (embedded, default); an etcd
-//! backend fits behind the same [`Store`] trait later (etcd's KV/Watch map 1:1).
+//! depends on this crate. Backends: [`SqliteStore`] (embedded, default) and
+//! [`EtcdStore`] (an etcd v3 cluster; its KV and Watch map one to one).
 //!
-//! Depends on: rusqlite, tokio. Knows nothing about Kubernetes objects.
+//! Depends on: rusqlite, etcd-client, tokio. Knows nothing about Kubernetes objects.
 
 mod error;
+mod etcd;
 mod sqlite;
 
 pub use error::{Error, Result};
+pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};
 
 use std::pin::Pin;

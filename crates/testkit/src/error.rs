@@ -24,6 +24,9 @@ pub enum Error {
     /// bad node index, ...).
     #[error("sandbox: {0}")]
     Sandbox(String),
+    /// A test etcd cluster cannot be started or is not healthy.
+    #[error("etcd: {0}")]
+    Etcd(String),
     /// A command run by the sandbox failed (or ran into its timeout).
     #[error("`{command}` failed ({status}):\n--- stderr ---\n{stderr}\n--- stdout ---\n{stdout}")]
     Command { command: String, status: std::process::ExitStatus, stdout: String, stderr: String },

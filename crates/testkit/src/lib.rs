@@ -8,12 +8,14 @@
 //!   the repository's `tests/manifests/`).
 //!
 //! - [`sandbox`]: network-namespace sandboxes for multi-host tests.
+//! - [`etcd`]: a real etcd cluster (members on loopback or in sandbox namespaces).
 //! - [`oci`]: test images (layer tars, OCI layouts) and a real registry to push them to.
 //!
 //! Depends on: tempfile, serde_yaml, libc. Never on rkube's own crates: tests drive
 //! the real binary and the real kubectl, as a user would.
 
 mod error;
+pub mod etcd;
 mod kubectl;
 pub mod oci;
 pub mod sandbox;

@@ -1016,7 +1016,7 @@ fn delete_netns(ns: &str) -> bool {
     false
 }
 
-fn netns_command(netns: &str, cmd: impl AsRef<OsStr>) -> Command {
+pub(crate) fn netns_command(netns: &str, cmd: impl AsRef<OsStr>) -> Command {
     let mut command = Command::new(ip_path());
     command.args(["netns", "exec"]).arg(netns).arg(cmd);
     // Sandboxes have no way out: an rkube node there runs its built-in images
