@@ -23,6 +23,11 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
     let page = reg.list_raw(&svc.key_prefix(), store::ListOptions::default()).await?;
     let services: Vec<Value> = page.kvs.iter().filter_map(|kv| serde_json::from_slice(&kv.value).ok()).collect();
     reg.strategies.services.restore(&services);
+    // Claims for what Services hold (a store written before claims existed).
+    let made = crate::claims::restore(reg.store.as_ref(), &services).await?;
+    if made > 0 {
+        tracing::info!(claims = made, "claimed the addresses and ports of stored Services");
+    }
 
     let ns = resources::find("", "v1", "namespaces")
         .ok_or_else(|| crate::error::ApiError::internal("namespaces resource missing"))?;
@@ -47,7 +52,15 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
         },
     });
     match reg.get(svc, Some("default"), "kubernetes").await {
-        Err(_) => create_ignoring_exists(reg, svc, Some("default"), want_svc).await?,
+        Err(_) => {
+            // Another API server starting at the same time may have claimed
+            // its address first: then the Service is there now.
+            if let Err(e) = create_ignoring_exists(reg, svc, Some("default"), want_svc).await {
+                if reg.get(svc, Some("default"), "kubernetes").await.is_err() {
+                    return Err(e);
+                }
+            }
+        }
         Ok(cur) => {
             // Keep the target port in step with the API server's port.
             if cur.object.pointer("/spec/ports/0/targetPort") != Some(&json!(port)) {
@@ -69,25 +82,8 @@ pub async fn run(reg: &Registry, cfg: &Config, kubernetes_ip: Ipv4Addr) -> ApiRe
         }
     }
 
-    let address = cfg.advertise_address.to_string();
-    let ep = resources::find("", "v1", "endpoints")
-        .ok_or_else(|| crate::error::ApiError::internal("endpoints resource missing"))?;
-    let endpoints = json!({
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
-        "subsets": [{ "addresses": [{ "ip": address }], "ports": [{ "name": "https", "port": port, "protocol": "TCP" }] }],
-    });
-    upsert(reg, ep, endpoints, "subsets").await?;
-    let es = resources::find("discovery.k8s.io", "v1", "endpointslices")
-        .ok_or_else(|| crate::error::ApiError::internal("endpointslices resource missing"))?;
-    let slice = json!({
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "kubernetes.io/service-name": "kubernetes" } },
-        "addressType": "IPv4",
-        "endpoints": [{ "addresses": [address], "conditions": { "ready": true } }],
-        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
-    });
-    upsert(reg, es, slice, "endpoints").await?;
+    // This server's address now; the master-lease loop adds the other live servers.
+    crate::master_leases::reconcile(reg, &cfg.advertise_address.to_string(), cfg.port).await?;
     flag_pool(reg, cfg).await
 }
 
@@ -153,7 +149,7 @@ async fn create_ignoring_exists(
 }
 
 /// Create `want`, or make its `field` (and `ports`) equal to `want`'s.
-async fn upsert(reg: &Registry, r: &'static resources::Resource, want: Value, field: &str) -> ApiResult<()> {
+pub(crate) async fn upsert(reg: &Registry, r: &'static resources::Resource, want: Value, field: &str) -> ApiResult<()> {
     match reg.get(r, Some("default"), "kubernetes").await {
         Err(_) => create_ignoring_exists(reg, r, Some("default"), want).await,
         Ok(cur) => {

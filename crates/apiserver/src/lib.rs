@@ -11,6 +11,7 @@ mod access_review;
 pub mod authn;
 pub mod authz;
 mod bootstrap;
+mod claims;
 mod crd;
 mod decode;
 mod discovery;
@@ -19,6 +20,7 @@ mod escalation;
 mod fieldmanager;
 mod handlers;
 mod join;
+mod master_leases;
 mod metrics;
 mod negotiate;
 mod node_graph;
@@ -69,6 +71,11 @@ pub fn version_info() -> serde_json::Value {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The cluster's shared secrets: the CA (`ca.crt`, `ca.key`), the
+    /// ServiceAccount signing key (`sa.key`) and the admin token
+    /// (`admin.token`). Several API servers on one etcd use copies of one such
+    /// directory; `None` = `<data_dir>/pki` (and `<data_dir>/admin.token`).
+    pub pki_dir: Option<PathBuf>,
     pub bind_address: IpAddr,
     pub port: u16,
     /// Address other components and the `kubernetes` Endpoints use.
@@ -134,7 +141,7 @@ impl ApiServer {
     pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<ApiServer, StartError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|source| StartError::DataDir { path: cfg.data_dir.clone(), source })?;
-        let pki = cfg.data_dir.join("pki");
+        let pki = cfg.pki_dir.clone().unwrap_or_else(|| cfg.data_dir.join("pki"));
         std::fs::create_dir_all(&pki).map_err(|source| StartError::DataDir { path: pki.clone(), source })?;
         let kubernetes_ip = first_service_ip(cfg.service_cidr);
         let dns_names: Vec<String> = [
@@ -153,15 +160,18 @@ impl ApiServer {
         }
         ips.dedup();
         let certs = tls::load_or_create(&pki, &dns_names, &ips)?;
-        let token = load_or_create_token(&cfg.data_dir)?;
+        let token = load_or_create_token(cfg.pki_dir.as_deref().unwrap_or(&cfg.data_dir))?;
         // Build the protobuf schema now rather than in the first request.
         let _ = apimachinery::protobuf::preload();
 
         let strategies = strategy::Strategies {
-            services: services::ServiceAllocator::new(apimachinery::service::ServiceConfig {
-                service_cidr: cfg.service_cidr,
-                node_port_range: cfg.node_port_range.clone(),
-            }),
+            services: services::ServiceAllocator::new(
+                apimachinery::service::ServiceConfig {
+                    service_cidr: cfg.service_cidr,
+                    node_port_range: cfg.node_port_range.clone(),
+                },
+                store.clone(),
+            ),
             lb_reserved: lb_reserved(&cfg),
             default_toleration_seconds: (
                 cfg.default_not_ready_toleration_seconds,
@@ -174,6 +184,15 @@ impl ApiServer {
             .await
             .map_err(|e| StartError::Bootstrap(format!("loading custom resource definitions: {e}")))?;
         bootstrap::run(&registry, &cfg, kubernetes_ip).await.map_err(|e| StartError::Bootstrap(e.to_string()))?;
+        // Every server's claims keep this server's bitmaps in step.
+        let claims_task = store_view::follow(
+            store.clone(),
+            claims::PREFIX,
+            "allocation claims",
+            Arc::new(claims::ClaimsView(registry.strategies.services.sink())),
+        )
+        .await
+        .map_err(|e| StartError::Bootstrap(format!("loading the allocation claims: {e}")))?;
 
         let addr = SocketAddr::new(cfg.bind_address, cfg.port);
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
@@ -208,9 +227,18 @@ impl ApiServer {
         let acceptor = tokio_rustls::TlsAcceptor::from(certs.server_config.clone());
         let mut tasks = vec![tokio::spawn(accept_loop(listener, acceptor, state.clone(), shutdown_rx.clone()))];
         tasks.push(tokio::spawn(compaction_loop(store.clone(), cfg.compaction_interval, shutdown_rx.clone())));
-        let caches = vec![rbac_task, node_graph_task];
+        tasks.push(tokio::spawn(claims_repair_loop(store.clone(), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(master_lease_loop(
+            state.clone(),
+            cfg.advertise_address.to_string(),
+            cfg.port,
+            shutdown_rx.clone(),
+        )));
+        let caches = vec![rbac_task, node_graph_task, claims_task];
 
-        let host = if cfg.bind_address.is_unspecified() || cfg.bind_address.is_loopback() {
+        // 127.0.0.2 is loopback too, but another server may listen on 127.0.0.1.
+        let host = if cfg.bind_address.is_unspecified() || cfg.bind_address == IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         } else {
             cfg.bind_address
@@ -363,6 +391,46 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// How often leaked allocation claims are looked for (upstream's repair loops: 3 min).
+const CLAIMS_REPAIR_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Deletes claims no Service holds (left by a server killed between claiming
+/// and writing), two passes after they were first seen.
+async fn claims_repair_loop(store: Arc<dyn Store>, mut shutdown: signal::Receiver<bool>) {
+    let Some(services) = resources::find("", "v1", "services") else { return };
+    let prefix = services.key_prefix();
+    let mut suspects = claims::Suspects::new();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CLAIMS_REPAIR_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        match claims::repair(store.as_ref(), &prefix, &suspects).await {
+            Ok((next, _)) => suspects = next,
+            Err(e) => tracing::warn!(error = %e, "repairing allocation claims"),
+        }
+    }
+}
+
+/// Keeps this server's master lease fresh and the `kubernetes` Endpoints
+/// listing every live server; withdraws this server on a clean stop.
+async fn master_lease_loop(state: Arc<server::State>, ip: String, port: u16, mut shutdown: signal::Receiver<bool>) {
+    loop {
+        if let Err(e) = master_leases::reconcile(&state.registry, &ip, port).await {
+            tracing::warn!(error = %e, "reconciling the kubernetes endpoints");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(master_leases::INTERVAL) => {}
+            _ = shutdown.changed() => {
+                if let Err(e) = master_leases::withdraw(&state.registry, &ip, port).await {
+                    tracing::warn!(error = %e, "removing this server from the kubernetes endpoints");
+                }
+                return;
+            }
+        }
     }
 }
 

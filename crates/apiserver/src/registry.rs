@@ -3,10 +3,12 @@
 //! deletionTimestamp + finalizers). Per-resource rules live in `strategy`.
 //! (Upstream: `k8s.io/apiserver/pkg/registry/generic/registry/store.go`.)
 
+use crate::claims::ClaimError;
 use crate::error::{ApiError, ApiResult, Subject};
 use crate::fieldmanager::{self, Tracking};
 use crate::object;
 use crate::resources::Resource;
+use crate::services::Allocation;
 use crate::strategy::Strategies;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -179,34 +181,74 @@ impl Registry {
         if r.namespaced {
             self.check_namespace_open(ns.unwrap_or_default(), r, &name).await?;
         }
-        let alloc =
-            self.strategies.prepare_create(r, &mut obj).map_err(|errs| ApiError::invalid(subject(r, &name), &errs))?;
+        let (mut obj, alloc) =
+            self.allocate(r, &name, obj, dry_run, |obj| self.strategies.prepare_create(r, obj)).await?;
         match tracking {
             Tracking::Update(manager) => fieldmanager::track_update(r, manager, None, None, &mut obj),
             Tracking::Applied => {}
             Tracking::Untracked => fieldmanager::set_entries(&mut obj, &[]),
         }
         if dry_run {
-            alloc.release();
+            alloc.forget();
             return Ok(Stored { object: obj, revision: 0 });
         }
         let key = r.key(ns, &name);
         match self.store.create(&key, object::encode(&obj)).await {
             Ok(kv) => {
-                alloc.commit();
+                alloc.commit().await;
                 object::set_resource_version(&mut obj, kv.mod_revision);
                 self.after_write(r).await;
                 Ok(Stored { object: obj, revision: kv.mod_revision })
             }
             Err(store::Error::AlreadyExists { .. }) => {
-                alloc.release();
+                alloc.release().await;
                 Err(ApiError::already_exists(subject(r, &name)))
             }
             Err(e) => {
-                alloc.release();
+                alloc.release().await;
                 Err(e.into())
             }
         }
+    }
+
+    /// Runs `prepare` (defaults, allocation, validation) and claims what it
+    /// allocated; when another API server claimed a value first, allocates
+    /// again from a fresh copy of `obj` (the value stays marked, so a value
+    /// the client asked for is then refused as upstream refuses it).
+    async fn allocate<F>(
+        &self,
+        r: &Resource,
+        name: &str,
+        obj: Value,
+        dry_run: bool,
+        prepare: F,
+    ) -> ApiResult<(Value, Allocation)>
+    where
+        F: Fn(&mut Value) -> Result<Allocation, Vec<apimachinery::field::FieldError>>,
+    {
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            let mut candidate = obj.clone();
+            let mut alloc = prepare(&mut candidate).map_err(|errs| ApiError::invalid(subject(r, name), &errs))?;
+            if dry_run {
+                return Ok((candidate, alloc));
+            }
+            match alloc.claim().await {
+                Ok(()) => return Ok((candidate, alloc)),
+                Err(ClaimError::Taken(v)) => {
+                    tracing::debug!(value = ?v, "claimed by another API server; allocating again");
+                    alloc.release().await;
+                }
+                Err(ClaimError::Store(e)) => {
+                    alloc.release().await;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(ApiError::internal(format!(
+            "could not allocate for {} {name}: every value tried was claimed by another API server",
+            r.kind
+        )))
     }
 
     async fn check_namespace_open(&self, ns: &str, r: &Resource, name: &str) -> ApiResult<()> {
@@ -324,10 +366,9 @@ impl Registry {
         }
         // Preconditions were checked by the caller; validation sees the current version.
         object::set_resource_version(&mut obj, old.revision);
-        let alloc = self
-            .strategies
-            .prepare_update(r, &mut obj, &old.object, sub)
-            .map_err(|errs| ApiError::invalid(subject(r, name), &errs))?;
+        let (mut obj, alloc) = self
+            .allocate(r, name, obj, dry_run, |obj| self.strategies.prepare_update(r, obj, &old.object, sub))
+            .await?;
         if self.strategies.has_generation(r) && obj.get("spec") != old.object.get("spec") {
             let g = old.object.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
             if let Some(m) = object::meta_mut(&mut obj) {
@@ -357,7 +398,7 @@ impl Registry {
             a == b
         };
         if dry_run {
-            alloc.release();
+            alloc.forget();
             return Ok(Stored { object: obj, revision: old.revision });
         }
         let key = r.key(ns, name);
@@ -367,32 +408,32 @@ impl Registry {
             }
             return match self.store.delete(&key, Some(old.revision)).await {
                 Ok((_, rev)) => {
-                    alloc.commit();
-                    self.strategies.released(r, &obj);
+                    alloc.commit().await;
+                    self.strategies.released(r, &obj).await;
                     object::set_resource_version(&mut obj, rev);
                     self.after_write(r).await;
                     Ok(Stored { object: obj, revision: rev })
                 }
                 Err(e) => {
-                    alloc.release();
+                    alloc.release().await;
                     Err(self.write_error(r, name, e))
                 }
             };
         }
         if unchanged {
             // No-op updates do not bump the resourceVersion (upstream behaviour).
-            alloc.release();
+            alloc.release().await;
             return Ok(old);
         }
         match self.store.update(&key, object::encode(&obj), old.revision).await {
             Ok(kv) => {
-                alloc.commit();
+                alloc.commit().await;
                 object::set_resource_version(&mut obj, kv.mod_revision);
                 self.after_write(r).await;
                 Ok(Stored { object: obj, revision: kv.mod_revision })
             }
             Err(e) => {
-                alloc.release();
+                alloc.release().await;
                 Err(self.write_error(r, name, e))
             }
         }
@@ -469,7 +510,7 @@ impl Registry {
                 }
                 match self.store.delete(&r.key(ns, name), Some(cur.revision)).await {
                     Ok((_, rev)) => {
-                        self.strategies.released(r, &obj);
+                        self.strategies.released(r, &obj).await;
                         object::set_resource_version(&mut obj, rev);
                         self.after_write(r).await;
                         return Ok(Deleted::Gone(obj));

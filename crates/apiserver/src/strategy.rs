@@ -261,9 +261,9 @@ impl Strategies {
     }
 
     /// The object is gone from the store: give back what it held.
-    pub fn released(&self, r: &Resource, obj: &Value) {
-        if r.plural == "services" {
-            self.services.release_all(obj);
+    pub async fn released(&self, r: &Resource, obj: &Value) {
+        if r.plural == "services" && r.group.is_empty() {
+            self.services.release_all(obj).await;
         }
     }
 }

@@ -25,6 +25,7 @@ mod informer;
 mod job;
 mod kinds;
 mod lb;
+pub mod leader;
 mod metrics;
 mod mirroring;
 mod namespace;
@@ -206,6 +207,47 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     }
     tasks.extend(inf.spawn());
     Ok(Controllers { tasks })
+}
+
+/// Start the controllers only while this process holds the leader Lease
+/// (`--leader-elect` upstream): with several API servers, one instance runs
+/// them. Losing the Lease stops them; this process then stands again.
+pub async fn start_elected(
+    kubeconfig: &Path,
+    config: ControllerConfig,
+    election: leader::Election,
+) -> Result<Controllers, Error> {
+    let client = client_from_kubeconfig(kubeconfig).await?;
+    let kubeconfig = kubeconfig.to_path_buf();
+    let supervisor = tokio::spawn(async move {
+        loop {
+            let leadership = election.acquire(&client).await;
+            // Aborted with the supervisor, the running controllers go with it.
+            let running = match start_with(&kubeconfig, config.clone()).await {
+                Ok(c) => AbortOnDrop(c.tasks),
+                Err(e) => {
+                    tracing::error!(error = %e, "starting the controllers");
+                    tokio::time::sleep(election.timing.retry_period).await;
+                    continue;
+                }
+            };
+            leadership.keep().await;
+            tracing::warn!("lost the leader lease: stopping the controllers");
+            drop(running);
+        }
+    });
+    Ok(Controllers { tasks: vec![supervisor] })
+}
+
+/// Tasks aborted when this is dropped.
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// Counters of every controller (syncs, errors, work-queue adds, retries and

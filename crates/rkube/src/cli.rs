@@ -270,6 +270,12 @@ pub struct ServerArgs {
     /// v3 cluster) or `etcd+tls://HOST:PORT,...` (with the `--etcd-*file` flags).
     #[arg(long, default_value = "sqlite", env = "RKUBE_DATASTORE")]
     pub datastore: String,
+    /// The cluster's shared secrets: CA (`ca.crt`, `ca.key`), ServiceAccount signing
+    /// key (`sa.key`) and admin token (`admin.token`), created on first start. Give
+    /// every API server on one etcd a copy of the same directory
+    /// [default: `<data-dir>/pki`, with the admin token in `<data-dir>`].
+    #[arg(long)]
+    pub pki_dir: Option<PathBuf>,
     /// Every key in etcd lives under this prefix, so clusters can share one etcd.
     #[arg(long, default_value = "/rkube")]
     pub etcd_prefix: String,
@@ -308,6 +314,16 @@ pub struct ServerArgs {
     /// debug the API server by itself).
     #[arg(long)]
     pub api_only: bool,
+    /// Controllers run on one API server at a time (Lease `kube-system/kube-controller-manager`):
+    /// how long a leader's Lease lasts without renewal before another server takes over.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub leader_elect_lease_duration: std::time::Duration,
+    /// How long the leader keeps trying to renew before it stops its controllers.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub leader_elect_renew_deadline: std::time::Duration,
+    /// How often candidates try to take the Lease and the leader renews it.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub leader_elect_retry_period: std::time::Duration,
     /// How often old revisions are compacted (e.g. `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub compaction_interval: std::time::Duration,

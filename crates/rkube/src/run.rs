@@ -132,8 +132,10 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
     })?;
     let store = crate::datastore::open(&datastore, &args.data_dir, etcd).await?;
+    let pki_dir = args.pki_dir.clone().unwrap_or_else(|| args.data_dir.join("pki"));
     let cfg = apiserver::Config {
         data_dir: args.data_dir.clone(),
+        pki_dir: args.pki_dir.clone(),
         bind_address: args.bind_address,
         port: args.port,
         advertise_address: advertise,
@@ -161,6 +163,16 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
             args.node_monitor_period, args.node_monitor_grace_period
         ));
     }
+    // client-go's NewLeaderElector refuses the same combinations.
+    if args.leader_elect_retry_period.is_zero()
+        || args.leader_elect_retry_period >= args.leader_elect_renew_deadline
+        || args.leader_elect_renew_deadline >= args.leader_elect_lease_duration
+    {
+        return Err(format!(
+            "--leader-elect-retry-period {:?} < --leader-elect-renew-deadline {:?} < --leader-elect-lease-duration {:?} must hold",
+            args.leader_elect_retry_period, args.leader_elect_renew_deadline, args.leader_elect_lease_duration
+        ));
+    }
     let controller_cfg = controllers::ControllerConfig {
         cluster_cidr: args.cluster_cidr,
         node_monitor: controllers::NodeMonitor {
@@ -169,7 +181,7 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
             startup_grace: args.node_startup_grace_period,
         },
         // The CSR signer signs joining nodes' certificates with the cluster CA.
-        signing: Some(controllers::certificates::Signing::new(args.data_dir.join("pki"))),
+        signing: Some(controllers::certificates::Signing::new(pki_dir.clone())),
         root_ca: Some(api.ca_pem.clone()),
         ..Default::default()
     };
@@ -177,7 +189,7 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         None
     } else {
         Some(
-            controllers::start_with(&api.kubeconfig, controller_cfg)
+            controllers::start_elected(&api.kubeconfig, controller_cfg, election(&args, advertise))
                 .await
                 .map_err(|e| format!("starting controllers: {e}"))?,
         )
@@ -205,11 +217,10 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
             };
             let name = node.node_name.clone().unwrap_or_else(host_name);
             eprintln!("{what}: starting the node agent for node {name} ({node_ip})");
-            let (cert, key, _ca) =
-                apiserver::tls::issue_node_cert(&args.data_dir.join("pki"), &name, &[IpAddr::V4(node_ip)])
-                    .map_err(|e| format!("issuing the node agent's certificate: {e}"))?;
+            let (cert, key, _ca) = apiserver::tls::issue_node_cert(&pki_dir, &name, &[IpAddr::V4(node_ip)])
+                .map_err(|e| format!("issuing the node agent's certificate: {e}"))?;
             // The node talks to the API as system:node:<name>, not as the admin.
-            let client = node_client(&args.data_dir, &api, &name).await?;
+            let client = node_client(&args.data_dir, &pki_dir, &api, &name).await?;
             let proxy = agent::ProxySettings {
                 cluster_cidr: args.cluster_cidr,
                 service_cidr: args.service_cidr,
@@ -317,14 +328,31 @@ fn host_name() -> String {
         .unwrap_or_else(|_| "node".into())
 }
 
+/// The controllers' leader election: the Lease `kube-system/kube-controller-manager`,
+/// as upstream's. The identity names this server (not this process), so a server
+/// that restarts takes its own Lease back at once instead of waiting it out.
+fn election(args: &ServerArgs, advertise: IpAddr) -> controllers::leader::Election {
+    controllers::leader::Election {
+        namespace: "kube-system".into(),
+        name: "kube-controller-manager".into(),
+        identity: format!("{}_{advertise}:{}", host_name(), args.port),
+        timing: controllers::leader::Timing {
+            lease_duration: args.leader_elect_lease_duration,
+            renew_deadline: args.leader_elect_renew_deadline,
+            retry_period: args.leader_elect_retry_period,
+        },
+    }
+}
+
 /// A client for the node agent of `rkube up`: a certificate for
 /// `system:node:<name>` issued here (this machine holds the CA key).
 async fn node_client(
     data_dir: &std::path::Path,
+    pki_dir: &std::path::Path,
     api: &apiserver::ApiServer,
     name: &str,
 ) -> Result<kube::Client, String> {
-    let ca = pki::Ca::load(&data_dir.join("pki")).map_err(|e| format!("loading the cluster CA: {e}"))?;
+    let ca = pki::Ca::load(pki_dir).map_err(|e| format!("loading the cluster CA: {e}"))?;
     let c = ca
         .issue_client(&pki::node_user(name), &["system:nodes"], std::time::Duration::from_secs(365 * 24 * 3600))
         .map_err(|e| format!("issuing the node's client certificate: {e}"))?;

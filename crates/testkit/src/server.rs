@@ -45,6 +45,9 @@ pub struct TestServer {
     starts: u32,
     /// Flags added after the standard ones (e.g. `--compaction-interval 1s`).
     extra_args: Vec<String>,
+    /// Bound and advertised (a loopback address: `127.0.0.1`, or `127.0.0.2`
+    /// for a second API server of one cluster).
+    address: std::net::Ipv4Addr,
 }
 
 impl TestServer {
@@ -56,6 +59,17 @@ impl TestServer {
 
     /// [`TestServer::start`] with extra `rkube server` flags.
     pub fn start_with_args(bin: impl AsRef<Path>, extra_args: &[&str]) -> Result<TestServer> {
+        Self::start_at(bin, std::net::Ipv4Addr::LOCALHOST, None, extra_args)
+    }
+
+    /// [`TestServer::start_with_args`] bound to and advertising `address` (any
+    /// 127.x.y.z), on `port` if given (else a free one).
+    pub fn start_at(
+        bin: impl AsRef<Path>,
+        address: std::net::Ipv4Addr,
+        port: Option<u16>,
+        extra_args: &[&str],
+    ) -> Result<TestServer> {
         let temp =
             tempfile::Builder::new().prefix("rkube-test-").tempdir().map_err(io("create a temporary directory"))?;
         let work_dir = temp.path().to_path_buf();
@@ -65,11 +79,15 @@ impl TestServer {
             bin: bin.as_ref().to_path_buf(),
             data_dir,
             work_dir,
-            port: free_port()?,
+            port: match port {
+                Some(p) => p,
+                None => free_port()?,
+            },
             child: None,
             temp: Some(temp),
             starts: 0,
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            address,
         };
         // The free port may be taken by someone else before the server binds it:
         // retry on another port in that case.
@@ -77,7 +95,7 @@ impl TestServer {
         loop {
             attempts += 1;
             match server.launch() {
-                Err(Error::Exited { logs, .. }) if attempts < 5 && logs.contains("in use") => {
+                Err(Error::Exited { logs, .. }) if attempts < 5 && port.is_none() && logs.contains("in use") => {
                     server.port = free_port()?;
                 }
                 Err(e) => return Err(e),
@@ -105,6 +123,7 @@ impl TestServer {
             temp: Some(temp),
             starts: 0,
             extra_args: Vec::new(),
+            address: std::net::Ipv4Addr::LOCALHOST,
         };
         server.launch()?;
         Ok(server)
@@ -131,12 +150,13 @@ impl TestServer {
         let stdout = self.open_log(STDOUT_LOG)?;
         let stderr = self.open_log(STDERR_LOG)?;
         let port = self.port.to_string();
+        let address = self.address.to_string();
         let mut cmd = Command::new(&self.bin);
         cmd.arg("server")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--bind-address", "127.0.0.1", "--port", &port])
-            .args(["--advertise-address", "127.0.0.1"])
+            .args(["--bind-address", &address, "--port", &port])
+            .args(["--advertise-address", &address])
             // API tests run no node: no DNS add-ons (their pods would stay Pending).
             .args(["--disable", "coredns,nodelocaldns"])
             .args(&self.extra_args)
@@ -199,7 +219,7 @@ impl TestServer {
 
     /// `https://127.0.0.1:PORT`
     pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.port)
+        format!("https://{}:{}", self.address, self.port)
     }
 
     /// The process id, while it runs.
