@@ -209,7 +209,9 @@ pub enum TokenCommand {
 
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
-    /// URL of the API server, e.g. https://192.168.122.11:6443.
+    /// URL of the API server, e.g. https://192.168.122.11:6443, or several,
+    /// comma separated: the agent fails over between them, and learns the others
+    /// from the `kubernetes` Endpoints.
     #[arg(long)]
     pub server: String,
     /// Join token: the server's `<data-dir>/node-token`, or one from `rkube token

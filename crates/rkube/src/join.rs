@@ -164,13 +164,39 @@ async fn request_certificate(
     }
 }
 
-/// Joins `server` as `node`, or reuses the credentials of an earlier join.
+/// Joins through the first of `servers` that can be reached (the others are
+/// tried when one cannot), writing a kubeconfig for `kubeconfig_server`.
+pub async fn join_any(
+    servers: &[String],
+    token: Option<&str>,
+    ca_file: Option<&Path>,
+    data_dir: &Path,
+    node: &str,
+    kubeconfig_server: &str,
+) -> Result<Joined, String> {
+    let mut last = String::from("no --server given");
+    for server in servers {
+        match join(server, token, ca_file, data_dir, node, kubeconfig_server).await {
+            Ok(j) => return Ok(j),
+            Err(e) if e.contains("cannot reach") => {
+                tracing::warn!(server = %server, error = %e, "trying the next server");
+                last = e;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// Joins `server` as `node`, or reuses the credentials of an earlier join;
+/// the kubeconfig written names `kubeconfig_server`.
 pub async fn join(
     server: &str,
     token: Option<&str>,
     ca_file: Option<&Path>,
     data_dir: &Path,
     node: &str,
+    kubeconfig_server: &str,
 ) -> Result<Joined, String> {
     let token = token.map(pki::JoinToken::parse).transpose().map_err(|e| format!("--token: {e}"))?;
     let kept_ca = data_dir.join("pki").join("ca.crt");
@@ -197,7 +223,7 @@ pub async fn join(
     };
     write_private(&kept_ca, &ca_pem)?;
     let kubeconfig = data_dir.join("kubeconfig.yaml");
-    apiserver::write_kubeconfig_cert(&kubeconfig, server, &ca_pem, &pki::node_user(node), &cert, &key)
+    apiserver::write_kubeconfig_cert(&kubeconfig, kubeconfig_server, &ca_pem, &pki::node_user(node), &cert, &key)
         .map_err(|e| e.to_string())?;
     Ok(Joined { ca_pem, kubeconfig })
 }

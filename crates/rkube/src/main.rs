@@ -10,6 +10,7 @@ mod datastore;
 mod join;
 mod local;
 mod run;
+mod server_lb;
 mod token;
 
 use clap::Parser;

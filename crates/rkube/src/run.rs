@@ -460,10 +460,28 @@ async fn agent_async(args: AgentArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         format!("cannot create the data dir {}: {e} (choose another with --data-dir)", args.data_dir.display())
     })?;
-    let joined =
-        crate::join::join(&args.server, args.token.as_deref(), args.ca_file.as_deref(), &args.data_dir, &name).await?;
+    // Every component of the agent reaches the API servers through one local
+    // proxy that fails over between them (k3s's agent load balancer).
+    let servers: Vec<String> =
+        args.server.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+    let mut addrs = Vec::new();
+    for s in &servers {
+        addrs.push(crate::server_lb::resolve(s).await?);
+    }
+    let listen = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+    let lb = crate::server_lb::ServerLb::start(listen, addrs).await?;
+    let joined = crate::join::join_any(
+        &servers,
+        args.token.as_deref(),
+        args.ca_file.as_deref(),
+        &args.data_dir,
+        &name,
+        &lb.url(),
+    )
+    .await?;
     let client = controllers::client_from_kubeconfig(&joined.kubeconfig).await.map_err(|e| e.to_string())?;
     client.apiserver_version().await.map_err(|e| format!("cannot reach the API server at {}: {e}", args.server))?;
+    tokio::spawn(crate::server_lb::follow_endpoints(lb.clone(), client.clone()));
     let (cert, key, pin) = apiserver::tls::self_signed_node_cert(&name, &[IpAddr::V4(node_ip)])
         .map_err(|e| format!("making the agent's serving certificate: {e}"))?;
     let proxy = agent::ProxySettings {

@@ -173,3 +173,117 @@ fn two_servers_on_one_etcd() {
     });
     drop(etcd);
 }
+
+/// Kills an `rkube agent` and its pods when the test ends.
+struct Agent {
+    child: std::process::Child,
+    data_dir: std::path::PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        testkit::sandbox::kill_pods_of(&self.data_dir);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pinned_pod(name: &str, node: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  containers:\n  - name: web\n    image: minjulee226/myweb\n"
+    )
+}
+
+fn pod_phase(k: &testkit::Kubectl, name: &str) -> String {
+    k.run(["get", "pod", name, "-o", "jsonpath={.status.phase}"]).stdout
+}
+
+/// In a sandbox: etcd members on three nodes, `rkube up` (server + node) on
+/// node1 and node2 sharing one `--pki-dir`, and an `rkube agent` on node3
+/// given both servers. When node1's server dies the agent carries on through
+/// node2's: its node stays Ready, its pod keeps running, and a new pod for
+/// it, created through node2, starts.
+#[test]
+fn agents_fail_over_between_servers() {
+    if let Some(why) = testkit::sandbox_unavailable() {
+        testkit::skip(&why);
+        return;
+    }
+    if testkit::etcd::etcd_binary().is_none() {
+        testkit::skip("etcd is not installed (scripts/install-prereqs.sh installs etcd-server)");
+        return;
+    }
+    let bin = Path::new(BIN);
+    let sandbox = testkit::Sandbox::new(3).expect("sandbox");
+    let placements: Vec<Placement> = (1..=3)
+        .map(|i| Placement::Netns { netns: sandbox.node_netns(i).to_string(), ip: sandbox.node_ip(i).into() })
+        .collect();
+    let etcd = EtcdCluster::start(&placements).expect("etcd on the three nodes");
+    let datastore = etcd.datastore();
+    // A node whose Lease stops for 8 s goes NotReady: node3 would, without failover.
+    let mut common: Vec<&str> = vec![
+        "--datastore",
+        &datastore,
+        "--node-lease-duration-seconds",
+        "4",
+        "--node-monitor-period",
+        "1s",
+        "--node-monitor-grace-period",
+        "8s",
+    ];
+    common.extend(ELECTION);
+
+    let mut a_args = common.clone();
+    a_args.extend(["--node-name", "node1"]);
+    let mut node1 = sandbox.start_rkube(bin, 1, &a_args).expect("rkube up on node1");
+    let shared = sandbox.temp_dir().join("shared-pki");
+    copy_dir(&node1.data_dir().join("pki"), &shared);
+    std::fs::copy(node1.data_dir().join("admin.token"), shared.join("admin.token")).expect("admin token");
+    let pki = shared.display().to_string();
+    let mut b_args = common.clone();
+    b_args.extend(["--node-name", "node2", "--pki-dir", &pki]);
+    let node2 = sandbox.start_rkube(bin, 2, &b_args).expect("rkube up on node2");
+    let k2 = node2.kubectl();
+
+    let servers = format!("https://{}:6443,https://{}:6443", sandbox.node_ip(1), sandbox.node_ip(2));
+    let data_dir = sandbox.temp_dir().join("node3-agent");
+    let log = std::fs::File::create(sandbox.temp_dir().join("node3-agent.log")).expect("log");
+    let mut cmd = sandbox.command(sandbox.node_netns(3), bin);
+    cmd.args(["agent", "--server", &servers, "--data-dir"])
+        .arg(&data_dir)
+        .args(["--node-ip", &sandbox.node_ip(3).to_string(), "--node-name", "node3"])
+        .args(["--node-lease-duration-seconds", "4"])
+        .env("RKUBE_TOKEN", node1.node_token().expect("node token"))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    let _agent = Agent { child: cmd.spawn().expect("rkube agent"), data_dir };
+    let ready = |k: &testkit::Kubectl, node: &str| {
+        k.run(["get", "node", node, "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#]).stdout
+            == "True"
+    };
+    wait_for("node3 Ready", Duration::from_secs(60), || ready(&k2, "node3").then(String::new));
+    k2.ok_with_stdin(["create", "-f", "-"], &pinned_pod("before", "node3"));
+    wait_for("the pod on node3 runs", Duration::from_secs(60), || {
+        (pod_phase(&k2, "before") == "Running").then(String::new)
+    });
+
+    // node1's server (and its node) dies.
+    node1.kill_group().expect("kill node1");
+    // node3 goes on through node2's server: still Ready well past its lease,
+    // its pod runs, and a new pod created through node2 starts on it.
+    std::thread::sleep(Duration::from_secs(15));
+    assert!(ready(&k2, "node3"), "node3 stayed Ready after node1's server died");
+    wait_for("node1 NotReady (its node died with its server)", Duration::from_secs(30), || {
+        (!ready(&k2, "node1")).then(String::new)
+    });
+    assert_eq!(pod_phase(&k2, "before"), "Running");
+    k2.ok_with_stdin(["create", "-f", "-"], &pinned_pod("after", "node3"));
+    wait_for("a new pod on node3 runs after the failover", Duration::from_secs(60), || {
+        (pod_phase(&k2, "after") == "Running").then(String::new)
+    });
+    wait_for("node1 gone from the kubernetes Endpoints", Duration::from_secs(45), || {
+        let ips = endpoints_ips(&k2);
+        (ips == sandbox.node_ip(2).to_string()).then_some(ips)
+    });
+    drop(etcd);
+}
