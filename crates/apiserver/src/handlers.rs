@@ -14,7 +14,9 @@ use apimachinery::scale::ScalePaths;
 use apimachinery::selector::{FieldSelector, LabelSelector};
 use base64::Engine;
 use bytes::Bytes;
+use futures::StreamExt as _;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 use store::ListOptions;
 use tokio::sync::mpsc;
@@ -399,38 +401,84 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
 
     // Where to start: an explicit revision streams changes after it; none or
-    // "0" first sends the current state as ADDED events.
+    // "0" first sends the current state as ADDED events. Both come from the
+    // watch cache when it can serve them, else from the store.
     let rv = ctx.query.get("resourceVersion");
-    let (initial, after) = match rv {
+    let explicit = match rv {
         Some(v) if v != "0" && !send_initial => {
-            let n = v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?;
-            (Vec::new(), n)
+            Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?)
         }
-        _ => {
-            let page = store.list(&prefix, ListOptions::default()).await?;
-            let mut objs = Vec::new();
-            for kv in &page.kvs {
-                if filter.exact_key.as_deref().is_some_and(|k| k != kv.key) {
-                    continue;
-                }
-                let obj = object::decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
-                if filter.matches(&obj) {
-                    objs.push(obj);
+        _ => None,
+    };
+    let cacher = match &ctx.registry.watch_cache {
+        None => None,
+        Some(cache) => match cache.cacher(&r.key_prefix()).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "watch cache unavailable; watching the store");
+                None
+            }
+        },
+    };
+    // A compacted revision is 410 Gone even while the window still holds it,
+    // so the answer does not depend on which server or cache serves it.
+    let compacted = match explicit {
+        Some(_) => store.compacted_revision().await?,
+        None => 0,
+    };
+    let cached = cacher.as_ref().and_then(|c| match explicit {
+        Some(n) if n < compacted => None,
+        Some(n) => c.watch_from(&prefix, n),
+        None => Some(c.watch_current(&prefix)),
+    });
+    let mut initial = Vec::new();
+    let (after, stream): (i64, Option<EventStream>) = match (cached, explicit) {
+        (Some(cw), None) => {
+            for ev in &cw.replay {
+                if let store::Event::Put { kv, .. } = &**ev {
+                    if filter.exact_key.as_deref().is_some_and(|k| k != kv.key) {
+                        continue;
+                    }
+                    let obj =
+                        object::decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
+                    if filter.matches(&obj) {
+                        initial.push(obj);
+                    }
                 }
             }
-            (objs, page.revision)
+            (cw.revision, Some(cached_stream(Vec::new(), cw.live, prefix.clone())))
         }
-    };
-    let stream = match store.watch(&prefix, after).await {
-        Ok(s) => Some(s),
-        Err(store::Error::Compacted { requested, compacted }) => {
-            // Upstream answers 200 and an ERROR event with a 410 Status.
-            let _ = tx.try_send(Bytes::from(watch::error_line(&ApiError::expired(format!(
-                "too old resource version: {requested} ({compacted})"
-            )))));
-            None
+        (Some(cw), Some(n)) => (n, Some(cached_stream(cw.replay, cw.live, prefix.clone()))),
+        (None, explicit) => {
+            let after = match explicit {
+                Some(n) => n,
+                None => {
+                    let page = store.list(&prefix, ListOptions::default()).await?;
+                    for kv in &page.kvs {
+                        if filter.exact_key.as_deref().is_some_and(|k| k != kv.key) {
+                            continue;
+                        }
+                        let obj = object::decode(&kv.value, kv.mod_revision)
+                            .map_err(|e| ApiError::internal(e.to_string()))?;
+                        if filter.matches(&obj) {
+                            initial.push(obj);
+                        }
+                    }
+                    page.revision
+                }
+            };
+            match store.watch(&prefix, after).await {
+                Ok(s) => (after, Some(Box::pin(s.map(|ev| ev.map(Arc::new))))),
+                Err(store::Error::Compacted { requested, compacted }) => {
+                    // Upstream answers 200 and an ERROR event with a 410 Status.
+                    let _ = tx.try_send(Bytes::from(watch::error_line(&ApiError::expired(format!(
+                        "too old resource version: {requested} ({compacted})"
+                    )))));
+                    (after, None)
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Err(e) => return Err(e.into()),
     };
     let table_include = match ctx.shape {
         Shape::Table(include) => Some(include),
@@ -483,16 +531,17 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
                         // A lagging watcher is closed; the client re-watches from its last revision.
                         Some(Err(_)) => return,
                         Some(Ok(ev)) => {
+                            let ev: &store::Event = &ev;
                             last_rev = ev.revision();
                             // Plain JSON without selectors: splice the stored bytes.
-                            let raw = if table_include.is_none() && !custom { watch::raw_line(&ev, &filter) } else { None };
+                            let raw = if table_include.is_none() && !custom { watch::raw_line(ev, &filter) } else { None };
                             if let Some(line) = raw {
                                 if tx.send(Bytes::from(line)).await.is_err() {
                                     return;
                                 }
                                 continue;
                             }
-                            match watch::translate(&ev, &filter) {
+                            match watch::translate(ev, &filter) {
                                 Ok(Some((t, obj))) => watch::event_line(t, &render(obj)),
                                 Ok(None) => continue,
                                 Err(e) => watch::error_line(&e),
@@ -514,6 +563,36 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         }
     });
     Ok(Reply::Stream(rx))
+}
+
+/// Watch events from the store or from the watch cache.
+type EventStream = std::pin::Pin<Box<dyn futures::Stream<Item = store::Result<Arc<store::Event>>> + Send>>;
+
+/// A watch-cache watch as a stream: the replay, then live events under
+/// `prefix`. It ends when the cache re-lists or this watch fell too far
+/// behind; the client re-watches from its last revision (upstream closes
+/// slow watchers the same way).
+fn cached_stream(
+    replay: Vec<Arc<store::Event>>,
+    live: tokio::sync::broadcast::Receiver<crate::watch_cache::Message>,
+    prefix: String,
+) -> EventStream {
+    use crate::watch_cache::Message;
+    use tokio::sync::broadcast::error::RecvError;
+    let live = futures::stream::unfold((live, prefix), |(mut rx, prefix)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(Message::Event(ev)) if ev.key().starts_with(&prefix) => return Some((Ok(ev), (rx, prefix))),
+                Ok(Message::Event(_)) => continue,
+                Ok(Message::Reset) | Err(RecvError::Closed) => return None,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "closing a watch too slow for the watch cache");
+                    return None;
+                }
+            }
+        }
+    });
+    Box::pin(futures::stream::iter(replay.into_iter().map(Ok)).chain(live))
 }
 
 fn field_validation(ctx: &Ctx<'_>) -> ApiResult<FieldValidation> {

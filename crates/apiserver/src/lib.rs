@@ -38,6 +38,7 @@ mod store_view;
 mod strategy;
 pub mod tls;
 mod watch;
+mod watch_cache;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::Ipv4Net;
@@ -88,6 +89,8 @@ pub struct Config {
     pub node_port_range: std::ops::RangeInclusive<u16>,
     /// How often history older than the previous tick is compacted.
     pub compaction_interval: Duration,
+    /// Serve watches from one shared cache per resource (kube-apiserver's `--watch-cache`).
+    pub watch_cache: bool,
     /// How long pods tolerate the `node.kubernetes.io/not-ready:NoExecute`
     /// taint unless they say otherwise (kube-apiserver's flag; 300).
     pub default_not_ready_toleration_seconds: i64,
@@ -178,7 +181,11 @@ impl ApiServer {
                 cfg.default_unreachable_toleration_seconds,
             ),
         };
-        let registry = registry::Registry { store: store.clone(), strategies };
+        let registry = registry::Registry {
+            store: store.clone(),
+            strategies,
+            watch_cache: cfg.watch_cache.then(|| watch_cache::WatchCache::new(store.clone())),
+        };
         registry
             .reload_crds()
             .await

@@ -52,6 +52,9 @@ pub enum Deleted {
 pub struct Registry {
     pub store: Arc<dyn Store>,
     pub strategies: Strategies,
+    /// One store watch per resource, shared by every client watch (`None`
+    /// with `--watch-cache=false`: each client watch reads the store).
+    pub watch_cache: Option<crate::watch_cache::WatchCache>,
 }
 
 pub fn subject<'a>(r: &'a Resource, name: &'a str) -> Subject<'a> {

@@ -121,7 +121,13 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
         Target::Metrics if !authz::authorize_path(&user, "get", "/metrics", &state.rbac.policy()) => {
             error_reply(&ApiError::forbidden_non_resource(&user.name, "get", "/metrics"))
         }
-        Target::Metrics => full(200, "text/plain; version=0.0.4", state.metrics.render().into_bytes()),
+        Target::Metrics => {
+            let mut text = state.metrics.render();
+            if let Some(cache) = &state.registry.watch_cache {
+                text.push_str(&crate::watch_cache::render_metrics(&cache.stats().await));
+            }
+            full(200, "text/plain; version=0.0.4", text.into_bytes())
+        }
         Target::OpenIdConfiguration => json_reply(200, &state.sa_tokens.openid_configuration()),
         Target::Jwks => {
             let mut resp = json_reply(200, &state.sa_tokens.jwks());

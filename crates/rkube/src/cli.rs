@@ -326,6 +326,10 @@ pub struct ServerArgs {
     /// How often candidates try to take the Lease and the leader renews it.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub leader_elect_retry_period: std::time::Duration,
+    /// Serve watches from one shared in-memory cache per resource (`--watch-cache=false`:
+    /// every client watch reads the datastore, as kube-apiserver's flag of that name).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub watch_cache: bool,
     /// How often old revisions are compacted (e.g. `5m`, `30s`).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub compaction_interval: std::time::Duration,

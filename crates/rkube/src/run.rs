@@ -144,6 +144,7 @@ async fn serve_async(args: ServerArgs, node: Option<NodeArgs>, what: &str) -> Re
         lb_pools,
         node_port_range: args.node_port_range.0..=args.node_port_range.1,
         compaction_interval: args.compaction_interval,
+        watch_cache: args.watch_cache,
         default_not_ready_toleration_seconds: args.default_not_ready_toleration_seconds,
         default_unreachable_toleration_seconds: args.default_unreachable_toleration_seconds,
     };

@@ -148,6 +148,10 @@ fn rkube_server_on_etcd() {
     let out = k.run(["get", "--raw", "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=2"]);
     assert!(out.stdout.contains("\"code\":410") || out.stderr.contains("410"), "{out:?}");
 
+    // The controllers' watches are served from the shared watch cache: one per resource.
+    let metrics = k.ok(["get", "--raw", "/metrics"]);
+    assert!(metrics.contains("apiserver_watch_cache_objects{prefix=\"/registry/core/services/\"} 3"), "{metrics}");
+
     // One member lost: writes go on.
     etcd.kill(2);
     k.ok_with_stdin(["create", "-f", "-"], &configmap("one-member-down"));
