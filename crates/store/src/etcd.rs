@@ -93,6 +93,28 @@ pub struct EtcdStore {
 /// over a 3-member cluster).
 const CONNECT_RETRIES: u32 = 8;
 
+/// How long requests are retried while etcd elects a leader (an election
+/// takes about a second; a lost quorum is reported after this).
+const TRANSIENT_DEADLINE: Duration = Duration::from_secs(8);
+
+/// An etcd answer worth retrying: `Some(false)` when the request was surely not
+/// applied (no leader yet), `Some(true)` when it may have been (the leader
+/// changed or the request timed out after it was proposed), `None` otherwise.
+fn transient(e: &etcd_client::Error) -> Option<bool> {
+    let etcd_client::Error::GRpcStatus(s) = e else { return None };
+    if s.code() != tonic::Code::Unavailable {
+        return None;
+    }
+    let m = s.message();
+    if m.contains("no leader") {
+        Some(false)
+    } else if m.contains("leader changed") || m.contains("timed out") {
+        Some(true)
+    } else {
+        None
+    }
+}
+
 /// Whether the request failed before it was sent (no connection to the member).
 fn never_sent(e: &etcd_client::Error) -> bool {
     match e {
@@ -128,6 +150,14 @@ fn classify(context: &'static str, e: etcd_client::Error) -> Error {
     } else {
         Error::Backend { context, message }
     }
+}
+
+/// The key's current value from a transaction's `or_else` get.
+fn current_kv(resp: &etcd_client::TxnResponse) -> Option<etcd_client::KeyValue> {
+    resp.op_responses().into_iter().find_map(|op| match op {
+        TxnOpResponse::Get(g) => g.kvs().first().cloned(),
+        _ => None,
+    })
 }
 
 /// The first key after every key starting with `prefix` (etcd's prefix range end).
@@ -190,24 +220,59 @@ impl EtcdStore {
         }
     }
 
+    /// A read, retried while etcd is between leaders (reads are idempotent),
+    /// for at most [`TRANSIENT_DEADLINE`].
     async fn get_raw(
         &self,
         key: Vec<u8>,
         opts: GetOptions,
     ) -> std::result::Result<etcd_client::GetResponse, etcd_client::Error> {
-        self.retry(|mut c| {
-            let (key, opts) = (key.clone(), opts.clone());
-            async move { c.get(key, Some(opts)).await }
-        })
-        .await
+        let start = std::time::Instant::now();
+        let mut attempt = 0u64;
+        loop {
+            let res = self
+                .retry(|mut c| {
+                    let (key, opts) = (key.clone(), opts.clone());
+                    async move { c.get(key, Some(opts)).await }
+                })
+                .await;
+            match res {
+                Err(e) if transient(&e).is_some() && start.elapsed() < TRANSIENT_DEADLINE => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis((50 * attempt).min(500))).await;
+                }
+                other => return other,
+            }
+        }
     }
 
-    async fn txn_raw(&self, txn: Txn) -> std::result::Result<etcd_client::TxnResponse, etcd_client::Error> {
-        self.retry(|mut c| {
-            let txn = txn.clone();
-            async move { c.txn(txn).await }
-        })
-        .await
+    /// A transaction, retried while etcd is between leaders. The flag says
+    /// whether an earlier attempt may have been applied (etcd answered
+    /// "leader changed" or timed out after it was proposed): a compare that
+    /// then fails may be this very write, which the caller checks.
+    async fn txn_raw(&self, txn: Txn) -> std::result::Result<(etcd_client::TxnResponse, bool), etcd_client::Error> {
+        let start = std::time::Instant::now();
+        let mut ambiguous = false;
+        let mut attempt = 0u64;
+        loop {
+            let res = self
+                .retry(|mut c| {
+                    let txn = txn.clone();
+                    async move { c.txn(txn).await }
+                })
+                .await;
+            match res {
+                Ok(resp) => return Ok((resp, ambiguous)),
+                Err(e) => match transient(&e) {
+                    Some(maybe_applied) if start.elapsed() < TRANSIENT_DEADLINE => {
+                        ambiguous |= maybe_applied;
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis((50 * attempt).min(500))).await;
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
     }
 
     fn key(&self, k: &str) -> Vec<u8> {
@@ -355,8 +420,14 @@ impl Store for EtcdStore {
             .when([Compare::create_revision(k.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(k.clone(), value.clone(), None)])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.txn_raw(txn).await.map_err(backend("creating in etcd"))?;
+        let (resp, ambiguous) = self.txn_raw(txn).await.map_err(backend("creating in etcd"))?;
         if !resp.succeeded() {
+            // After an ambiguous attempt, the key holding exactly this value is our own write.
+            if ambiguous {
+                if let Some(kv) = current_kv(&resp).filter(|kv| kv.value() == value.as_slice()) {
+                    return Ok(self.kv(&kv));
+                }
+            }
             return Err(Error::AlreadyExists { key: key.to_string() });
         }
         let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
@@ -372,9 +443,16 @@ impl Store for EtcdStore {
             ])
             .and_then([TxnOp::put(k.clone(), value.clone(), Some(PutOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.txn_raw(txn).await.map_err(backend("updating in etcd"))?;
+        let (resp, ambiguous) = self.txn_raw(txn).await.map_err(backend("updating in etcd"))?;
         let ops = resp.op_responses();
         if !resp.succeeded() {
+            if ambiguous {
+                let ours =
+                    current_kv(&resp).filter(|kv| kv.value() == value.as_slice() && kv.mod_revision() > expected);
+                if let Some(kv) = ours {
+                    return Ok(self.kv(&kv));
+                }
+            }
             let current = ops.iter().find_map(|op| match op {
                 TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
                 _ => None,
@@ -405,7 +483,9 @@ impl Store for EtcdStore {
             .when(compares)
             .and_then([TxnOp::delete(k.clone(), Some(DeleteOptions::new().with_prev_key()))])
             .or_else([TxnOp::get(k, None)]);
-        let resp = self.txn_raw(txn).await.map_err(backend("deleting in etcd"))?;
+        // A delete retried after an ambiguous attempt that was applied reports
+        // NotFound: the caller sees the key gone either way.
+        let (resp, _) = self.txn_raw(txn).await.map_err(backend("deleting in etcd"))?;
         let ops = resp.op_responses();
         if !resp.succeeded() {
             let current = ops.iter().find_map(|op| match op {

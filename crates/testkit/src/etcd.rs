@@ -161,6 +161,32 @@ impl EtcdCluster {
         matches!(cmd.output(), Ok(o) if String::from_utf8_lossy(&o.stdout).contains("\"health\":\"true\""))
     }
 
+    /// The member that is the Raft leader now, if a live member says so
+    /// (etcd's `/v3/maintenance/status` through its JSON gateway).
+    pub fn leader(&self) -> Option<usize> {
+        let field = |text: &str, name: &str| -> Option<String> {
+            let at = text.find(&format!("\"{name}\":\""))? + name.len() + 4;
+            Some(text[at..].split('"').next()?.to_string())
+        };
+        let mut ids = Vec::new();
+        let mut leader = None;
+        for m in &self.members {
+            let url = format!("{}/v3/maintenance/status", m.client_url);
+            let mut cmd = match &m.placement {
+                Placement::Loopback => Command::new("curl"),
+                Placement::Netns { netns, .. } => crate::sandbox::netns_command(netns, "curl"),
+            };
+            cmd.args(["-sk", "--max-time", "2", "-X", "POST", &url, "-d", "{}"]).stdin(Stdio::null());
+            let text = cmd.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            ids.push(field(&text, "member_id"));
+            if leader.is_none() {
+                leader = field(&text, "leader");
+            }
+        }
+        let leader = leader?;
+        ids.iter().position(|id| id.as_deref() == Some(leader.as_str()))
+    }
+
     /// Client URLs of every member.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()
