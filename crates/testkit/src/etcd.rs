@@ -4,7 +4,7 @@
 //! started again on their data; every member is killed on drop.
 
 use crate::error::{io, Error, Result};
-use crate::server::{free_port, spawn_tied};
+use crate::server::spawn_tied;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,15 +57,42 @@ impl EtcdCluster {
     /// [`EtcdCluster::start`] with extra etcd flags (e.g. TLS files); clients use
     /// `scheme` (`http` or `https`).
     pub fn start_with(placements: &[Placement], scheme: &str, extra: &[String]) -> Result<EtcdCluster> {
+        // Loopback ports are free when chosen, not when bound: someone may take
+        // one in between. Start again on other ports then.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(placements, scheme, extra) {
+                Err(Error::Etcd(m)) if attempt < 4 && m.contains("address already in use") => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn try_start(placements: &[Placement], scheme: &str, extra: &[String]) -> Result<EtcdCluster> {
         if etcd_binary().is_none() {
             return Err(Error::Etcd("etcd is not installed (scripts/install-prereqs.sh installs etcd-server)".into()));
         }
         let dir =
             tempfile::Builder::new().prefix("rkube-etcd-").tempdir().map_err(io("create a temporary directory"))?;
+        // All loopback ports at once, each held until every one is chosen, so
+        // none is handed out twice.
+        let loopbacks = placements.iter().filter(|p| matches!(p, Placement::Loopback)).count();
+        let held: Vec<std::net::TcpListener> = (0..loopbacks * 3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<_>>()
+            .map_err(io("choosing loopback ports"))?;
+        let mut ports = Vec::new();
+        for l in &held {
+            ports.push(l.local_addr().map_err(io("choosing loopback ports"))?.port());
+        }
+        drop(held);
+        let mut ports = ports.into_iter();
+        let mut port = || ports.next().ok_or_else(|| Error::Etcd("ran out of chosen ports".into()));
         let mut members = Vec::new();
         for (i, p) in placements.iter().enumerate() {
             let (host, client, peer, metrics) = match p {
-                Placement::Loopback => ("127.0.0.1".to_string(), free_port()?, free_port()?, free_port()?),
+                Placement::Loopback => ("127.0.0.1".to_string(), port()?, port()?, port()?),
                 Placement::Netns { ip, .. } => (ip.to_string(), 2379, 2380, 2381),
             };
             members.push(Member {
