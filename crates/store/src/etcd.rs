@@ -453,10 +453,7 @@ impl Store for EtcdStore {
                     return Ok(self.kv(&kv));
                 }
             }
-            let current = ops.iter().find_map(|op| match op {
-                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
-                _ => None,
-            });
+            let current = current_kv(&resp).map(|kv| kv.mod_revision());
             return Err(match current {
                 None => Error::NotFound { key: key.to_string() },
                 Some(actual) => Error::Conflict { key: key.to_string(), expected, actual },
@@ -488,10 +485,7 @@ impl Store for EtcdStore {
         let (resp, _) = self.txn_raw(txn).await.map_err(backend("deleting in etcd"))?;
         let ops = resp.op_responses();
         if !resp.succeeded() {
-            let current = ops.iter().find_map(|op| match op {
-                TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
-                _ => None,
-            });
+            let current = current_kv(&resp).map(|kv| kv.mod_revision());
             return Err(match current {
                 None => Error::NotFound { key: key.to_string() },
                 Some(actual) => Error::Conflict { key: key.to_string(), expected: expected.unwrap_or(0), actual },
