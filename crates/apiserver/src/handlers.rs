@@ -242,33 +242,113 @@ struct Continue {
     start: String,
 }
 
-pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
-    let r = ctx.r();
-    let params = list_params(ctx)?;
-    let limit = ctx.query.int("limit").filter(|l| *l > 0).map(|l| l as usize);
-    let rv = ctx.query.get("resourceVersion");
-    let rv_match = ctx.query.get("resourceVersionMatch");
-    let mut revision = match (rv, rv_match) {
-        (Some(v), Some("Exact")) => {
-            Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?)
+/// Which state a list reads, from its `resourceVersion` and
+/// `resourceVersionMatch` (upstream's semantics for get and list,
+/// https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-get-and-list).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ListRead {
+    /// No resourceVersion: the latest state, as a quorum read would see it.
+    Consistent,
+    /// `resourceVersion=N` (`0`: any state): a state not older than N.
+    NotOlderThan(i64),
+    /// Exactly the state at N (`resourceVersionMatch=Exact`, or a legacy
+    /// `resourceVersion=N` with `limit`).
+    Exact(i64),
+}
+
+fn list_read(ctx: &Ctx<'_>, has_limit: bool) -> ApiResult<ListRead> {
+    let parse = |v: &str| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")));
+    match (ctx.query.get("resourceVersion"), ctx.query.get("resourceVersionMatch")) {
+        (None, Some(m)) => Err(ApiError::bad_request(format!(
+            "resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided"
+        ))),
+        (None, None) => Ok(ListRead::Consistent),
+        (Some("0"), Some("Exact")) => {
+            Err(ApiError::bad_request("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""))
         }
-        (None, Some(m)) => {
-            return Err(ApiError::bad_request(format!(
-                "resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided"
-            )))
+        (Some(v), Some("Exact")) => Ok(ListRead::Exact(parse(v)?)),
+        (Some(v), Some("NotOlderThan")) => Ok(ListRead::NotOlderThan(parse(v)?)),
+        (Some(_), Some(m)) => Err(ApiError::bad_request(format!(
+            "resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+        ))),
+        (Some(v), None) => {
+            let n = parse(v)?;
+            Ok(if has_limit && n != 0 { ListRead::Exact(n) } else { ListRead::NotOlderThan(n) })
         }
-        (Some(v), _) => {
-            // NotOlderThan (or legacy "0"): the latest state is never older.
-            let n = v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?;
+    }
+}
+
+/// Where a list's pages come from: the store, or one snapshot of the watch cache.
+enum ListSource {
+    Store,
+    Cache { kvs: std::vec::IntoIter<store::KeyValue>, revision: i64 },
+}
+
+impl ListSource {
+    async fn page(&mut self, ctx: &Ctx<'_>, prefix: &str, opts: ListOptions) -> ApiResult<store::ListResult> {
+        match self {
+            ListSource::Store => ctx.registry.list_raw(prefix, opts).await,
+            // The snapshot is in key order; each page takes up where the last stopped.
+            ListSource::Cache { kvs, revision } => {
+                let page: Vec<store::KeyValue> = kvs.by_ref().take(opts.limit.unwrap_or(usize::MAX)).collect();
+                let remaining = kvs.len() as u64;
+                Ok(store::ListResult { kvs: page, revision: *revision, more: remaining > 0, remaining })
+            }
+        }
+    }
+}
+
+/// How long a list waits for the watch cache to catch up (upstream's
+/// `blockTimeout` in `watch_cache.go` is 3 s).
+const CACHE_FRESH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Serves a list from the watch cache as kube-apiserver's cacher does
+/// (`storage/cacher/delegator.go`): any state (`resourceVersion=0`) as the
+/// cache holds it; a state not older than N, or the latest one (the store's
+/// current revision), once the cache has caught up with it. Exact revisions
+/// and continue tokens, and a cache that does not catch up in time, go to the store.
+async fn list_source(ctx: &Ctx<'_>, read: ListRead, prefix: &str) -> ApiResult<ListSource> {
+    let wanted = match read {
+        ListRead::Exact(_) => return Ok(ListSource::Store),
+        ListRead::NotOlderThan(n) => {
             let current = ctx.registry.store.current_revision().await?;
             if n > current {
                 return Err(ApiError::timeout(format!("Too large resource version: {n}, current: {current}")));
             }
-            None
+            n
         }
-        (None, None) => None,
+        ListRead::Consistent => match ctx.registry.watch_cache {
+            Some(_) => ctx.registry.store.current_revision().await?,
+            None => return Ok(ListSource::Store),
+        },
     };
+    let Some(cache) = &ctx.registry.watch_cache else { return Ok(ListSource::Store) };
+    let cacher = match cache.cacher(&ctx.r().key_prefix()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "watch cache unavailable; listing from the store");
+            return Ok(ListSource::Store);
+        }
+    };
+    let fresh = cacher.wait_fresh(wanted, CACHE_FRESH_TIMEOUT).await;
+    cacher.count_list(fresh);
+    if !fresh {
+        return Ok(ListSource::Store);
+    }
+    let (kvs, revision) = cacher.list(prefix);
+    Ok(ListSource::Cache { kvs: kvs.into_iter(), revision })
+}
+
+pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
+    let r = ctx.r();
+    let params = list_params(ctx)?;
+    let limit = ctx.query.int("limit").filter(|l| *l > 0).map(|l| l as usize);
+    let read = list_read(ctx, limit.is_some())?;
     let prefix = r.namespace_prefix(ctx.ns());
+    let mut revision = match read {
+        ListRead::Exact(n) => Some(n),
+        _ => None,
+    };
     let mut start_after = None;
     if let Some(token) = ctx.query.get("continue") {
         let c: Continue = base64::engine::general_purpose::STANDARD
@@ -279,6 +359,10 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         revision = Some(c.rv);
         start_after = Some(format!("{prefix}{}", c.start));
     }
+    let mut source = match (read, start_after.is_some()) {
+        (ListRead::Exact(_), _) | (_, true) => ListSource::Store,
+        (read, false) => list_source(ctx, read, &prefix).await?,
+    };
     // One named object (kubectl's `delete --wait`, `get -w NAME`).
     let exact = params.field.single_name().map(|n| r.key(ctx.ns(), n));
 
@@ -292,9 +376,8 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     let mut remaining;
     let mut last_key: Option<String> = None;
     loop {
-        let page = ctx
-            .registry
-            .list_raw(&prefix, ListOptions { revision, limit, start_after: start_after.clone() })
+        let page = source
+            .page(ctx, &prefix, ListOptions { revision, limit, start_after: start_after.clone() })
             .await
             .map_err(|e| if e.code == 410 && ctx.query.get("continue").is_some() {
                 ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.")

@@ -8,16 +8,23 @@
 //! then streamed live; one that starts with the current state (no
 //! resourceVersion, `"0"`, `sendInitialEvents`) gets it from memory too.
 //! Older or future revisions are the store's business (the caller falls back
-//! to a store watch, which answers 410 Gone for a compacted one). A client too
+//! to a store watch, which answers 410 Gone for a compacted one).
+//!
+//! Lists are served from memory too, as upstream's `ConsistentListFromCache`:
+//! the cache follows the store with a progress watch, so
+//! [`Cacher::wait_fresh`] can ask how far it has come and know when it holds
+//! every change up to the store's current revision, even when the last writes
+//! were to other resources. A client too
 //! slow for the broadcast buffer is closed and re-watches from its last
 //! revision, as upstream closes its slow watchers.
 
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use store::{Event, KeyValue, Revision, Store};
-use tokio::sync::broadcast;
+use store::{Event, KeyValue, ProgressRequests, Revision, Store, WatchItem};
+use tokio::sync::{broadcast, watch};
 
 /// Events kept for watches that resume from a revision (upstream sizes its
 /// window by time and capacity; a few minutes of a busy resource fit here).
@@ -26,6 +33,9 @@ const WINDOW: usize = 20_000;
 const FANOUT_BUFFER: usize = 8_192;
 /// Wait before following the store again after its watch failed.
 const RETRY: Duration = Duration::from_secs(1);
+/// How often a waiting read asks the store watch for progress (upstream's
+/// progress requester ticks every 100 ms while reads wait).
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// What the cacher sends to client watches.
 #[derive(Clone, Debug)]
@@ -53,6 +63,14 @@ pub struct Cacher {
     prefix: String,
     state: Mutex<State>,
     tx: broadcast::Sender<Message>,
+    /// Asks the store watch how far it has come.
+    progress: ProgressRequests,
+    /// The revision the cache holds every change up to (events and progress).
+    fresh: watch::Sender<Revision>,
+    /// Lists served from memory, and consistent reads that had to go to the
+    /// store because the cache did not catch up in time.
+    lists: AtomicU64,
+    fallbacks: AtomicU64,
 }
 
 /// A client watch served from the cache.
@@ -82,9 +100,53 @@ impl Cacher {
         let objects = kvs.into_iter().map(|kv| (kv.key.clone(), kv)).collect();
         let (tx, _) = broadcast::channel(FANOUT_BUFFER);
         let state = State { objects, revision, window: VecDeque::new(), floor: revision, bytes };
-        let cacher = Arc::new(Cacher { prefix, state: Mutex::new(state), tx });
+        let cacher = Arc::new(Cacher {
+            prefix,
+            state: Mutex::new(state),
+            tx,
+            progress: ProgressRequests::default(),
+            fresh: watch::Sender::new(revision),
+            lists: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+        });
         tokio::spawn(follow(store, Arc::downgrade(&cacher)));
         Ok(cacher)
+    }
+
+    /// The store watch has yielded everything up to `revision`.
+    fn progressed(&self, revision: Revision) {
+        let mut s = lock(&self.state);
+        if revision > s.revision {
+            s.revision = revision;
+            self.fresh.send_replace(revision);
+        }
+    }
+
+    /// Waits until the cache holds every change up to `revision`, asking the
+    /// store watch for progress meanwhile; `false` if it did not get there
+    /// within `timeout` (the caller reads the store instead).
+    pub async fn wait_fresh(&self, revision: Revision, timeout: Duration) -> bool {
+        let mut fresh = self.fresh.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *fresh.borrow_and_update() >= revision {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.progress.request();
+            // Woken by any change; a progress request may go unanswered, so ask again.
+            let _ = tokio::time::timeout_at(deadline.min(now + PROGRESS_EVERY), fresh.changed()).await;
+        }
+    }
+
+    /// Counts a list served from memory (`true`) or sent to the store after
+    /// the cache did not catch up (`false`), for `/metrics`.
+    pub fn count_list(&self, from_cache: bool) {
+        let counter = if from_cache { &self.lists } else { &self.fallbacks };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn apply(&self, ev: Event) {
@@ -103,7 +165,10 @@ impl Cacher {
                 }
             }
         }
-        s.revision = s.revision.max(ev.revision());
+        if ev.revision() > s.revision {
+            s.revision = ev.revision();
+            self.fresh.send_replace(s.revision);
+        }
         s.window.push_back(ev.clone());
         if s.window.len() > WINDOW {
             if let Some(old) = s.window.pop_front() {
@@ -122,6 +187,7 @@ impl Cacher {
         s.revision = revision;
         s.window.clear();
         s.floor = revision;
+        self.fresh.send_replace(revision);
         let _ = self.tx.send(Message::Reset);
     }
 
@@ -162,28 +228,39 @@ impl Cacher {
         (kvs, s.revision)
     }
 
-    /// Objects, window length and approximate bytes held.
-    pub fn stats(&self) -> (usize, usize, usize) {
+    /// What the cacher holds and has served.
+    fn stats(&self, prefix: &str) -> CacheStats {
         let s = lock(&self.state);
-        (s.objects.len(), s.window.len(), s.bytes + s.window.iter().map(|e| 64 + e.key().len()).sum::<usize>())
+        CacheStats {
+            prefix: prefix.to_string(),
+            objects: s.objects.len(),
+            window: s.window.len(),
+            bytes: s.bytes + s.window.iter().map(|e| 64 + e.key().len()).sum::<usize>(),
+            lists: self.lists.load(Ordering::Relaxed),
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+        }
     }
 }
 
 /// Applies the store's events to the cacher while it lives; re-lists after a failure.
 async fn follow(store: Arc<dyn Store>, cacher: std::sync::Weak<Cacher>) {
-    let (prefix, mut revision) = match cacher.upgrade() {
-        Some(c) => (c.prefix.clone(), lock(&c.state).revision),
+    let (prefix, mut revision, progress) = match cacher.upgrade() {
+        Some(c) => (c.prefix.clone(), lock(&c.state).revision, c.progress.clone()),
         None => return,
     };
     loop {
-        match store.watch(&prefix, revision).await {
+        match store.watch_with_progress(&prefix, revision, progress.clone()).await {
             Ok(mut events) => {
                 while let Some(ev) = events.next().await {
                     let Some(c) = cacher.upgrade() else { return };
                     match ev {
-                        Ok(ev) => {
+                        Ok(WatchItem::Event(ev)) => {
                             revision = ev.revision();
                             c.apply(ev);
+                        }
+                        Ok(WatchItem::Progress(r)) => {
+                            revision = revision.max(r);
+                            c.progressed(r);
                         }
                         Err(e) => {
                             tracing::warn!(prefix = %prefix, error = %e, "watch cache: store watch failed; re-listing");
@@ -231,13 +308,7 @@ impl WatchCache {
     /// What each cacher holds, by key prefix.
     pub async fn stats(&self) -> Vec<CacheStats> {
         let cachers = self.cachers.lock().await;
-        let mut out: Vec<CacheStats> = cachers
-            .iter()
-            .map(|(p, c)| {
-                let (objects, window, bytes) = c.stats();
-                CacheStats { prefix: p.clone(), objects, window, bytes }
-            })
-            .collect();
+        let mut out: Vec<CacheStats> = cachers.iter().map(|(p, c)| c.stats(p)).collect();
         out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
         out
     }
@@ -251,6 +322,10 @@ pub struct CacheStats {
     pub window: usize,
     /// Approximate bytes of objects and window.
     pub bytes: usize,
+    /// Lists served from memory.
+    pub lists: u64,
+    /// Consistent lists that went to the store (the cache lagged).
+    pub fallbacks: u64,
 }
 
 /// The watch cache's gauges in the Prometheus text format (upstream has
@@ -268,6 +343,15 @@ pub fn render_metrics(stats: &[CacheStats]) -> String {
         for s in stats {
             out.push_str(&format!("{name}{{prefix=\"{}\"}} {}\n", s.prefix, get(s)));
         }
+    }
+    // Upstream counts consistent reads by whether they fell back to etcd.
+    let name = "apiserver_watch_cache_list_total";
+    out.push_str(&format!(
+        "# HELP {name} Lists served from the watch cache (fallback=false) or from the store because it lagged.\n# TYPE {name} counter\n"
+    ));
+    for s in stats {
+        out.push_str(&format!("{name}{{prefix=\"{}\",fallback=\"false\"}} {}\n", s.prefix, s.lists));
+        out.push_str(&format!("{name}{{prefix=\"{}\",fallback=\"true\"}} {}\n", s.prefix, s.fallbacks));
     }
     out
 }
@@ -317,6 +401,26 @@ mod tests {
         let (kvs, rev) = c.list("/r/b/");
         assert_eq!((kvs.iter().map(|kv| kv.key.as_str()).collect::<Vec<_>>(), rev), (vec!["/r/b/2", "/r/b/3"], 6));
         assert_eq!(cache.stats().await[0].objects, 3);
+        Ok(())
+    }
+
+    /// Writes to other resources move the store's revision without an event
+    /// here; the cache learns by asking for progress that it is still fresh.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fresh_through_progress() -> Result<(), Box<dyn std::error::Error>> {
+        let store: Arc<dyn Store> = Arc::new(store::SqliteStore::open_in_memory()?);
+        store.create("/r/a", v("a")).await?; // 1
+        let cache = WatchCache::new(store.clone());
+        let c = cache.cacher("/r/").await?;
+        for i in 0..3 {
+            store.create(&format!("/other/{i}"), v("x")).await?; // 2..=4
+        }
+        assert!(c.wait_fresh(4, Duration::from_secs(5)).await, "progress brought the cache to 4");
+        assert_eq!(c.list("/r/").1, 4);
+        assert!(!c.wait_fresh(9, Duration::from_millis(300)).await, "revision 9 does not exist yet");
+        store.create("/r/b", v("b")).await?; // 5
+        assert!(c.wait_fresh(5, Duration::from_secs(5)).await);
+        assert_eq!(c.list("/r/").0.len(), 2);
         Ok(())
     }
 }

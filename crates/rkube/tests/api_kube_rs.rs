@@ -1,6 +1,7 @@
 //! kube-rs against rkube (issue 2): a watcher + reflector sees every create,
 //! update and delete; after compaction a watch from an old resourceVersion
-//! gets 410 Gone and the watcher relists; list pagination.
+//! gets 410 Gone and the watcher relists; list pagination; lists served
+//! from the watch cache keep upstream's resourceVersion semantics.
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -143,6 +144,65 @@ async fn list_pages_with_limit_and_continue() {
     assert_eq!(only.items.len(), 1);
     let none = api.list(&ListParams::default().labels("app notin (web)").limit(5)).await.expect("list");
     assert_eq!(none.items.len(), 5);
+}
+
+/// Lists come from the watch cache (issue 14) and still read the writes
+/// just made, whatever resource was written last; an exact revision reads
+/// the past from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_from_the_watch_cache_read_their_writes() {
+    let s = TestServer::start(env!("CARGO_BIN_EXE_rkube")).expect("server");
+    let client = client(&s).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().labels(MINE);
+    let mut first_rv = String::new();
+    for i in 0..30 {
+        api.create(&PostParams::default(), &cm(&format!("c{i:02}"), "1")).await.expect("create");
+        // A write elsewhere moves the revision past every configmap event.
+        let mut secret = k8s_openapi::api::core::v1::Secret::default();
+        secret.metadata.name = Some(format!("s{i:02}"));
+        secrets.create(&PostParams::default(), &secret).await.expect("create secret");
+        let list = api.list(&lp).await.expect("list");
+        assert_eq!(list.items.len(), i + 1, "a consistent list sees the create just made");
+        if i == 0 {
+            first_rv = list.metadata.resource_version.clone().unwrap_or_default();
+        }
+    }
+    api.delete("c00", &DeleteParams::default()).await.expect("delete");
+    assert_eq!(api.list(&lp).await.expect("list").items.len(), 29, "and the delete");
+    // Any state (rv=0) and not older than a revision: served from memory too.
+    assert_eq!(
+        api.list(&ListParams { resource_version: Some("0".into()), ..lp.clone() }).await.expect("rv=0").items.len(),
+        29
+    );
+    let latest = api.list(&lp).await.expect("list").metadata.resource_version.unwrap_or_default();
+    let not_older = ListParams { resource_version: Some(latest.clone()), ..lp.clone() };
+    assert_eq!(api.list(&not_older).await.expect("not older than").items.len(), 29);
+    // Exact (and the legacy rv=N with a limit) read the store's past.
+    let exact = lp.clone().at(&first_rv).matching(kube::api::VersionMatch::Exact);
+    assert_eq!(api.list(&exact).await.expect("exact").items.len(), 1);
+    let legacy = ListParams { resource_version: Some(first_rv.clone()), limit: Some(100), ..lp.clone() };
+    assert_eq!(api.list(&legacy).await.expect("legacy exact").items.len(), 1);
+    let path = "/api/v1/namespaces/default/configmaps";
+    let (code, msg) = status_code(
+        raw(&client, "GET", &format!("{path}?resourceVersion=0&resourceVersionMatch=Exact"), "", vec![]).await,
+    );
+    assert_eq!(code, 400, "{msg}");
+    let (code, msg) = status_code(
+        raw(&client, "GET", &format!("{path}?resourceVersion=1&resourceVersionMatch=Newest"), "", vec![]).await,
+    );
+    assert_eq!((code, msg.contains("supported values")), (400, true), "{msg}");
+    let metrics = raw(&client, "GET", "/metrics", "", vec![]).await.expect("metrics");
+    let served = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("apiserver_watch_cache_list_total{prefix=\"/registry/core/configmaps/\",fallback=\"false\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(served >= 33, "lists served from the watch cache: {served}\n{metrics}");
 }
 
 async fn raw(

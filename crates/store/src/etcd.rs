@@ -15,7 +15,10 @@
 //! etcd does not tell the compacted revision directly; a watch at revision 1
 //! does (its `compact_revision`), read at open and after each compaction.
 
-use crate::{Error, Event, KeyValue, ListOptions, ListResult, Result, Revision, Store, WatchStream};
+use crate::{
+    Error, Event, KeyValue, ListOptions, ListResult, ProgressRequests, ProgressWatchStream, Result, Revision, Store,
+    WatchItem,
+};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
@@ -502,7 +505,12 @@ impl Store for EtcdStore {
         Ok((prev, rev))
     }
 
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+        progress: ProgressRequests,
+    ) -> Result<ProgressWatchStream> {
         if after < self.compacted.load(Ordering::SeqCst) {
             return Err(self.compacted_error(after));
         }
@@ -521,12 +529,12 @@ impl Store for EtcdStore {
             if let Err(e) = self.get_raw(start.clone(), probe).await {
                 return Err(match self.read_error(e, Some(after)).await {
                     // A watch from the future is fine for etcd and for the contract.
-                    Error::FutureRevision { .. } => return self.open_watch(start, opts).await,
+                    Error::FutureRevision { .. } => return self.open_watch(start, opts, progress).await,
                     other => other,
                 });
             }
         }
-        self.open_watch(start, opts).await
+        self.open_watch(start, opts, progress).await
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
@@ -546,9 +554,15 @@ impl Store for EtcdStore {
 }
 
 impl EtcdStore {
-    /// The watch itself: events as etcd sends them, a later compaction as an
-    /// [`Error::Compacted`] item, then the end.
-    async fn open_watch(&self, start: Vec<u8>, opts: WatchOptions) -> Result<WatchStream> {
+    /// The watch itself: events as etcd sends them, its progress
+    /// notifications (asked for on `progress`'s requests), a later compaction
+    /// as an [`Error::Compacted`] item, then the end.
+    async fn open_watch(
+        &self,
+        start: Vec<u8>,
+        opts: WatchOptions,
+        progress: ProgressRequests,
+    ) -> Result<ProgressWatchStream> {
         let (watcher, stream) = self
             .retry(|mut c| {
                 let (start, opts) = (start.clone(), opts.clone());
@@ -556,44 +570,8 @@ impl EtcdStore {
             })
             .await
             .map_err(backend("watching etcd"))?;
-        let pending: VecDeque<Result<Event>> = VecDeque::new();
-        let me = self.clone();
-        let s = futures::stream::unfold(
-            (watcher, stream, pending, false),
-            move |(watcher, mut stream, mut pending, done)| {
-                let me = me.clone();
-                async move {
-                    loop {
-                        if let Some(ev) = pending.pop_front() {
-                            return Some((ev, (watcher, stream, pending, done)));
-                        }
-                        if done {
-                            return None;
-                        }
-                        match stream.message().await {
-                            Ok(Some(resp)) => {
-                                if resp.compact_revision() > 0 {
-                                    me.compacted.fetch_max(resp.compact_revision(), Ordering::SeqCst);
-                                    let c = me.compacted.load(Ordering::SeqCst);
-                                    let err = Err(Error::Compacted { requested: c, compacted: c });
-                                    return Some((err, (watcher, stream, pending, true)));
-                                }
-                                if resp.canceled() {
-                                    return None;
-                                }
-                                pending.extend(me.events(&resp).into_iter().map(Ok));
-                            }
-                            Ok(None) => return None,
-                            Err(e) => {
-                                let err = classify("watching etcd", e);
-                                return Some((Err(err), (watcher, stream, pending, true)));
-                            }
-                        }
-                    }
-                }
-            },
-        );
-        Ok(Box::pin(s))
+        let state = EtcdWatch { me: self.clone(), watcher, stream, pending: VecDeque::new(), done: false, progress };
+        Ok(Box::pin(futures::stream::unfold(state, |mut w| async move { w.next().await.map(|item| (item, w)) })))
     }
 
     fn events(&self, resp: &etcd_client::WatchResponse) -> Vec<Event> {
@@ -617,6 +595,67 @@ impl EtcdStore {
                 })
             })
             .collect()
+    }
+}
+
+/// State of one watch stream (one gRPC stream with one etcd watcher, so a
+/// progress request is about this watch alone).
+struct EtcdWatch {
+    me: EtcdStore,
+    watcher: etcd_client::Watcher,
+    stream: etcd_client::WatchStream,
+    pending: VecDeque<Result<WatchItem>>,
+    done: bool,
+    progress: ProgressRequests,
+}
+
+impl EtcdWatch {
+    async fn next(&mut self) -> Option<Result<WatchItem>> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.done {
+                return None;
+            }
+            let message = tokio::select! {
+                m = self.stream.message() => m,
+                () = self.progress.requested() => {
+                    // Unanswered if the stream is gone; its end comes next.
+                    if let Err(e) = self.watcher.request_progress().await {
+                        tracing::debug!(error = %e, "etcd progress request failed");
+                    }
+                    continue;
+                }
+            };
+            match message {
+                Ok(Some(resp)) => {
+                    if resp.compact_revision() > 0 {
+                        self.me.compacted.fetch_max(resp.compact_revision(), Ordering::SeqCst);
+                        let c = self.me.compacted.load(Ordering::SeqCst);
+                        self.done = true;
+                        return Some(Err(Error::Compacted { requested: c, compacted: c }));
+                    }
+                    if resp.canceled() {
+                        return None;
+                    }
+                    let events = self.me.events(&resp);
+                    if events.is_empty() && !resp.created() {
+                        // A progress notification: no events, the stream's revision.
+                        if let Some(h) = resp.header() {
+                            return Some(Ok(WatchItem::Progress(h.revision())));
+                        }
+                        continue;
+                    }
+                    self.pending.extend(events.into_iter().map(|e| Ok(WatchItem::Event(e))));
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(classify("watching etcd", e)));
+                }
+            }
+        }
     }
 }
 

@@ -17,7 +17,9 @@ pub use error::{Error, Result};
 pub use etcd::{EtcdOptions, EtcdStore, EtcdTls};
 pub use sqlite::{SqliteOptions, SqliteStats, SqliteStore};
 
+use futures::StreamExt;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A revision of the whole store (etcd's `header.revision`).
 pub type Revision = i64;
@@ -86,6 +88,38 @@ pub struct ListResult {
 /// falls too far behind (then the caller re-lists, as with etcd).
 pub type WatchStream = Pin<Box<dyn futures_core::Stream<Item = Result<Event>> + Send>>;
 
+/// What a progress watch yields: a change, or word of how far it has come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchItem {
+    Event(Event),
+    /// Every change under the prefix with a revision up to this one has been
+    /// yielded (etcd's progress notification). Sent after a
+    /// [`ProgressRequests::request`], and by etcd now and then on its own.
+    Progress(Revision),
+}
+
+/// A stream of [`WatchItem`]s; ends as a [`WatchStream`] does.
+pub type ProgressWatchStream = Pin<Box<dyn futures_core::Stream<Item = Result<WatchItem>> + Send>>;
+
+/// Asks a progress watch how far it has come (etcd's `RequestProgress`).
+/// Requests made while one is still unanswered are answered once; a request
+/// may go unanswered (etcd ignores one while the watch is catching up), so
+/// the asker repeats it, as kube-apiserver's progress requester does.
+#[derive(Clone, Debug, Default)]
+pub struct ProgressRequests(Arc<tokio::sync::Notify>);
+
+impl ProgressRequests {
+    /// Ask for a [`WatchItem::Progress`].
+    pub fn request(&self) {
+        self.0.notify_one();
+    }
+
+    /// Wait for the next request (for backends).
+    async fn requested(&self) {
+        self.0.notified().await;
+    }
+}
+
 /// The contract every backend meets (etcd v3's KV + Watch, narrowed to what the
 /// API server uses). All methods are safe to call concurrently.
 #[async_trait::async_trait]
@@ -110,7 +144,25 @@ pub trait Store: Send + Sync + 'static {
     /// Every change to keys under `prefix` with revision > `after`, in order,
     /// then live changes. [`Error::Compacted`] if `after` is below the
     /// compacted revision.
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+        let items = self.watch_with_progress(prefix, after, ProgressRequests::default()).await?;
+        Ok(Box::pin(items.filter_map(|item| async move {
+            match item {
+                Ok(WatchItem::Event(ev)) => Some(Ok(ev)),
+                Ok(WatchItem::Progress(_)) => None,
+                Err(e) => Some(Err(e)),
+            }
+        })))
+    }
+    /// [`Store::watch`], with a [`WatchItem::Progress`] in answer to each of
+    /// `progress`'s requests (what kube-apiserver's watch cache uses to serve
+    /// consistent reads from memory).
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+        progress: ProgressRequests,
+    ) -> Result<ProgressWatchStream>;
     /// Drop history at and below `revision` (latest values are kept).
     async fn compact(&self, revision: Revision) -> Result<()>;
 }

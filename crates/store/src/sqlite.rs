@@ -65,7 +65,10 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::{broadcast, Mutex, OwnedMutexGuard};
 
-use crate::{Error, Event, KeyValue, ListOptions, ListResult, Result, Revision, Store, WatchStream};
+use crate::{
+    Error, Event, KeyValue, ListOptions, ListResult, ProgressRequests, ProgressWatchStream, Result, Revision, Store,
+    WatchItem,
+};
 
 /// Events read per catch-up query of a watcher.
 const WATCH_PAGE: usize = 512;
@@ -819,7 +822,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+    async fn watch_with_progress(
+        &self,
+        prefix: &str,
+        after: Revision,
+        progress: ProgressRequests,
+    ) -> Result<ProgressWatchStream> {
         // Subscribe before reading history: every event committed after the
         // first snapshot is then in the channel.
         let rx = self.events.subscribe();
@@ -835,6 +843,8 @@ impl Store for SqliteStore {
             catching_up: true,
             pending: VecDeque::new(),
             done: false,
+            progress,
+            progress_target: None,
         };
         // First page now, so a compacted `after` fails the call itself.
         w.catch_up().await?;
@@ -893,13 +903,17 @@ struct Watcher {
     catching_up: bool,
     pending: VecDeque<Event>,
     done: bool,
+    progress: ProgressRequests,
+    /// A progress request is answered once `last` reaches this (the store's
+    /// revision when the request came).
+    progress_target: Option<Revision>,
 }
 
 impl Watcher {
-    async fn next(&mut self) -> Option<Result<Event>> {
+    async fn next(&mut self) -> Option<Result<WatchItem>> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
-                return Some(Ok(ev));
+                return Some(Ok(WatchItem::Event(ev)));
             }
             if self.done {
                 return None;
@@ -911,7 +925,20 @@ impl Watcher {
                 }
                 continue;
             }
-            match self.rx.recv().await {
+            if self.progress_target.is_some_and(|t| self.last >= t) {
+                self.progress_target = None;
+                return Some(Ok(WatchItem::Progress(self.last)));
+            }
+            let received = tokio::select! {
+                r = self.rx.recv() => r,
+                () = self.progress.requested() => {
+                    // Every write up to the current revision is in the channel or
+                    // about to be (it is published right after the revision moves).
+                    self.progress_target = Some(self.db.current.load(Ordering::SeqCst));
+                    continue;
+                }
+            };
+            match received {
                 Ok(ev) => {
                     let rev = ev.revision();
                     if rev <= self.last {
@@ -926,7 +953,7 @@ impl Watcher {
                     }
                     self.last = rev;
                     if self.range.contains(ev.key()) {
-                        return Some(Ok(Event::clone(&ev)));
+                        return Some(Ok(WatchItem::Event(Event::clone(&ev))));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => {

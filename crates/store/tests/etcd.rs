@@ -50,6 +50,7 @@ on_etcd!(list_at_older_revision, suite::list_at_older_revision);
 on_etcd!(compaction_keeps_latest_values, suite::compaction_keeps_latest_values);
 on_etcd!(watch_replays_then_streams_live, suite::watch_replays_then_streams_live);
 on_etcd!(watch_from_compacted_revision_fails, suite::watch_from_compacted_revision_fails);
+on_etcd!(watch_progress_on_request, suite::watch_progress_on_request);
 on_etcd!(concurrent_updates_conflict_exactly_once, suite::concurrent_updates_conflict_exactly_once);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -36,6 +36,7 @@ on_sqlite!(list_at_older_revision, suite::list_at_older_revision);
 on_sqlite!(compaction_keeps_latest_values, suite::compaction_keeps_latest_values);
 on_sqlite!(watch_replays_then_streams_live, suite::watch_replays_then_streams_live);
 on_sqlite!(watch_from_compacted_revision_fails, suite::watch_from_compacted_revision_fails);
+on_sqlite!(watch_progress_on_request, suite::watch_progress_on_request);
 on_sqlite!(concurrent_updates_conflict_exactly_once, suite::concurrent_updates_conflict_exactly_once);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,7 +7,7 @@
 
 use futures::StreamExt;
 use std::time::Duration;
-use store::{Error, Event, KeyValue, ListOptions, Revision, Store, WatchStream};
+use store::{Error, Event, KeyValue, ListOptions, ProgressRequests, Revision, Store, WatchItem, WatchStream};
 
 pub type TestResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -289,6 +289,48 @@ pub async fn watch_from_compacted_revision_fails<S: Store>(s: &S) -> TestResult 
 }
 
 /// Events until revision `until`, asserting strictly increasing revisions.
+/// A progress watch reports, on request, a revision up to which it has
+/// yielded everything: past writes under other prefixes, and never ahead of
+/// an event under its own prefix it has not yielded yet.
+pub async fn watch_progress_on_request<S: Store>(s: &S) -> TestResult {
+    let b = s.current_revision().await?;
+    let progress = ProgressRequests::default();
+    let mut w = s.watch_with_progress("/mine/", b, progress.clone()).await?;
+    s.create("/mine/1", v("1")).await?; // b+1
+    for i in 0..5 {
+        s.create(&format!("/other/{i}"), v("x")).await?; // b+2..=b+6
+    }
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // A request may go unanswered while the watch catches up: ask again, as
+    // the watch cache does.
+    let reached = loop {
+        progress.request();
+        match tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + Duration::from_millis(200)), w.next())
+            .await
+        {
+            Ok(Some(Ok(WatchItem::Event(ev)))) => seen.push(ev.revision()),
+            Ok(Some(Ok(WatchItem::Progress(r)))) => {
+                assert!(seen.iter().all(|&e| e <= r), "progress {r} before or with its events {seen:?}");
+                if r >= b + 6 {
+                    break r;
+                }
+                assert!(r < b + 1 || seen == vec![b + 1], "progress {r} passed /mine/1 unseen ({seen:?})");
+            }
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => panic!("watch stream ended"),
+            Err(_) if tokio::time::Instant::now() >= deadline => panic!("no progress to {} within 10s", b + 6),
+            Err(_) => {}
+        }
+    };
+    assert_eq!(seen, vec![b + 1], "only the own prefix's event");
+    assert!(reached >= b + 6);
+    // The plain watch never shows progress.
+    let mut plain = s.watch("/mine/", b).await?;
+    assert_eq!(next_event(&mut plain).await?.revision(), b + 1);
+    Ok(())
+}
+
 pub async fn collect_until(mut w: WatchStream, until: Revision) -> store::Result<Vec<Event>> {
     let mut out: Vec<Event> = Vec::new();
     loop {
