@@ -256,8 +256,11 @@ enum ListRead {
     Exact(i64),
 }
 
+fn parse_resource_version(v: &str) -> ApiResult<i64> {
+    v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))
+}
+
 fn list_read(ctx: &Ctx<'_>, has_limit: bool) -> ApiResult<ListRead> {
-    let parse = |v: &str| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")));
     match (ctx.query.get("resourceVersion"), ctx.query.get("resourceVersionMatch")) {
         (None, Some(m)) => Err(ApiError::bad_request(format!(
             "resourceVersionMatch \"{m}\" is forbidden unless resourceVersion is provided"
@@ -266,13 +269,13 @@ fn list_read(ctx: &Ctx<'_>, has_limit: bool) -> ApiResult<ListRead> {
         (Some("0"), Some("Exact")) => {
             Err(ApiError::bad_request("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""))
         }
-        (Some(v), Some("Exact")) => Ok(ListRead::Exact(parse(v)?)),
-        (Some(v), Some("NotOlderThan")) => Ok(ListRead::NotOlderThan(parse(v)?)),
+        (Some(v), Some("Exact")) => Ok(ListRead::Exact(parse_resource_version(v)?)),
+        (Some(v), Some("NotOlderThan")) => Ok(ListRead::NotOlderThan(parse_resource_version(v)?)),
         (Some(_), Some(m)) => Err(ApiError::bad_request(format!(
             "resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
         ))),
         (Some(v), None) => {
-            let n = parse(v)?;
+            let n = parse_resource_version(v)?;
             Ok(if has_limit && n != 0 { ListRead::Exact(n) } else { ListRead::NotOlderThan(n) })
         }
     }
@@ -308,21 +311,18 @@ const CACHE_FRESH_TIMEOUT: Duration = Duration::from_secs(3);
 /// current revision), once the cache has caught up with it. Exact revisions
 /// and continue tokens, and a cache that does not catch up in time, go to the store.
 async fn list_source(ctx: &Ctx<'_>, read: ListRead, prefix: &str) -> ApiResult<ListSource> {
+    if let ListRead::NotOlderThan(n) = read {
+        let current = ctx.registry.store.current_revision().await?;
+        if n > current {
+            return Err(ApiError::timeout(format!("Too large resource version: {n}, current: {current}")));
+        }
+    }
+    let Some(cache) = &ctx.registry.watch_cache else { return Ok(ListSource::Store) };
     let wanted = match read {
         ListRead::Exact(_) => return Ok(ListSource::Store),
-        ListRead::NotOlderThan(n) => {
-            let current = ctx.registry.store.current_revision().await?;
-            if n > current {
-                return Err(ApiError::timeout(format!("Too large resource version: {n}, current: {current}")));
-            }
-            n
-        }
-        ListRead::Consistent => match ctx.registry.watch_cache {
-            Some(_) => ctx.registry.store.current_revision().await?,
-            None => return Ok(ListSource::Store),
-        },
+        ListRead::NotOlderThan(n) => n,
+        ListRead::Consistent => ctx.registry.store.current_revision().await?,
     };
-    let Some(cache) = &ctx.registry.watch_cache else { return Ok(ListSource::Store) };
     let cacher = match cache.cacher(&ctx.r().key_prefix()).await {
         Ok(c) => c,
         Err(e) => {
@@ -359,9 +359,9 @@ pub async fn list(ctx: &Ctx<'_>) -> ApiResult<Reply> {
         revision = Some(c.rv);
         start_after = Some(format!("{prefix}{}", c.start));
     }
-    let mut source = match (read, start_after.is_some()) {
-        (ListRead::Exact(_), _) | (_, true) => ListSource::Store,
-        (read, false) => list_source(ctx, read, &prefix).await?,
+    let mut source = match start_after {
+        Some(_) => ListSource::Store,
+        None => list_source(ctx, read, &prefix).await?,
     };
     // One named object (kubectl's `delete --wait`, `get -w NAME`).
     let exact = params.field.single_name().map(|n| r.key(ctx.ns(), n));
@@ -488,9 +488,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
     // watch cache when it can serve them, else from the store.
     let rv = ctx.query.get("resourceVersion");
     let explicit = match rv {
-        Some(v) if v != "0" && !send_initial => {
-            Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?)
-        }
+        Some(v) if v != "0" && !send_initial => Some(parse_resource_version(v)?),
         _ => None,
     };
     let cacher = match &ctx.registry.watch_cache {

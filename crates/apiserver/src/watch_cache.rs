@@ -115,7 +115,11 @@ impl Cacher {
 
     /// The store watch has yielded everything up to `revision`.
     fn progressed(&self, revision: Revision) {
-        let mut s = lock(&self.state);
+        self.advance(&mut lock(&self.state), revision);
+    }
+
+    /// Moves the cache's revision forward and wakes the reads waiting for it.
+    fn advance(&self, s: &mut State, revision: Revision) {
         if revision > s.revision {
             s.revision = revision;
             self.fresh.send_replace(revision);
@@ -165,10 +169,7 @@ impl Cacher {
                 }
             }
         }
-        if ev.revision() > s.revision {
-            s.revision = ev.revision();
-            self.fresh.send_replace(s.revision);
-        }
+        self.advance(&mut s, ev.revision());
         s.window.push_back(ev.clone());
         if s.window.len() > WINDOW {
             if let Some(old) = s.window.pop_front() {
@@ -229,10 +230,10 @@ impl Cacher {
     }
 
     /// What the cacher holds and has served.
-    fn stats(&self, prefix: &str) -> CacheStats {
+    fn stats(&self) -> CacheStats {
         let s = lock(&self.state);
         CacheStats {
-            prefix: prefix.to_string(),
+            prefix: self.prefix.clone(),
             objects: s.objects.len(),
             window: s.window.len(),
             bytes: s.bytes + s.window.iter().map(|e| 64 + e.key().len()).sum::<usize>(),
@@ -308,7 +309,7 @@ impl WatchCache {
     /// What each cacher holds, by key prefix.
     pub async fn stats(&self) -> Vec<CacheStats> {
         let cachers = self.cachers.lock().await;
-        let mut out: Vec<CacheStats> = cachers.iter().map(|(p, c)| c.stats(p)).collect();
+        let mut out: Vec<CacheStats> = cachers.values().map(|c| c.stats()).collect();
         out.sort_by(|a, b| a.prefix.cmp(&b.prefix));
         out
     }
