@@ -97,7 +97,7 @@ impl Strategies {
             "customresourcedefinitions" if r.group == "apiextensions.k8s.io" => {
                 errs.extend(custom_definition(obj));
             }
-            _ => errs.extend(custom_object(r, obj)),
+            _ => errs.extend(custom_object(r, obj, None)),
         }
         if errs.is_empty() {
             Ok(Allocation::none())
@@ -217,7 +217,7 @@ impl Strategies {
                 errs.extend(custom_definition(obj));
                 errs.extend(apimachinery::crd::definition::validate_update(obj, old));
             }
-            _ => errs.extend(custom_object(r, obj)),
+            _ => errs.extend(custom_object(r, obj, Some(old))),
         }
         if errs.is_empty() {
             Ok(Allocation::none())
@@ -311,11 +311,25 @@ fn custom_definition(obj: &mut Value) -> Errors {
 }
 
 /// A custom object: its CRD version's schema defaults and validates it
-/// (unknown fields were pruned when the body was decoded).
-fn custom_object(r: &Resource, obj: &mut Value) -> Errors {
+/// (unknown fields were pruned when the body was decoded), then its CEL rules
+/// run, unless a wrong type or value makes them unsafe to run
+/// (`customresource/validator.go` `hasBlockingErr`).
+fn custom_object(r: &Resource, obj: &mut Value, old: Option<&Value>) -> Errors {
+    use apimachinery::field::ErrorType;
     let Some(schema) = crate::crd::custom(r).and_then(|c| c.version.schema) else { return Vec::new() };
     apimachinery::crd::schema::default(obj, &schema);
-    apimachinery::crd::schema::validate(obj, &schema)
+    let mut errs = apimachinery::crd::schema::validate(obj, &schema);
+    if errs.iter().any(|e| matches!(e.kind, ErrorType::NotSupported | ErrorType::TypeInvalid)) {
+        errs.push(FieldError::invalid(
+            "<nil>",
+            // Go prints a nil value as the string "null".
+            "null",
+            "some validation rules were not checked because the object was invalid; correct the existing errors to complete validation",
+        ));
+    } else {
+        errs.extend(apimachinery::crd::rules::validate(obj, old, &schema));
+    }
+    errs
 }
 
 /// `path.IsValidPathSegmentName` (`apimachinery/pkg/api/validation/path`).

@@ -213,6 +213,7 @@ fn server_side_apply_and_field_managers() {
     explain(&c);
     aggregated_discovery(&c);
     custom_resources(&c);
+    cel_rules(&c);
     suspended_job(&c);
     daemonset_history(&c);
     openapi_v2(&c);
@@ -544,6 +545,115 @@ fn custom_resources(c: &Cluster) {
         "{}",
         err.stderr
     );
+}
+
+const GIZMO_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gizmos.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: gizmos, singular: gizmo, kind: Gizmo}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-validations:
+        - rule: self.metadata.name.size() <= 10
+          message: name is too long
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: self.replicas <= self.maxReplicas
+              messageExpression: "'replicas ' + string(self.replicas) + ' exceed maxReplicas ' + string(self.maxReplicas)"
+            - rule: self.replicas >= oldSelf.replicas
+              message: replicas may only grow
+              reason: FieldValueForbidden
+              fieldPath: .replicas
+            properties:
+              replicas: {type: integer}
+              maxReplicas: {type: integer}
+              class:
+                type: string
+                x-kubernetes-validations:
+                - rule: self == oldSelf
+                  message: class is immutable
+              tags:
+                type: array
+                items: {type: string}
+                x-kubernetes-validations:
+                - rule: self.all(t, t.lowerAscii() == t) && self.isSorted()
+                  message: tags are lower case and sorted
+"#;
+
+fn gizmo(name: &str, spec: &str) -> String {
+    format!("apiVersion: example.com/v1\nkind: Gizmo\nmetadata:\n  name: {name}\nspec:\n{spec}")
+}
+
+/// CEL rules (`x-kubernetes-validations`): messages and messageExpressions,
+/// transition rules on updates only, reasons and fieldPaths, rules that do
+/// not compile refuse the CRD.
+fn cel_rules(c: &Cluster) {
+    let k = c.k();
+    k.ok_with_stdin(["apply", "-f", "-"], GIZMO_CRD);
+    k.ok(["wait", "--for=condition=Established", "crd/gizmos.example.com", "--timeout=10s"]);
+    k.ok_with_stdin(
+        ["create", "-f", "-"],
+        &gizmo("g1", "  replicas: 2\n  maxReplicas: 3\n  class: a\n  tags: [a, b]\n"),
+    );
+
+    let err =
+        k.run_with_stdin(["create", "-f", "-"], &gizmo("g2", "  replicas: 5\n  maxReplicas: 3\n  tags: [B, a]\n"));
+    assert!(!err.success());
+    for line in [
+        r#"The Gizmo "g2" is invalid: "#,
+        r#"spec: Invalid value: "object": replicas 5 exceed maxReplicas 3"#,
+        r#"spec.tags: Invalid value: "array": tags are lower case and sorted"#,
+    ] {
+        assert!(err.stderr.contains(line), "{line}\n{}", err.stderr);
+    }
+    let err = k.run_with_stdin(["create", "-f", "-"], &gizmo("much-too-long", "  replicas: 1\n  maxReplicas: 1\n"));
+    assert!(err.stderr.contains(r#"Invalid value: "object": name is too long"#), "{}", err.stderr);
+    // A missing field is an evaluation error, not a pass.
+    let err = k.run_with_stdin(["create", "-f", "-"], &gizmo("g3", "  replicas: 1\n"));
+    assert!(
+        err.stderr.contains("no such key: maxReplicas evaluating rule: self.replicas <= self.maxReplicas"),
+        "{}",
+        err.stderr
+    );
+    let out = k.run(["get", "gizmos", "-o", "name"]);
+    assert_eq!(out.stdout.trim(), "gizmo.example.com/g1", "refused objects are not stored");
+
+    // Transition rules see the old object.
+    let err = k.fail(["patch", "gizmo", "g1", "--type=merge", "-p", r#"{"spec":{"replicas":1}}"#]);
+    assert!(err.contains("spec.replicas: Forbidden: replicas may only grow"), "{err}");
+    let err = k.fail(["patch", "gizmo", "g1", "--type=merge", "-p", r#"{"spec":{"class":"b"}}"#]);
+    assert!(err.contains(r#"spec.class: Invalid value: "string": class is immutable"#), "{err}");
+    k.ok(["patch", "gizmo", "g1", "--type=merge", "-p", r#"{"spec":{"replicas":3}}"#]);
+    assert_eq!(k.ok(["get", "gizmo", "g1", "-o", "jsonpath={.spec.replicas}"]).trim(), "3");
+
+    // A rule that does not compile, or a reason that does not exist, refuses the CRD.
+    let bad = GIZMO_CRD
+        .replace("gizmos", "doohickeys")
+        .replace("Gizmo", "Doohickey")
+        .replace("gizmo", "doohickey")
+        .replace("self.replicas <= self.maxReplicas", "self.replicas <=")
+        .replace("FieldValueForbidden", "FieldValueWrong");
+    let err = k.run_with_stdin(["create", "-f", "-"], &bad);
+    assert!(!err.success());
+    for line in [
+        "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: ",
+        "compilation failed: ",
+        r#"spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[1].reason: Unsupported value: "FieldValueWrong""#,
+    ] {
+        assert!(err.stderr.contains(line), "{line}\n{}", err.stderr);
+    }
+    k.ok(["delete", "crd", "gizmos.example.com"]);
 }
 
 /// kubectl discovers everything from the two aggregated documents

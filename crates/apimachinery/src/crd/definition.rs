@@ -216,6 +216,7 @@ fn structural(s: &Value, path: &str, root: bool, errs: &mut Vec<FieldError>) {
     } else if ty.is_empty() && !flag("x-kubernetes-int-or-string") && !flag("x-kubernetes-preserve-unknown-fields") {
         errs.push(FieldError::required(format!("{path}.type"), "must not be empty for specified object fields"));
     }
+    errs.extend(super::rules::check_schema(s, path));
     if let Some(props) = s.get("properties").and_then(Value::as_object) {
         for (k, p) in props {
             structural(p, &format!("{path}.properties[{k}]"), false, errs);

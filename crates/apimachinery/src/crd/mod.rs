@@ -7,5 +7,6 @@
 
 pub mod columns;
 pub mod definition;
+pub mod rules;
 pub mod schema;
 pub mod shape;
