@@ -561,17 +561,16 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
             }
         }
     };
-    let table_include = match ctx.shape {
-        Shape::Table(include) => Some(include),
-        _ => None,
-    };
-    // Under a Table watch every event carries a one-row Table.
+    let shape = ctx.shape;
+    // Under a Table watch every event carries a one-row Table; under a
+    // metadata watch (client-go's metadata informers) a PartialObjectMetadata.
     let custom = crate::crd::custom(r).is_some();
     let render = move |mut obj: Value| -> Value {
         served_as(r, &mut obj);
-        match table_include {
-            None => obj,
-            Some(include) => {
+        match shape {
+            Shape::Json => obj,
+            Shape::PartialMetadata => partial(&obj),
+            Shape::Table(include) => {
                 let meta = json!({ "resourceVersion": object::meta_str(&obj, "resourceVersion") });
                 table(r, std::slice::from_ref(&obj), include, Some(meta))
             }
@@ -615,7 +614,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> ApiResult<Reply> {
                             let ev: &store::Event = &ev;
                             last_rev = ev.revision();
                             // Plain JSON without selectors: splice the stored bytes.
-                            let raw = if table_include.is_none() && !custom { watch::raw_line(ev, &filter) } else { None };
+                            let raw = if shape == Shape::Json && !custom { watch::raw_line(ev, &filter) } else { None };
                             if let Some(line) = raw {
                                 if tx.send(Bytes::from(line)).await.is_err() {
                                     return;

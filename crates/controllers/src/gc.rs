@@ -3,59 +3,119 @@
 //! `pkg/controller/garbagecollector`). Level-triggered: after any change it
 //! recomputes from the reflector stores of every kind.
 
+use crate::informer::{HasMeta, Informers, MetaView};
 use crate::kinds::{self, Kind};
-use futures::StreamExt;
+use crate::Ctx;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
+/// One kind in the graph: what the shared informers hold of it.
 struct Watched {
     kind: Kind,
-    store: reflector::Store<DynamicObject>,
+    view: Arc<dyn MetaView>,
 }
 
-pub async fn run(client: kube::Client) {
+/// A custom kind followed while its CRD exists; the metadata informer's
+/// task, when the collector made it, stops with it.
+struct CustomKind {
+    watched: Watched,
+    /// Held for its `Drop`: the watch stops when the kind is dropped.
+    _task: Option<AbortOnDrop>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The built-in kinds come from the shared informers (typed ones where a
+/// controller already watches the kind, metadata-only ones otherwise); the
+/// custom kinds follow the CRDs, as upstream's collector resyncs its monitors
+/// from discovery (`garbagecollector.go` `resyncMonitors`).
+pub(crate) fn start(ctx: &Ctx, tasks: &mut Vec<JoinHandle<()>>) {
     let changed = Arc::new(Notify::new());
-    let mut watched = Vec::new();
+    let mut builtin = Vec::new();
     for kind in kinds::all() {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &kind.ar);
-        let writer = reflector::store::Writer::new(kind.ar.clone());
-        let reader = writer.as_reader();
-        let notify = changed.clone();
-        let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(ev) = stream.next().await {
-                if let Err(e) = ev {
-                    tracing::debug!(error = %e, "gc watch error");
-                }
-                notify.notify_one();
-            }
-        });
-        watched.push(Watched { kind, store: reader });
+        let (view, task) = ctx.inf.meta_view(&kind.ar);
+        tasks.extend(task);
+        let n = changed.clone();
+        view.on_any_change(Arc::new(move || n.notify_one()));
+        builtin.push(Watched { kind, view });
     }
-    for w in &watched {
-        let _ = w.store.wait_until_ready().await;
+    let n = changed.clone();
+    ctx.inf.crds.on_change(move |_, _| n.notify_one());
+    tasks.push(tokio::spawn(run(ctx.client.clone(), ctx.inf.clone(), builtin, changed)));
+}
+
+async fn run(client: kube::Client, inf: Arc<Informers>, builtin: Vec<Watched>, changed: Arc<Notify>) {
+    for w in &builtin {
+        let _ = w.view.ready().wait_for(|r| *r).await;
     }
+    inf.crds.wait_ready().await;
+    let mut custom: HashMap<String, CustomKind> = HashMap::new();
     loop {
+        follow_custom_kinds(&inf, &mut custom, &changed);
+        // Kinds whose first listing is not in yet stay out of this pass: their
+        // objects would look absent.
+        let watched: Vec<&Watched> =
+            builtin.iter().chain(custom.values().map(|c| &c.watched).filter(|w| *w.view.ready().borrow())).collect();
+        if let Err(e) = pass(&client, &watched).await {
+            tracing::warn!(error = %e, "garbage collection pass failed");
+        }
         // Coalesce bursts of changes into one pass.
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(30)) => {}
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if let Err(e) = pass(&client, &watched).await {
-            tracing::warn!(error = %e, "garbage collection pass failed");
+    }
+}
+
+/// Start following the kinds of new CRDs and stop following deleted ones.
+fn follow_custom_kinds(inf: &Informers, custom: &mut HashMap<String, CustomKind>, changed: &Arc<Notify>) {
+    let wanted: HashMap<String, Kind> = inf
+        .crds
+        .list()
+        .iter()
+        .filter_map(|crd| kinds::of_crd(crd))
+        .map(|k| (format!("{}/{}", k.ar.api_version, k.ar.kind), k))
+        .collect();
+    custom.retain(|key, c| {
+        let keep = wanted.contains_key(key);
+        if !keep {
+            inf.drop_metadata(&c.watched.kind.ar);
         }
+        keep
+    });
+    for (key, kind) in wanted {
+        if custom.contains_key(&key) {
+            continue;
+        }
+        let (view, task) = inf.metadata(&kind.ar);
+        let n = changed.clone();
+        view.on_any_change(Arc::new(move || n.notify_one()));
+        // Wake a pass once the first listing is in.
+        let mut ready = view.ready();
+        let n = changed.clone();
+        tokio::spawn(async move {
+            if ready.wait_for(|r| *r).await.is_ok() {
+                n.notify_one();
+            }
+        });
+        custom.insert(key, CustomKind { watched: Watched { kind, view }, _task: task.map(AbortOnDrop) });
     }
 }
 
 struct Node {
-    obj: Arc<DynamicObject>,
+    obj: Arc<dyn HasMeta>,
     kind_idx: usize,
 }
 
@@ -69,12 +129,12 @@ fn api_for(client: &kube::Client, kind: &Kind, ns: Option<&str>) -> Api<DynamicO
 /// Owner kinds resolved through discovery in one pass (`None`: not served).
 type Resolved = HashMap<(String, String), Option<Kind>>;
 
-async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Error> {
+async fn pass(client: &kube::Client, watched: &[&Watched]) -> Result<(), kube::Error> {
     let mut resolved = Resolved::new();
     let mut by_uid: HashMap<String, Node> = HashMap::new();
     for (i, w) in watched.iter().enumerate() {
-        for obj in w.store.state() {
-            if let Some(uid) = obj.metadata.uid.clone() {
+        for obj in w.view.metas() {
+            if let Some(uid) = obj.object_meta().uid.clone() {
                 by_uid.insert(uid, Node { obj, kind_idx: i });
             }
         }
@@ -82,16 +142,16 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
     // Dependents of each owner uid.
     let mut dependents: HashMap<String, Vec<&Node>> = HashMap::new();
     for node in by_uid.values() {
-        for r in node.obj.metadata.owner_references.iter().flatten() {
+        for r in node.obj.object_meta().owner_references.iter().flatten() {
             dependents.entry(r.uid.clone()).or_default().push(node);
         }
     }
     for node in by_uid.values() {
         let obj = &node.obj;
-        let ns = obj.metadata.namespace.as_deref();
-        let name = obj.metadata.name.clone().unwrap_or_default();
+        let ns = obj.object_meta().namespace.as_deref();
+        let name = obj.object_meta().name.clone().unwrap_or_default();
         let kind = &watched[node.kind_idx].kind;
-        let refs = obj.metadata.owner_references.clone().unwrap_or_default();
+        let refs = obj.object_meta().owner_references.clone().unwrap_or_default();
         if refs.is_empty() {
             continue;
         }
@@ -101,8 +161,8 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
         for r in &refs {
             match by_uid.get(&r.uid) {
                 Some(owner) => {
-                    let finalizers = owner.obj.metadata.finalizers.clone().unwrap_or_default();
-                    let deleting = owner.obj.metadata.deletion_timestamp.is_some();
+                    let finalizers = owner.obj.object_meta().finalizers.clone().unwrap_or_default();
+                    let deleting = owner.obj.object_meta().deletion_timestamp.is_some();
                     if deleting && finalizers.iter().any(|f| f == "orphan") {
                         orphaned_by.push(r.uid.clone());
                     } else if deleting && finalizers.iter().any(|f| f == "foregroundDeletion") {
@@ -124,18 +184,18 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
             let keep: Vec<_> = refs.iter().filter(|r| !orphaned_by.contains(&r.uid)).cloned().collect();
             // `null` removes the field: an empty list would still be stored.
             let refs = if keep.is_empty() { serde_json::Value::Null } else { json!(keep) };
-            let patch = json!({ "metadata": { "ownerReferences": refs, "uid": obj.metadata.uid } });
+            let patch = json!({ "metadata": { "ownerReferences": refs, "uid": obj.object_meta().uid } });
             ignore_missing(api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()))?;
             continue;
         }
-        if live_owner || obj.metadata.deletion_timestamp.is_some() {
+        if live_owner || obj.object_meta().deletion_timestamp.is_some() {
             continue;
         }
         let policy = if foreground { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
         let dp = DeleteParams {
             propagation_policy: Some(policy),
             preconditions: obj
-                .metadata
+                .object_meta()
                 .uid
                 .clone()
                 .map(|uid| kube::api::Preconditions { uid: Some(uid), resource_version: None }),
@@ -147,10 +207,10 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
     // Owners waiting for their dependents.
     for (uid, node) in &by_uid {
         let obj = &node.obj;
-        if obj.metadata.deletion_timestamp.is_none() {
+        if obj.object_meta().deletion_timestamp.is_none() {
             continue;
         }
-        let finalizers = obj.metadata.finalizers.clone().unwrap_or_default();
+        let finalizers = obj.object_meta().finalizers.clone().unwrap_or_default();
         let waiting = dependents.get(uid).map(|d| !d.is_empty()).unwrap_or(false);
         let mut remove = Vec::new();
         if finalizers.iter().any(|f| f == "orphan") && !waiting {
@@ -164,9 +224,10 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
         }
         let keep: Vec<&String> = finalizers.iter().filter(|f| !remove.contains(&f.as_str())).collect();
         let kind = &watched[node.kind_idx].kind;
-        let api = api_for(client, kind, obj.metadata.namespace.as_deref());
-        let patch = json!({ "metadata": { "finalizers": keep, "resourceVersion": obj.metadata.resource_version } });
-        let name = obj.metadata.name.clone().unwrap_or_default();
+        let api = api_for(client, kind, obj.object_meta().namespace.as_deref());
+        let patch =
+            json!({ "metadata": { "finalizers": keep, "resourceVersion": obj.object_meta().resource_version } });
+        let name = obj.object_meta().name.clone().unwrap_or_default();
         match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
@@ -178,7 +239,7 @@ async fn pass(client: &kube::Client, watched: &[Watched]) -> Result<(), kube::Er
 
 async fn owner_exists(
     client: &kube::Client,
-    watched: &[Watched],
+    watched: &[&Watched],
     resolved: &mut Resolved,
     r: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
     ns: Option<&str>,

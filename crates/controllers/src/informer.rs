@@ -4,6 +4,7 @@
 //! handlers that map an object to the work-queue keys it affects.
 
 use apimachinery::metallb::IPAddressPool;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -11,13 +12,18 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::Api;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::discovery::ApiResource;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::task::JoinHandle;
 
@@ -53,12 +59,17 @@ impl std::fmt::Display for Key {
     }
 }
 
+/// The watch an informer follows (a typed watch, or a metadata-only one).
+type Source<K> = Box<dyn Fn() -> BoxStream<'static, watcher::Result<watcher::Event<K>>> + Send + Sync>;
+
 /// One watched kind: its reflector store and the handlers called on changes.
 pub struct Informer<K>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + Send + Sync + 'static,
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Send + Sync,
 {
-    api: Api<K>,
+    source: Source<K>,
+    dyntype: K::DynamicType,
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: RwLock<Vec<Handler<K>>>,
@@ -72,10 +83,39 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
     pub fn new(api: Api<K>) -> Arc<Self> {
-        let writer = reflector::store::Writer::new(());
+        Self::with_source((), Box::new(move || watcher(api.clone(), watcher::Config::default()).boxed()))
+    }
+}
+
+/// Only the metadata of objects of a kind found at run time (the garbage
+/// collector's other kinds, custom resources): client-go's metadata informers.
+pub type MetadataInformer = Informer<PartialObjectMeta<DynamicObject>>;
+
+impl MetadataInformer {
+    pub fn metadata(client: &kube::Client, ar: &ApiResource) -> Arc<Self> {
+        // Requests through this Api ask for PartialObjectMetadata.
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), ar);
+        Self::with_source(ar.clone(), Box::new(move || watcher(api.clone(), watcher::Config::default()).boxed()))
+    }
+}
+
+impl<K> Informer<K>
+where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Send + Sync,
+{
+    fn with_source(dyntype: K::DynamicType, source: Source<K>) -> Arc<Self> {
+        let writer = reflector::store::Writer::new(dyntype.clone());
         let store = writer.as_reader();
         let (ready, _) = tokio::sync::watch::channel(false);
-        Arc::new(Informer { api, store, writer: Mutex::new(Some(writer)), handlers: RwLock::new(Vec::new()), ready })
+        Arc::new(Informer {
+            source,
+            dyntype,
+            store,
+            writer: Mutex::new(Some(writer)),
+            handlers: RwLock::new(Vec::new()),
+            ready,
+        })
     }
 
     /// Waits until the store holds its first full listing.
@@ -111,7 +151,7 @@ where
 
     /// The object `namespace/name` (namespace empty for cluster-scoped kinds).
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
-        let mut r = ObjectRef::<K>::new(name);
+        let mut r = ObjectRef::<K>::new_with(name, self.dyntype.clone());
         if !namespace.is_empty() {
             r = r.within(namespace);
         }
@@ -148,14 +188,14 @@ where
         let Some(mut writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() else {
             return;
         };
-        let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff();
+        let stream = (self.source)().default_backoff();
         let mut stream = std::pin::pin!(stream);
         let mut listed: Vec<K> = Vec::new();
         while let Some(ev) = stream.next().await {
             let ev = match ev {
                 Ok(ev) => ev,
                 Err(e) => {
-                    tracing::debug!(kind = %K::kind(&()), error = %e, "watch error");
+                    tracing::debug!(kind = %K::kind(&self.dyntype), error = %e, "watch error");
                     continue;
                 }
             };
@@ -170,12 +210,16 @@ where
                 }
                 watcher::Event::InitDone => {
                     // The listing replaces the store at once: report what changed.
-                    let before: HashMap<ObjectRef<K>, Arc<K>> =
-                        self.store.state().into_iter().map(|o| (ObjectRef::from_obj(&*o), o)).collect();
+                    let before: HashMap<ObjectRef<K>, Arc<K>> = self
+                        .store
+                        .state()
+                        .into_iter()
+                        .map(|o| (ObjectRef::from_obj_with(&*o, self.dyntype.clone()), o))
+                        .collect();
                     writer.apply_watcher_event(&ev);
                     let mut seen = HashSet::new();
                     for o in listed.drain(..) {
-                        let r = ObjectRef::from_obj(&o);
+                        let r = ObjectRef::from_obj_with(&o, self.dyntype.clone());
                         let old = before.get(&r);
                         seen.insert(r);
                         if old.is_some_and(|old| old.meta().resource_version == o.meta().resource_version) {
@@ -191,7 +235,7 @@ where
                     self.ready.send_replace(true);
                 }
                 watcher::Event::Apply(o) => {
-                    let old = self.store.get(&ObjectRef::from_obj(o));
+                    let old = self.store.get(&ObjectRef::from_obj_with(o, self.dyntype.clone()));
                     writer.apply_watcher_event(&ev);
                     self.notify(old.as_deref(), Some(o));
                 }
@@ -201,6 +245,46 @@ where
                 }
             }
         }
+    }
+}
+
+/// An object seen only through its metadata.
+pub trait HasMeta: Send + Sync {
+    fn object_meta(&self) -> &ObjectMeta;
+}
+
+impl<K: Resource + Send + Sync> HasMeta for K {
+    fn object_meta(&self) -> &ObjectMeta {
+        self.meta()
+    }
+}
+
+/// What a controller that needs only metadata (the garbage collector) reads of
+/// a kind, whichever informer holds it.
+pub trait MetaView: Send + Sync {
+    /// Every object held now.
+    fn metas(&self) -> Vec<Arc<dyn HasMeta>>;
+    /// Calls `f` after every change.
+    fn on_any_change(&self, f: Arc<dyn Fn() + Send + Sync>);
+    /// Turns `true` once the first listing is in.
+    fn ready(&self) -> tokio::sync::watch::Receiver<bool>;
+}
+
+impl<K> MetaView for Informer<K>
+where
+    K: Resource + Clone + Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + Eq + Hash + Send + Sync,
+{
+    fn metas(&self) -> Vec<Arc<dyn HasMeta>> {
+        self.store.state().into_iter().map(|o| o as Arc<dyn HasMeta>).collect()
+    }
+
+    fn on_any_change(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        self.on_change(move |_, _| f());
+    }
+
+    fn ready(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.ready.subscribe()
     }
 }
 
@@ -230,6 +314,12 @@ pub struct Informers {
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
     /// ClusterRoles (aggregation).
     pub cluster_roles: Arc<Informer<k8s_openapi::api::rbac::v1::ClusterRole>>,
+    /// CustomResourceDefinitions: the kinds the garbage collector and the
+    /// namespace controller follow beyond the built-in ones.
+    pub crds: Arc<Informer<CustomResourceDefinition>>,
+    client: kube::Client,
+    /// Metadata informers made on demand, one per kind (`apiVersion/kind`).
+    metadata: Mutex<HashMap<String, Arc<MetadataInformer>>>,
 }
 
 impl Informers {
@@ -266,6 +356,9 @@ impl Informers {
             namespaces: Informer::new(Api::all(client.clone())),
             serviceaccounts: Informer::new(Api::all(client.clone())),
             cluster_roles: Informer::new(Api::all(client.clone())),
+            crds: Informer::new(Api::all(client.clone())),
+            client: client.clone(),
+            metadata: Mutex::new(HashMap::new()),
         })
     }
 
@@ -289,6 +382,7 @@ impl Informers {
             self.namespaces.spawn(),
             self.serviceaccounts.spawn(),
             self.cluster_roles.spawn(),
+            self.crds.spawn(),
         ]
     }
 
@@ -312,5 +406,57 @@ impl Informers {
         self.namespaces.wait_ready().await;
         self.serviceaccounts.wait_ready().await;
         self.cluster_roles.wait_ready().await;
+        self.crds.wait_ready().await;
+    }
+
+    /// The metadata of every object of `ar`'s kind, cluster-wide: the typed
+    /// informer when one watches the whole kind, else a metadata informer
+    /// shared by everyone who asks (spawned by the first caller through
+    /// [`Informers::metadata`]'s second value).
+    pub fn meta_view(&self, ar: &ApiResource) -> (Arc<dyn MetaView>, Option<JoinHandle<()>>) {
+        let typed: Option<Arc<dyn MetaView>> = match (ar.group.as_str(), ar.kind.as_str()) {
+            ("", "Pod") => Some(self.pods.clone()),
+            ("", "Service") => Some(self.services.clone()),
+            ("", "Endpoints") => Some(self.endpoints.clone()),
+            ("", "Node") => Some(self.nodes.clone()),
+            ("", "Namespace") => Some(self.namespaces.clone()),
+            ("", "ServiceAccount") => Some(self.serviceaccounts.clone()),
+            ("discovery.k8s.io", "EndpointSlice") => Some(self.slices.clone()),
+            ("apps", "ReplicaSet") => Some(self.replicasets.clone()),
+            ("apps", "Deployment") => Some(self.deployments.clone()),
+            ("apps", "DaemonSet") => Some(self.daemonsets.clone()),
+            ("apps", "StatefulSet") => Some(self.statefulsets.clone()),
+            ("batch", "Job") => Some(self.jobs.clone()),
+            ("batch", "CronJob") => Some(self.cronjobs.clone()),
+            _ => None,
+        };
+        match typed {
+            Some(t) if ar.version == "v1" => (t, None),
+            _ => {
+                let (inf, task) = self.metadata(ar);
+                (inf as Arc<dyn MetaView>, task)
+            }
+        }
+    }
+
+    /// The shared metadata informer of `ar`'s kind, and its task when this
+    /// call made it (the caller owns that task: aborting it stops the watch).
+    pub fn metadata(&self, ar: &ApiResource) -> (Arc<MetadataInformer>, Option<JoinHandle<()>>) {
+        let key = format!("{}/{}", ar.api_version, ar.kind);
+        let mut made = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(inf) = made.get(&key) {
+            return (inf.clone(), None);
+        }
+        let inf = MetadataInformer::metadata(&self.client, ar);
+        made.insert(key, inf.clone());
+        let task = inf.spawn();
+        (inf, Some(task))
+    }
+
+    /// Forget the metadata informer of a kind that is no longer served (its
+    /// CRD was deleted); the caller aborts its task.
+    pub fn drop_metadata(&self, ar: &ApiResource) {
+        let key = format!("{}/{}", ar.api_version, ar.kind);
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     }
 }

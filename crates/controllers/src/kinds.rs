@@ -3,6 +3,7 @@
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::discovery::ApiResource;
 
 /// A kind and whether it is namespaced.
@@ -36,4 +37,25 @@ pub fn all() -> Vec<Kind> {
         k::<disc::EndpointSlice>(true),
         k::<coord::Lease>(true),
     ]
+}
+
+/// The kind a CRD serves, at its storage version (`None` for a CRD being
+/// deleted or without a storage version).
+pub fn of_crd(crd: &CustomResourceDefinition) -> Option<Kind> {
+    if crd.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let spec = &crd.spec;
+    let version = spec.versions.iter().find(|v| v.storage)?;
+    let api_version = format!("{}/{}", spec.group, version.name);
+    Some(Kind {
+        ar: ApiResource {
+            group: spec.group.clone(),
+            version: version.name.clone(),
+            api_version,
+            kind: spec.names.kind.clone(),
+            plural: spec.names.plural.clone(),
+        },
+        namespaced: spec.scope == "Namespaced",
+    })
 }

@@ -180,7 +180,9 @@ pub async fn start_with(kubeconfig: &Path, config: ControllerConfig) -> Result<C
     let client = client_from_kubeconfig(kubeconfig).await?;
     let inf = informer::Informers::new(&client);
     let ctx = Ctx { client: client.clone(), inf: inf.clone(), config };
-    let mut tasks = vec![tokio::spawn(gc::run(client.clone())), tokio::spawn(namespace::run(client))];
+    let mut tasks = Vec::new();
+    gc::start(&ctx, &mut tasks);
+    namespace::start(&ctx, &mut tasks);
     replicaset::start(&ctx, &mut tasks);
     deployment::start(&ctx, &mut tasks);
     daemonset::start(&ctx, &mut tasks);

@@ -205,6 +205,51 @@ async fn lists_from_the_watch_cache_read_their_writes() {
     assert!(served >= 33, "lists served from the watch cache: {served}\n{metrics}");
 }
 
+/// Metadata informers (client-go's, and kube-rs's `Api<PartialObjectMeta<K>>`)
+/// get PartialObjectMetadata in lists and in every watch event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_watches_get_partial_object_metadata() {
+    use kube::core::PartialObjectMeta;
+    let s = TestServer::start(env!("CARGO_BIN_EXE_rkube")).expect("server");
+    let client = client(&s).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let mut c = cm("meta1", "secret-ish");
+    c.metadata.annotations = Some(BTreeMap::from([("a".to_string(), "b".to_string())]));
+    api.create(&PostParams::default(), &c).await.expect("create");
+    let rv = api.get("meta1").await.expect("get").metadata.resource_version.expect("rv");
+    api.create(&PostParams::default(), &cm("meta2", "secret-ish")).await.expect("create");
+    // Raw bytes, to see what went over the wire.
+    let req = http::Request::builder()
+        .uri(format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"))
+        .header("Accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")
+        .body(Vec::new())
+        .expect("request");
+    let text = client.request_text(req).await.expect("watch");
+    let events: Vec<serde_json::Value> =
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("event")).collect();
+    assert!(!events.is_empty(), "{text}");
+    for ev in &events {
+        assert_eq!(ev["object"]["kind"], "PartialObjectMetadata", "{ev}");
+        assert!(ev["object"].get("data").is_none(), "no data in a metadata watch: {ev}");
+    }
+    assert!(events.iter().any(|e| e["object"]["metadata"]["name"] == "meta2"), "{text}");
+    // kube-rs's metadata watcher and reflector.
+    let meta: Api<PartialObjectMeta<ConfigMap>> = Api::namespaced(client, "default");
+    let (reader, writer) = reflector::store();
+    let stream = watcher(meta, watcher::Config::default().labels(MINE)).reflect(writer).applied_objects();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.next().await.is_some() {}
+    });
+    reader.wait_until_ready().await.expect("ready");
+    let mut names: Vec<String> = reader.state().iter().filter_map(|m| m.metadata.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["meta1", "meta2"]);
+    let m1 = reader.state().into_iter().find(|m| m.metadata.name.as_deref() == Some("meta1")).expect("meta1");
+    assert_eq!(m1.metadata.annotations.as_ref().and_then(|a| a.get("a")).map(String::as_str), Some("b"));
+    task.abort();
+}
+
 async fn raw(
     client: &kube::Client,
     method: &str,

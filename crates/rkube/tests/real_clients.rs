@@ -653,6 +653,36 @@ fn cel_rules(c: &Cluster) {
     ] {
         assert!(err.stderr.contains(line), "{line}\n{}", err.stderr);
     }
+    // The garbage collector follows custom kinds as dependents too: a Gizmo
+    // owned by a ConfigMap goes with it.
+    k.ok(["create", "configmap", "gizmo-owner"]);
+    let uid = k.ok(["get", "configmap", "gizmo-owner", "-o", "jsonpath={.metadata.uid}"]);
+    let owned = format!(
+        "apiVersion: example.com/v1\nkind: Gizmo\nmetadata:\n  name: g5\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: gizmo-owner\n    uid: {}\nspec:\n  replicas: 1\n  maxReplicas: 1\n",
+        uid.trim()
+    );
+    k.ok_with_stdin(["create", "-f", "-"], &owned);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    k.ok(["get", "gizmo", "g5"]);
+    k.ok(["delete", "configmap", "gizmo-owner"]);
+    let start = std::time::Instant::now();
+    while k.run(["get", "gizmo", "g5"]).success() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(40),
+            "a custom dependent of a deleted owner is collected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    // Deleting a namespace deletes its custom objects, then the namespace.
+    k.ok(["create", "namespace", "gizmos"]);
+    k.ok_with_stdin(["create", "-n", "gizmos", "-f", "-"], &gizmo("g6", "  replicas: 1\n  maxReplicas: 1\n"));
+    k.ok(["delete", "namespace", "gizmos", "--timeout=40s"]);
+    let out = k.run(["get", "namespace", "gizmos"]);
+    assert!(!out.success(), "the namespace is gone: {}", out.stdout);
+    let left = k.ok(["get", "gizmos", "-A", "-o", "name"]);
+    assert!(!left.contains("g6"), "{left}");
+
     k.ok(["delete", "crd", "gizmos.example.com"]);
 }
 
