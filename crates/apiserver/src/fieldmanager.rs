@@ -6,7 +6,7 @@
 use crate::error::{ApiError, ApiResult, Subject};
 use crate::resources::Resource;
 use apimachinery::field::FieldError;
-use apimachinery::smd::{managed, schema};
+use apimachinery::smd::{managed, scale, schema};
 use serde_json::{json, Value};
 
 /// How a write records field ownership.
@@ -269,6 +269,45 @@ pub fn apply(
     }
     set_entries(&mut out, &entries);
     Ok(out)
+}
+
+/// The Scale's `managedFields`: the managers of its parent's replicas field
+/// (`ScaleHandler.ToSubresource`).
+pub fn scale_entries(parent: &Value, spec_replicas: &str) -> Vec<managed::Entry> {
+    let entries = managed::decode(parent.pointer("/metadata/managedFields")).unwrap_or_default();
+    scale::to_subresource(&entries, &scale::field_path(spec_replicas))
+}
+
+/// Apply `config` (an autoscaling/v1 Scale) by `manager` to `live_scale`,
+/// the Scale of `parent`, with conflicts among the Scale's managers as
+/// upstream's scale field manager has them. Returns the merged Scale and the
+/// parent's new entries (`ScaleHandler.ToParent`).
+pub fn apply_scale(
+    r: &Resource,
+    parent: &Value,
+    live_scale: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    spec_replicas: &str,
+) -> ApiResult<(Value, Vec<managed::Entry>)> {
+    let path = scale::field_path(spec_replicas);
+    let parent_entries = managed::decode(parent.pointer("/metadata/managedFields"))
+        .map_err(|e| ApiError::internal(format!("decoding the live object's managedFields: {e}")))?;
+    let entries = scale::to_subresource(&parent_entries, &path);
+    let shape = schema::for_kind("autoscaling", "Scale");
+    let zero = json!({ "metadata": {}, "spec": {}, "status": {} });
+    let now = crate::registry::now_rfc3339();
+    let w = writer(manager, scale::SCALE_API_VERSION, Some("scale"), &now);
+    let (merged, entries) =
+        match managed::apply(entries, &managed::strip(live_scale), &managed::strip(config), shape, &zero, &w, force) {
+            Ok(x) => x,
+            Err(managed::ApplyError::Conflicts(list)) => return Err(conflict_error(&list)),
+            Err(managed::ApplyError::Type(e)) => {
+                return Err(ApiError::new(500, "InternalError", format!("failed to create typed patch object: {e}")))
+            }
+        };
+    Ok((merged, scale::to_parent(&parent_entries, &entries, &path, &r.api_version())))
 }
 
 /// 409 with the conflicting fields as causes (`managedfields/internal/conflict.go`).

@@ -219,7 +219,66 @@ fn scale_of(r: &Resource, obj: &Value) -> ApiResult<Value> {
     if !scale.spec_replicas_found && crate::crd::custom(r).is_some() {
         return Err(ApiError::internal(format!("the spec replicas field {:?} does not exist", paths.spec_replicas)));
     }
-    Ok(scale.object)
+    let mut out = scale.object;
+    let entries = fieldmanager::scale_entries(obj, &paths.spec_replicas);
+    fieldmanager::set_entries(&mut out, &entries);
+    Ok(out)
+}
+
+/// A Scale's replicas must not be negative (`ValidateScale`).
+fn check_scale_replicas(name: &str, replicas: i64) -> ApiResult<()> {
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            crate::error::Subject { group: "autoscaling", plural: "scale", kind: "Scale", name },
+            &[apimachinery::field::FieldError::invalid(
+                "spec.replicas",
+                replicas,
+                "must be greater than or equal to 0",
+            )],
+        ));
+    }
+    Ok(())
+}
+
+/// Server-side apply to `/scale`: the configuration is a Scale, its
+/// conflicts are with the Scale's managers (the parent's owners of the
+/// replicas field), and the result goes back to the parent's managedFields
+/// (upstream `ScaleREST` with its `ScaleHandler`).
+async fn apply_scale(ctx: &Ctx<'_>, name: &str, body: Value) -> ApiResult<Reply> {
+    let r = ctx.r();
+    if !r.scale {
+        return Err(ApiError::path_not_found_for("scale"));
+    }
+    let manager = fieldmanager::apply_manager(ctx.query.get("fieldManager"))?;
+    let force = ctx.query.flag("force");
+    let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    // `versionCheckManager`: the configuration is of the endpoint's kind.
+    if api_version != "autoscaling/v1" || kind != "Scale" {
+        return Err(ApiError::bad_request(format!("invalid object type: {api_version}, Kind={kind}")));
+    }
+    let paths = scale_paths(r);
+    let stored = ctx
+        .registry
+        .modify(r, ctx.ns(), name, Some("scale"), ctx.dry_run(), &Tracking::Applied, |obj| {
+            let live = apimachinery::scale::scale_of(obj, &paths).map_err(ApiError::internal)?.object;
+            let (merged, entries) =
+                fieldmanager::apply_scale(r, obj, &live, &body, &manager, force, &paths.spec_replicas)?;
+            let replicas = merged
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
+            check_scale_replicas(name, replicas)?;
+            let mut obj = obj.clone();
+            apimachinery::scale::set_spec_replicas(&mut obj, &paths, replicas).map_err(ApiError::bad_request)?;
+            fieldmanager::set_entries(&mut obj, &entries);
+            if let Some(m) = object::meta_mut(&mut obj) {
+                m.remove("resourceVersion");
+            }
+            Ok(obj)
+        })
+        .await?;
+    Ok(Reply::json(200, &scale_of(r, &stored.object)?))
 }
 
 struct ListParams {
@@ -800,16 +859,7 @@ where
                     paths.spec_replicas
                 )));
             }
-            if replicas < 0 {
-                return Err(ApiError::invalid(
-                    crate::error::Subject { group: "autoscaling", plural: "scale", kind: "Scale", name },
-                    &[apimachinery::field::FieldError::invalid(
-                        "spec.replicas",
-                        replicas,
-                        "must be greater than or equal to 0",
-                    )],
-                ));
-            }
+            check_scale_replicas(name, replicas)?;
             let mut obj = obj.clone();
             apimachinery::scale::set_spec_replicas(&mut obj, &paths, replicas).map_err(ApiError::bad_request)?;
             if let Some(m) = object::meta_mut(&mut obj) {
@@ -818,8 +868,7 @@ where
             Ok(obj)
         })
         .await?;
-    let scale = apimachinery::scale::scale_of(&stored.object, &paths).map_err(ApiError::bad_request)?;
-    Ok(Reply::json(200, &scale.object))
+    Ok(Reply::json(200, &scale_of(r, &stored.object)?))
 }
 
 pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<Reply> {
@@ -855,7 +904,7 @@ pub async fn patch(ctx: &Ctx<'_>, content_type: &str, body: &[u8]) -> ApiResult<
     fieldmanager::check_force_only_for_apply(ctx.query.get("force"), is_apply)?;
     if ctx.req.subresource.as_deref() == Some("scale") {
         if is_apply {
-            return Err(ApiError::unsupported_media_type("application/apply-patch+yaml on the scale subresource"));
+            return apply_scale(ctx, &name, patch_doc).await;
         }
         return update_scale(ctx, &name, |scale| apply(scale, "autoscaling", "Scale")).await;
     }

@@ -156,7 +156,9 @@ async fn route(state: &Arc<State>, cert_user: Option<&User>, req: Request<Incomi
         }
         Target::OpenApi(p) if p == "v2" => {
             let accept = req.headers().get(http::header::ACCEPT).and_then(|h| h.to_str().ok()).unwrap_or_default();
-            if openapi::v2::accepts_json(accept) {
+            if openapi::v2_proto::accepts(accept) {
+                full(200, openapi::v2_proto::CONTENT_TYPE, openapi::v2_proto::encode(&openapi::v2::document()))
+            } else if openapi::v2::accepts_json(accept) {
                 json_reply(200, &openapi::v2::document())
             } else {
                 error_reply(&ApiError::not_acceptable())

@@ -166,6 +166,26 @@ fn server_side_apply_and_field_managers() {
     assert_eq!(c.json(&dep)["spec"]["replicas"], 2);
     assert!(!c.managers(&dep).contains(&"scaler/Update".to_string()), "{:?}", c.managers(&dep));
 
+    // ---- the Scale shows and takes ownership of the replicas field ----
+    let scale: Value =
+        serde_json::from_str(&k.ok(["get", "--raw", "/apis/apps/v1/namespaces/default/deployments/web/scale"]))
+            .expect("scale json");
+    let owners: Vec<&Value> = scale["metadata"]["managedFields"].as_array().into_iter().flatten().collect();
+    assert!(
+        owners.iter().any(|e| e["manager"] == "kubectl"
+            && e["operation"] == "Apply"
+            && e["apiVersion"] == "autoscaling/v1"
+            && e["fieldsV1"] == serde_json::json!({"f:spec": {"f:replicas": {}}})),
+        "the Scale's managedFields: {scale}"
+    );
+    // Server-side apply to /scale takes a Scale, as upstream's field manager
+    // checks (the official Python client applies one in python_client.rs).
+    let err = k.run_with_stdin(
+        ["apply", "--server-side", "--subresource=scale", "--field-manager=hpa", "-f", "-"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 4\n",
+    );
+    assert!(err.stderr.contains("invalid object type: apps/v1, Kind=Deployment"), "{}", err.stderr);
+
     // ---- fields the applier stops applying are removed ----
     k.ok_with_stdin(["apply", "--server-side", "-f", "-"], &deployment(2, false, false));
     let obj = c.json(&dep);
@@ -227,6 +247,13 @@ fn openapi_v2(c: &Cluster) {
     assert!(defs.contains_key("io.k8s.api.apps.v1.Deployment"));
     assert!(defs.contains_key("com.example.v1.Widget"), "the CRD's schema is there too");
     assert!(doc["paths"].get("/apis/apps/v1/namespaces/{namespace}/deployments/{name}").is_some());
+    // kubectl's v2 explain reads the protobuf document (client-go's OpenAPISchema()).
+    let out = c.k().ok(["explain", "service.spec.sessionAffinity", "--output=plaintext-openapiv2"]);
+    assert!(out.contains("sessionAffinity <string>") && out.contains("ClientIP"), "{out}");
+    let out = c.k().ok(["explain", "deployment.spec.strategy", "--output=plaintext-openapiv2"]);
+    assert!(out.contains("RESOURCE: strategy <Object>") || out.contains("strategy <Object>"), "{out}");
+    let out = c.k().ok(["explain", "widget.spec.size", "--output=plaintext-openapiv2"]);
+    assert!(out.contains("How big the widget is."), "the CRD's schema is in the protobuf document too: {out}");
 }
 
 /// DaemonSet rollouts leave ControllerRevisions: `kubectl rollout history`

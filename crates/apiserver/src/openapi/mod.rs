@@ -7,6 +7,7 @@
 mod enums;
 pub mod schemas;
 pub mod v2;
+pub mod v2_proto;
 
 use crate::resources::{self, Resource};
 use serde_json::{json, Value};

@@ -1,8 +1,7 @@
 //! `/openapi/v2`: the Swagger 2.0 document of everything served, built from
 //! the same schemas as the v3 documents (`#/definitions/` instead of
-//! `#/components/schemas/`). JSON only: clients that ask for the protobuf form
-//! (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`) get 406 and
-//! fall back as they do on servers without v2.
+//! `#/components/schemas/`). Clients that ask for the protobuf form get this
+//! document through [`super::v2_proto`].
 
 use super::schemas::{self, REF_PREFIX};
 use crate::resources;

@@ -361,6 +361,42 @@ def dynamic_apply(api_client):
     cms.delete(name="py-ssa", namespace=NS)
     check("dynamic delete", True)
 
+    # Server-side apply to the scale subresource (what an autoscaler built on
+    # client-go's ApplyScale does): a Scale configuration, conflicts with the
+    # replicas field's owner, the applier recorded on the Deployment.
+    deps = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    dep = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "py-scaled"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "py-scaled"}},
+                 "template": {"metadata": {"labels": {"app": "py-scaled"}},
+                              "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}},
+    }
+    deps.server_side_apply(body=dep, field_manager="python", namespace=NS)
+    scale = deps.subresources["scale"]
+    got = scale.get(name="py-scaled", namespace=NS)
+    owners = [(e.manager, e.apiVersion) for e in (got.metadata.managedFields or [])]
+    check("scale managedFields show the replicas owner", ("python", "autoscaling/v1") in owners, owners)
+    config = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "py-scaled"}, "spec": {"replicas": 3}}
+    try:
+        dyn.server_side_apply(scale, body=config, name="py-scaled", namespace=NS, field_manager="py-hpa")
+        check("scale apply conflicts with the replicas owner", False, "no conflict")
+    except Exception as e:  # the dynamic client's ConflictError
+        body = e.body.decode() if isinstance(getattr(e, "body", None), bytes) else str(getattr(e, "body", e))
+        check("scale apply conflicts with the replicas owner",
+              getattr(e, "status", None) == 409 and 'conflict with \\"python\\"' in body, body)
+    got = dyn.server_side_apply(scale, body=config, name="py-scaled", namespace=NS, field_manager="py-hpa",
+                                force_conflicts=True)
+    check("scale apply with force", got.spec.replicas == 3, got.spec)
+    d = deps.get(name="py-scaled", namespace=NS)
+    entries = {e.manager: e for e in d.metadata.managedFields}
+    hpa = entries.get("py-hpa")
+    check("the Scale's applier owns the Deployment's replicas",
+          hpa is not None and hpa.subresource == "scale" and hpa.apiVersion == "apps/v1"
+          and hpa.fieldsV1.to_dict() == {"f:spec": {"f:replicas": {}}}, hpa)
+    check("the previous owner lost replicas", "f:replicas" not in entries["python"].fieldsV1.to_dict().get("f:spec", {}),
+          entries["python"].fieldsV1)
+    deps.delete(name="py-scaled", namespace=NS)
+
 
 def main():
     config.load_kube_config(config_file=sys.argv[1])
