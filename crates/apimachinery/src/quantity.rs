@@ -11,6 +11,8 @@ pub fn parse(q: &str) -> Option<f64> {
     let n: f64 = num.parse().ok()?;
     let mult = match suffix {
         "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,

@@ -610,6 +610,16 @@ spec:
                 x-kubernetes-validations:
                 - rule: self == oldSelf
                   message: class is immutable
+              address:
+                type: string
+                x-kubernetes-validations:
+                - rule: isIP(self) && ip(self).family() == 4
+                  message: must be an IPv4 address
+              memory:
+                type: string
+                x-kubernetes-validations:
+                - rule: quantity(self).isLessThan(quantity('1Gi'))
+                  message: at most 1Gi
               tags:
                 type: array
                 items: {type: string}
@@ -644,6 +654,22 @@ fn cel_rules(c: &Cluster) {
     ] {
         assert!(err.stderr.contains(line), "{line}\n{}", err.stderr);
     }
+    // Kubernetes' CEL libraries: ip, quantity.
+    let err = k.run_with_stdin(
+        ["create", "-f", "-"],
+        &gizmo("g4", "  replicas: 1\n  maxReplicas: 1\n  address: fd00::1\n  memory: 2Gi\n"),
+    );
+    for line in [
+        r#"spec.address: Invalid value: "string": must be an IPv4 address"#,
+        r#"spec.memory: Invalid value: "string": at most 1Gi"#,
+    ] {
+        assert!(err.stderr.contains(line), "{line}\n{}", err.stderr);
+    }
+    k.ok_with_stdin(
+        ["create", "-f", "-"],
+        &gizmo("g4", "  replicas: 1\n  maxReplicas: 1\n  address: 10.0.0.1\n  memory: 512Mi\n"),
+    );
+    k.ok(["delete", "gizmo", "g4"]);
     let err = k.run_with_stdin(["create", "-f", "-"], &gizmo("much-too-long", "  replicas: 1\n  maxReplicas: 1\n"));
     assert!(err.stderr.contains(r#"Invalid value: "object": name is too long"#), "{}", err.stderr);
     // A missing field is an evaluation error, not a pass.

@@ -5,6 +5,7 @@
 //! {pruning,defaulting}, `.../apiserver/validation`, kube-openapi
 //! `pkg/validation`).
 
+pub mod cel_library;
 pub mod columns;
 pub mod definition;
 pub mod rules;

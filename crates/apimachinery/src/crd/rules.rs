@@ -12,12 +12,10 @@
 //! must compile, reasons and field paths must be valid.
 //!
 //! Not done: upstream's static type checking and cost budgets (a rule is
-//! typed at run time, against the values it meets), and the Kubernetes CEL
-//! libraries beyond `strings`, `math` and the lists functions below (no
-//! `quantity`, `url`, `ip`/`cidr`, `format`).
+//! typed at run time, against the values it meets); the Kubernetes libraries
+//! there are are in [`super::cel_library`].
 
 use crate::field::FieldError;
-use cel::extractors::This;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value as Cel};
 use serde_json::Value;
@@ -78,8 +76,8 @@ fn rules_of(schema: &Value) -> impl Iterator<Item = Rule<'_>> {
 }
 
 /// The environment rules compile and run in: CEL's standard library with the
-/// `strings` and `math` extensions Kubernetes also enables (its `lists`
-/// functions are added per evaluation, see [`context`]).
+/// `strings` and `math` extensions Kubernetes also enables (its own
+/// libraries are added per evaluation: [`super::cel_library`]).
 fn env() -> &'static Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| {
@@ -113,49 +111,9 @@ fn uses_old_self(program: &Program) -> bool {
     program.references().has_variable("oldSelf")
 }
 
-/// Kubernetes' `lists` library (`k8s.io/apiserver/pkg/cel/library/lists.go`):
-/// `isSorted`, `sum`, `min`, `max`. (`indexOf` is the strings extension's
-/// name as well, so lists don't get it here.)
-fn add_list_functions(ctx: &mut Context<'_, '_>) {
-    let _ = ctx.add_function("isSorted", |This(l): This<Arc<Vec<Cel>>>| -> bool {
-        l.windows(2).all(|w| w[0].partial_cmp(&w[1]).is_some_and(|o| o != std::cmp::Ordering::Greater))
-    });
-    let _ = ctx.add_function("sum", |This(l): This<Arc<Vec<Cel>>>| -> Result<Cel, ExecutionError> {
-        let mut int: i64 = 0;
-        let mut float: f64 = 0.0;
-        let mut floats = false;
-        for v in l.iter() {
-            match v {
-                Cel::Int(i) => {
-                    int =
-                        int.checked_add(*i).ok_or_else(|| ExecutionError::function_error("sum", "integer overflow"))?
-                }
-                Cel::Float(f) => {
-                    floats = true;
-                    float += f
-                }
-                other => return Err(ExecutionError::function_error("sum", format!("not a number: {other:?}"))),
-            }
-        }
-        Ok(if floats { Cel::Float(float + int as f64) } else { Cel::Int(int) })
-    });
-    fn extreme(l: &[Cel], name: &str, want: std::cmp::Ordering) -> Result<Cel, ExecutionError> {
-        let mut best: Option<&Cel> = None;
-        for v in l {
-            best = match best {
-                Some(b) if v.partial_cmp(b) != Some(want) => Some(b),
-                _ => Some(v),
-            };
-        }
-        best.cloned().ok_or_else(|| ExecutionError::function_error(name, "list is empty"))
-    }
-    let _ = ctx.add_function("min", |This(l): This<Arc<Vec<Cel>>>| extreme(&l, "min", std::cmp::Ordering::Less));
-    let _ = ctx.add_function("max", |This(l): This<Arc<Vec<Cel>>>| extreme(&l, "max", std::cmp::Ordering::Greater));
-}
-
 fn context(self_value: Cel, old: Option<OldSelf>) -> Context<'static, 'static> {
     let mut ctx = Context::with_env(env().clone());
-    add_list_functions(&mut ctx);
+    super::cel_library::add(&mut ctx);
     ctx.add_variable_from_value("self", self_value);
     match old {
         None => {}
