@@ -238,13 +238,8 @@ pub fn apply(
         ),
         None => (zero.clone(), Vec::new()),
     };
-    let (merged, entries) = match managed::apply(entries, &live_stripped, &cfg, shape, &zero, &w, force) {
-        Ok(x) => x,
-        Err(managed::ApplyError::Conflicts(list)) => return Err(conflict_error(&list)),
-        Err(managed::ApplyError::Type(e)) => {
-            return Err(ApiError::new(500, "InternalError", format!("failed to create typed patch object: {e}")))
-        }
-    };
+    let (merged, entries) =
+        managed::apply(entries, &live_stripped, &cfg, shape, &zero, &w, force).map_err(apply_error)?;
     // On create the result is the configuration itself, not merged into the
     // Go zero value upstream compares against.
     let mut out = if live.is_none() { cfg } else { merged };
@@ -300,14 +295,20 @@ pub fn apply_scale(
     let now = crate::registry::now_rfc3339();
     let w = writer(manager, scale::SCALE_API_VERSION, Some("scale"), &now);
     let (merged, entries) =
-        match managed::apply(entries, &managed::strip(live_scale), &managed::strip(config), shape, &zero, &w, force) {
-            Ok(x) => x,
-            Err(managed::ApplyError::Conflicts(list)) => return Err(conflict_error(&list)),
-            Err(managed::ApplyError::Type(e)) => {
-                return Err(ApiError::new(500, "InternalError", format!("failed to create typed patch object: {e}")))
-            }
-        };
+        managed::apply(entries, &managed::strip(live_scale), &managed::strip(config), shape, &zero, &w, force)
+            .map_err(apply_error)?;
     Ok((merged, scale::to_parent(&parent_entries, &entries, &path, &r.api_version())))
+}
+
+/// A failed apply as the API answers it: conflicts are 409, a configuration
+/// or object that does not fit the schema 500 (upstream's text).
+fn apply_error(e: managed::ApplyError) -> ApiError {
+    match e {
+        managed::ApplyError::Conflicts(list) => conflict_error(&list),
+        managed::ApplyError::Type(e) => {
+            ApiError::new(500, "InternalError", format!("failed to create typed patch object: {e}"))
+        }
+    }
 }
 
 /// 409 with the conflicting fields as causes (`managedfields/internal/conflict.go`).

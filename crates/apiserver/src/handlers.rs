@@ -225,8 +225,10 @@ fn scale_of(r: &Resource, obj: &Value) -> ApiResult<Value> {
     Ok(out)
 }
 
-/// A Scale's replicas must not be negative (`ValidateScale`).
-fn check_scale_replicas(name: &str, replicas: i64) -> ApiResult<()> {
+/// `obj` with its spec replicas field set from a Scale write; the replicas
+/// must not be negative (`ValidateScale`), and the write is not
+/// conditional on the parent's resourceVersion.
+fn scaled(name: &str, obj: &Value, paths: &ScalePaths, replicas: i64) -> ApiResult<Value> {
     if replicas < 0 {
         return Err(ApiError::invalid(
             crate::error::Subject { group: "autoscaling", plural: "scale", kind: "Scale", name },
@@ -237,7 +239,12 @@ fn check_scale_replicas(name: &str, replicas: i64) -> ApiResult<()> {
             )],
         ));
     }
-    Ok(())
+    let mut obj = obj.clone();
+    apimachinery::scale::set_spec_replicas(&mut obj, paths, replicas).map_err(ApiError::bad_request)?;
+    if let Some(m) = object::meta_mut(&mut obj) {
+        m.remove("resourceVersion");
+    }
+    Ok(obj)
 }
 
 /// Server-side apply to `/scale`: the configuration is a Scale, its
@@ -268,13 +275,8 @@ async fn apply_scale(ctx: &Ctx<'_>, name: &str, body: Value) -> ApiResult<Reply>
                 .pointer("/spec/replicas")
                 .and_then(Value::as_i64)
                 .ok_or_else(|| ApiError::bad_request("spec.replicas must be an integer"))?;
-            check_scale_replicas(name, replicas)?;
-            let mut obj = obj.clone();
-            apimachinery::scale::set_spec_replicas(&mut obj, &paths, replicas).map_err(ApiError::bad_request)?;
+            let mut obj = scaled(name, obj, &paths, replicas)?;
             fieldmanager::set_entries(&mut obj, &entries);
-            if let Some(m) = object::meta_mut(&mut obj) {
-                m.remove("resourceVersion");
-            }
             Ok(obj)
         })
         .await?;
@@ -859,13 +861,7 @@ where
                     paths.spec_replicas
                 )));
             }
-            check_scale_replicas(name, replicas)?;
-            let mut obj = obj.clone();
-            apimachinery::scale::set_spec_replicas(&mut obj, &paths, replicas).map_err(ApiError::bad_request)?;
-            if let Some(m) = object::meta_mut(&mut obj) {
-                m.remove("resourceVersion");
-            }
-            Ok(obj)
+            scaled(name, obj, &paths, replicas)
         })
         .await?;
     Ok(Reply::json(200, &scale_of(r, &stored.object)?))

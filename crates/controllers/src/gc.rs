@@ -3,9 +3,9 @@
 //! `pkg/controller/garbagecollector`). Level-triggered: after any change it
 //! recomputes from the reflector stores of every kind.
 
-use crate::informer::{HasMeta, Informers, MetaView};
+use crate::informer::{kind_key, HasMeta, Informers, MetaView};
 use crate::kinds::{self, Kind};
-use crate::Ctx;
+use crate::{AbortOnDrop, Ctx};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,14 +26,6 @@ struct CustomKind {
     watched: Watched,
     /// Held for its `Drop`: the watch stops when the kind is dropped.
     _task: Option<AbortOnDrop>,
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The built-in kinds come from the shared informers (typed ones where a
@@ -81,13 +73,8 @@ async fn run(client: kube::Client, inf: Arc<Informers>, builtin: Vec<Watched>, c
 
 /// Start following the kinds of new CRDs and stop following deleted ones.
 fn follow_custom_kinds(inf: &Informers, custom: &mut HashMap<String, CustomKind>, changed: &Arc<Notify>) {
-    let wanted: HashMap<String, Kind> = inf
-        .crds
-        .list()
-        .iter()
-        .filter_map(|crd| kinds::of_crd(crd))
-        .map(|k| (format!("{}/{}", k.ar.api_version, k.ar.kind), k))
-        .collect();
+    let wanted: HashMap<String, Kind> =
+        inf.crds.list().iter().filter_map(|crd| kinds::of_crd(crd)).map(|k| (kind_key(&k.ar), k)).collect();
     custom.retain(|key, c| {
         let keep = wanted.contains_key(key);
         if !keep {
@@ -110,7 +97,7 @@ fn follow_custom_kinds(inf: &Informers, custom: &mut HashMap<String, CustomKind>
                 n.notify_one();
             }
         });
-        custom.insert(key, CustomKind { watched: Watched { kind, view }, _task: task.map(AbortOnDrop) });
+        custom.insert(key, CustomKind { watched: Watched { kind, view }, _task: task.map(|t| AbortOnDrop(vec![t])) });
     }
 }
 

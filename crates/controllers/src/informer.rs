@@ -248,6 +248,11 @@ where
     }
 }
 
+/// How a kind is named among the metadata informers: `apiVersion/kind`.
+pub fn kind_key(ar: &ApiResource) -> String {
+    format!("{}/{}", ar.api_version, ar.kind)
+}
+
 /// An object seen only through its metadata.
 pub trait HasMeta: Send + Sync {
     fn object_meta(&self) -> &ObjectMeta;
@@ -318,7 +323,7 @@ pub struct Informers {
     /// namespace controller follow beyond the built-in ones.
     pub crds: Arc<Informer<CustomResourceDefinition>>,
     client: kube::Client,
-    /// Metadata informers made on demand, one per kind (`apiVersion/kind`).
+    /// Metadata informers made on demand, one per kind ([`kind_key`]).
     metadata: Mutex<HashMap<String, Arc<MetadataInformer>>>,
 }
 
@@ -442,7 +447,7 @@ impl Informers {
     /// The shared metadata informer of `ar`'s kind, and its task when this
     /// call made it (the caller owns that task: aborting it stops the watch).
     pub fn metadata(&self, ar: &ApiResource) -> (Arc<MetadataInformer>, Option<JoinHandle<()>>) {
-        let key = format!("{}/{}", ar.api_version, ar.kind);
+        let key = kind_key(ar);
         let mut made = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(inf) = made.get(&key) {
             return (inf.clone(), None);
@@ -456,7 +461,7 @@ impl Informers {
     /// Forget the metadata informer of a kind that is no longer served (its
     /// CRD was deleted); the caller aborts its task.
     pub fn drop_metadata(&self, ar: &ApiResource) {
-        let key = format!("{}/{}", ar.api_version, ar.kind);
+        let key = kind_key(ar);
         self.metadata.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
     }
 }

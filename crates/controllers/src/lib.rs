@@ -242,7 +242,7 @@ pub async fn start_elected(
 }
 
 /// Tasks aborted when this is dropped.
-struct AbortOnDrop(Vec<JoinHandle<()>>);
+pub(crate) struct AbortOnDrop(pub(crate) Vec<JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

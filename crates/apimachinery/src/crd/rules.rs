@@ -15,6 +15,7 @@
 //! typed at run time, against the values it meets); the Kubernetes libraries
 //! there are are in [`super::cel_library`].
 
+use super::schema::{child_path, ROOT_FIELDS};
 use crate::field::FieldError;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value as Cel};
@@ -111,23 +112,44 @@ fn uses_old_self(program: &Program) -> bool {
     program.references().has_variable("oldSelf")
 }
 
-fn context(self_value: Cel, old: Option<OldSelf>) -> Context<'static, 'static> {
-    let mut ctx = Context::with_env(env().clone());
-    super::cel_library::add(&mut ctx);
-    ctx.add_variable_from_value("self", self_value);
-    match old {
-        None => {}
-        Some(OldSelf::Plain(v)) => ctx.add_variable_from_value("oldSelf", v),
-        Some(OldSelf::Optional(v)) => {
-            let inner = v.and_then(|v| Box::<dyn cel::common::value::Val>::try_from(v).ok());
-            let opt = match inner {
-                Some(b) => cel::common::types::CelOptional::of(b),
-                None => cel::common::types::CelOptional::none(),
-            };
-            ctx.add_variable_as_val("oldSelf", Box::new(opt));
+thread_local! {
+    /// The libraries' functions, registered once per thread: each evaluation
+    /// binds `self`/`oldSelf` in a child scope of it.
+    static BASE: Context<'static, 'static> = {
+        let mut ctx = Context::with_env(env().clone());
+        super::cel_library::add(&mut ctx);
+        ctx
+    };
+}
+
+/// Run `f` in a context where `self` (and `oldSelf`) are bound.
+fn with_context<R>(self_value: Cel, old: Option<OldSelf>, f: impl FnOnce(&Context<'_, '_>) -> R) -> R {
+    BASE.with(|base| {
+        let mut ctx = base.new_inner_scope();
+        ctx.add_variable_from_value("self", self_value);
+        match old {
+            None => {}
+            Some(OldSelf::Plain(v)) => ctx.add_variable_from_value("oldSelf", v),
+            Some(OldSelf::Optional(v)) => {
+                let inner = v.and_then(|v| Box::<dyn cel::common::value::Val>::try_from(v).ok());
+                let opt = match inner {
+                    Some(b) => cel::common::types::CelOptional::of(b),
+                    None => cel::common::types::CelOptional::none(),
+                };
+                ctx.add_variable_as_val("oldSelf", Box::new(opt));
+            }
         }
-    }
-    ctx
+        f(&ctx)
+    })
+}
+
+/// What one evaluation of a rule came to.
+enum Outcome {
+    Holds,
+    /// False; the messageExpression's text when it gave one.
+    Fails(Option<String>),
+    /// The detail of an evaluation error.
+    Error(String),
 }
 
 enum OldSelf {
@@ -175,7 +197,7 @@ fn to_cel(v: &Value, schema: Option<&Value>, root: bool) -> Cel {
         Value::Object(m) => {
             let mut out = HashMap::with_capacity(m.len());
             for (k, child) in m {
-                if root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                if root && ROOT_FIELDS.contains(&k.as_str()) {
                     if k == "metadata" {
                         let mut meta = HashMap::new();
                         for f in ["name", "generateName"] {
@@ -202,14 +224,6 @@ fn child_schema<'s>(schema: Option<&'s Value>, key: &str) -> Option<&'s Value> {
         .get("properties")
         .and_then(|p| p.get(key))
         .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
-}
-
-fn child_path(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
-    }
 }
 
 /// Evaluate every rule of `schema` on `obj` (and, on an update, `old`);
@@ -251,7 +265,7 @@ fn node(v: &Value, old: Option<&Value>, schema: &Value, path: &str, root: bool, 
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (k, child) in m {
-                if root && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                if root && ROOT_FIELDS.contains(&k.as_str()) {
                     continue;
                 }
                 let Some(sub) = props.and_then(|p| p.get(k)).or(additional) else { continue };
@@ -317,41 +331,33 @@ fn evaluate(
         (true, false) => old.map(|o| OldSelf::Plain(to_cel(o, Some(schema), root))),
         (true, true) => Some(OldSelf::Optional(old.map(|o| to_cel(o, Some(schema), root)))),
     };
-    let ctx = context(to_cel(v, Some(schema), root), old_self);
-    match program.execute(&ctx) {
-        Ok(Cel::Bool(true)) => return None,
-        Ok(Cel::Bool(false)) => {}
-        Ok(other) => {
-            return Some(FieldError::invalid(
-                path,
-                ty,
-                format!(
-                    "rule did not evaluate to a bool ({}) evaluating rule: {}",
-                    kind_of(&other),
-                    rule.error_string()
-                ),
-            ))
-        }
-        Err(e) => {
-            let detail = match &e {
-                ExecutionError::NoSuchOverload(_) => format!(
-                    "'no such overload: {e}': call arguments did not match a supported operator, function or macro signature for rule: {}",
-                    rule.error_string()
-                ),
-                _ => format!("{} evaluating rule: {}", execution_error(&e), rule.error_string()),
-            };
-            return Some(FieldError::invalid(path, ty, detail));
-        }
+    let outcome = with_context(to_cel(v, Some(schema), root), old_self, |ctx| {
+        match program.execute(ctx) {
+        Ok(Cel::Bool(true)) => Outcome::Holds,
+        // Ratcheting: a rule without oldSelf that fails on a value the update
+        // left as it was does not block the update.
+        Ok(Cel::Bool(false)) if !transition && old == Some(v) => Outcome::Holds,
+        Ok(Cel::Bool(false)) => Outcome::Fails(if rule.message_expression.trim().is_empty() {
+            None
+        } else {
+            message_expression(rule.message_expression, ctx)
+        }),
+        Ok(other) => Outcome::Error(format!(
+            "rule did not evaluate to a bool ({}) evaluating rule: {}",
+            kind_of(&other),
+            rule.error_string()
+        )),
+        Err(e @ ExecutionError::NoSuchOverload(_)) => Outcome::Error(format!(
+            "'no such overload: {e}': call arguments did not match a supported operator, function or macro signature for rule: {}",
+            rule.error_string()
+        )),
+        Err(e) => Outcome::Error(format!("{} evaluating rule: {}", execution_error(&e), rule.error_string())),
     }
-    // Ratcheting: a rule without oldSelf that fails on a value the update
-    // left as it was does not block the update.
-    if !transition && old == Some(v) {
-        return None;
-    }
-    let detail = if rule.message_expression.trim().is_empty() {
-        rule.message_or_default()
-    } else {
-        message_expression(rule.message_expression, &ctx).unwrap_or_else(|| rule.message_or_default())
+    });
+    let detail = match outcome {
+        Outcome::Holds => return None,
+        Outcome::Error(detail) => return Some(FieldError::invalid(path, ty, detail)),
+        Outcome::Fails(message) => message.unwrap_or_else(|| rule.message_or_default()),
     };
     let at = match normalized_field_path(rule.field_path) {
         Some(rel) if !rel.is_empty() => {

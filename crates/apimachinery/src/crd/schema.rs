@@ -8,9 +8,11 @@
 use crate::field::FieldError;
 use serde_json::Value;
 
-const ROOT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata"];
+/// The API server's fields of a custom object's root, never the schema's.
+pub(super) const ROOT_FIELDS: &[&str] = &["apiVersion", "kind", "metadata"];
 
-fn child_path(path: &str, name: &str) -> String {
+/// `path.name`, or `name` at the root.
+pub(super) fn child_path(path: &str, name: &str) -> String {
     if path.is_empty() {
         name.to_string()
     } else {
